@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh Debian machine: system packages, then two virtual
+# environments, because Blender's `bpy` pins numpy<2 while the backend (torch, mannequin-x) wants
+# numpy>=2 -- exactly as in production, where Blender runs its own Python and talks to the backend
+# process.
+#   .venv/backend  the backend: torch (CPU), transformers, scipy, soundfile, mannequin-x, test tools
+#   .venv/blender  bpy==5.0.1 (real Blender as a Python module) and pytest
+# EXPGEST_VENVS overrides the folder that holds both (default: <repo>/.venv).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENVS=${EXPGEST_VENVS:-$ROOT/.venv}
+PY=${PYTHON:-python3.11}
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(espeak-ng sox ffmpeg blender xvfb xdotool imagemagick x11-utils python3-numpy)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    log "installing system packages: ${missing[*]}"
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+make_venv() {  # make_venv NAME STAMP-CONTENT PIP-ARGS...
+    local name=$1 stamp=$2; shift 2
+    local dir=$VENVS/$name
+    if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return; fi
+    log "creating $dir"
+    rm -rf "$dir"; mkdir -p "$VENVS"
+    "$PY" -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check "$@" >&2
+    echo "$stamp" > "$dir/.stamp"
+}
+
+# torch first from its CPU build, so that nothing later pulls the multi-GB CUDA build.
+BACKEND_STAMP="v1 $(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
+make_venv backend "$BACKEND_STAMP" torch==2.13.0
+if [ ! -f "$VENVS/backend/.deps" ] || [ "$(cat "$VENVS/backend/.deps")" != "$BACKEND_STAMP" ]; then
+    "$VENVS/backend/bin/pip" install -q --disable-pip-version-check -e "$ROOT[expgest,mannequin,dev]" >&2
+    echo "$BACKEND_STAMP" > "$VENVS/backend/.deps"
+fi
+make_venv blender "v1 bpy==5.0.1" bpy==5.0.1 pytest pytest-timeout
+log "ready: $VENVS/backend (backend) and $VENVS/blender (bpy)"
