@@ -37,7 +37,7 @@ make_venv() {  # make_venv NAME STAMP-CONTENT PIP-ARGS...
 
 # torch first from its CPU build, so that nothing later pulls the multi-GB CUDA build.
 BACKEND_STAMP="v1 $(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
-make_venv backend "$BACKEND_STAMP" torch==2.13.0
+make_venv backend "v1 torch==2.13.0" torch==2.13.0
 if [ ! -f "$VENVS/backend/.deps" ] || [ "$(cat "$VENVS/backend/.deps")" != "$BACKEND_STAMP" ]; then
     "$VENVS/backend/bin/pip" install -q --disable-pip-version-check -e "$ROOT[expgest,mannequin,dev]" >&2
     echo "$BACKEND_STAMP" > "$VENVS/backend/.deps"
