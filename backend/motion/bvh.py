@@ -262,13 +262,13 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhData:
         tokens = lines[i].split()
         if tokens:
             key = " ".join(tokens[:-1]).lower()
+            if key not in ("frames:", "frame time:"):
+                raise fail(i, "expected 'Frames: <count>' and 'Frame Time: <seconds>' after MOTION")
             try:
                 if key == "frames:":
                     num_frames = int(tokens[-1])
-                elif key == "frame time:":
-                    frame_time = float(tokens[-1])
                 else:
-                    raise fail(i, "expected 'Frames:' and 'Frame Time:'")
+                    frame_time = float(tokens[-1])
             except ValueError:
                 raise fail(i, f"bad number {tokens[-1]!r}") from None
         i += 1
@@ -379,7 +379,7 @@ def bvh_text(names: Sequence[str], parents: Sequence[int], offsets: np.ndarray, 
     emit(0, 0)
     order_idx = _depth_first(parents)
     frames = rot.shape[0]
-    out.write(f"MOTION\nFrames: {frames}\nFrame Time: {frame_time:.8f}\n")
+    out.write(f"MOTION\nFrames: {frames}\nFrame Time: {float(frame_time)!r}\n")  # full precision: 1/30 exact
     table = np.concatenate([root, rot[:, order_idx].reshape(frames, -1)], axis=1)
     if frames:
         np.savetxt(out, table, fmt=fmt, delimiter=" ")
@@ -512,4 +512,21 @@ def bvh_to_motion(data: BvhData, *, units: str | None = None) -> Motion:
     poses = matrix_to_axis_angle(local).reshape(data.num_frames, NUM_JOINTS * 3)
     root = cols[0]
     trans = (data.local_translations()[:, root] - data.offsets[root]) * scale
-    return Motion(poses=poses.astype(np.float32), trans=trans.astype(np.float32), fps=1.0 / data.frame_time)
+    return Motion(poses=poses.astype(np.float32), trans=trans.astype(np.float32), fps=snap_fps(data.fps))
+
+
+def snap_fps(fps: float, rel_tol: float = 2e-5) -> float:
+    """Undo the rounding of a printed frame time: a rate within ``rel_tol`` of an integer rate or of an NTSC
+    rate (``n * 1000 / 1001``, e.g. 23.976, 29.97) becomes that rate (``0.033333`` s per frame -> 30 fps).
+
+    Args:
+        fps: 1 / frame time as read.
+        rel_tol: relative tolerance.
+
+    Returns:
+        The snapped rate, or ``fps`` unchanged.
+    """
+    for candidate in (float(round(fps)), round(fps * 1.001) * 1000.0 / 1001.0):
+        if candidate > 0 and abs(fps - candidate) <= rel_tol * candidate:
+            return candidate
+    return float(fps)
