@@ -40,15 +40,6 @@ def _check_last(x: np.ndarray, shape: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{what} must have trailing shape {shape}, got {x.shape}")
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    """(..., 3) vectors -> (..., 3, 3) cross-product matrices."""
-    zero = np.zeros_like(v[..., 0])
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([np.stack([zero, -z, y], -1),
-                     np.stack([z, zero, -x], -1),
-                     np.stack([-y, x, zero], -1)], -2)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Axis-angle
 # --------------------------------------------------------------------------------------------------------------
@@ -69,11 +60,23 @@ def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
     small = theta < _SMALL_ANGLE
     safe = np.where(small, 1.0, theta)
     # R = I + a K + b K^2 with K = skew(v) (unnormalised): a = sin(t)/t, b = (1 - cos t)/t^2.
+    # K^2 = v v^T - t^2 I, so R = (1 - b t^2) I + a K + b v v^T, filled entry by entry (fast for big batches).
     a = np.where(small, 1.0 - theta2 / 6.0 + theta2 * theta2 / 120.0, np.sin(safe) / safe)
     b = np.where(small, 0.5 - theta2 / 24.0 + theta2 * theta2 / 720.0, (1.0 - np.cos(safe)) / (safe * safe))
-    k = _skew(v)
-    eye = np.broadcast_to(np.eye(3), k.shape)
-    out = eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    diag = 1.0 - b * theta2
+    out = np.empty(v.shape[:-1] + (3, 3), dtype=np.float64)
+    out[..., 0, 0] = diag + b * x * x
+    out[..., 1, 1] = diag + b * y * y
+    out[..., 2, 2] = diag + b * z * z
+    bxy, bxz, byz = b * x * y, b * x * z, b * y * z
+    ax, ay, az = a * x, a * y, a * z
+    out[..., 0, 1] = bxy - az
+    out[..., 1, 0] = bxy + az
+    out[..., 0, 2] = bxz + ay
+    out[..., 2, 0] = bxz - ay
+    out[..., 1, 2] = byz - ax
+    out[..., 2, 1] = byz + ax
     return out.astype(dtype, copy=False)
 
 
@@ -210,11 +213,16 @@ def quat_to_matrix(quat: np.ndarray) -> np.ndarray:
     q, dtype = _to_float64(quat)
     _check_last(q, (4,), "quat")
     w, x, y, z = np.moveaxis(_normalize(q), -1, 0)
-    out = np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    out = np.empty(q.shape[:-1] + (3, 3), dtype=np.float64)
+    out[..., 0, 0] = 1 - 2 * (y * y + z * z)
+    out[..., 0, 1] = 2 * (x * y - w * z)
+    out[..., 0, 2] = 2 * (x * z + w * y)
+    out[..., 1, 0] = 2 * (x * y + w * z)
+    out[..., 1, 1] = 1 - 2 * (x * x + z * z)
+    out[..., 1, 2] = 2 * (y * z - w * x)
+    out[..., 2, 0] = 2 * (x * z - w * y)
+    out[..., 2, 1] = 2 * (y * z + w * x)
+    out[..., 2, 2] = 1 - 2 * (x * x + y * y)
     return out.astype(dtype, copy=False)
 
 
