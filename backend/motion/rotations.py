@@ -244,13 +244,18 @@ def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
     trace = m00 + m11 + m22
-    # Four candidates, each up to a positive scale: 4w*q, 4x*q, 4y*q, 4z*q.
-    cands = np.stack([
-        np.stack([1.0 + trace, m21 - m12, m02 - m20, m10 - m01], -1),
-        np.stack([m21 - m12, 1.0 + m00 - m11 - m22, m01 + m10, m02 + m20], -1),
-        np.stack([m02 - m20, m01 + m10, 1.0 - m00 + m11 - m22, m12 + m21], -1),
-        np.stack([m10 - m01, m02 + m20, m12 + m21, 1.0 - m00 - m11 + m22], -1),
-    ], -2)
+    # Four candidates (rows), each proportional to q: 4w*q, 4x*q, 4y*q, 4z*q; filled entry by entry.
+    cands = np.empty(m.shape[:-2] + (4, 4), dtype=np.float64)
+    cands[..., 0, 0] = 1.0 + trace
+    cands[..., 1, 1] = 1.0 + m00 - m11 - m22
+    cands[..., 2, 2] = 1.0 - m00 + m11 - m22
+    cands[..., 3, 3] = 1.0 - m00 - m11 + m22
+    cands[..., 0, 1] = cands[..., 1, 0] = m21 - m12
+    cands[..., 0, 2] = cands[..., 2, 0] = m02 - m20
+    cands[..., 0, 3] = cands[..., 3, 0] = m10 - m01
+    cands[..., 1, 2] = cands[..., 2, 1] = m01 + m10
+    cands[..., 1, 3] = cands[..., 3, 1] = m02 + m20
+    cands[..., 2, 3] = cands[..., 3, 2] = m12 + m21
     choice = np.argmax(np.stack([trace, m00, m11, m22], -1), axis=-1)
     q = np.take_along_axis(cands, choice[..., None, None], axis=-2)[..., 0, :]
     q = _normalize(q)

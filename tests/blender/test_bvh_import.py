@@ -94,3 +94,23 @@ def test_hand_mean_without_mannequin_x_says_how_to_install():
 
     with pytest.raises(WeightsError, match="pip install mannequin-x"):
         relaxed_hand_mean()
+
+
+def test_motion_math_runs_under_blenders_numpy():
+    """rotations / resample / hands (numpy-only) work under the numpy that bpy pins (1.26)."""
+    from backend.motion import rotations as rot
+    from backend.motion.hands import relaxed_to_flat
+    from backend.motion.resample import num_frames_for, resample_motion
+
+    motion = smooth_random_motion(seed=5)
+    out = resample_motion(motion, 23.976)
+    assert out.num_frames == num_frames_for(FRAMES / FPS, 23.976) == 38
+    m = rot.axis_angle_to_matrix(motion.joint_axis_angles().astype(np.float64))
+    for order in ("ZYX", "XZY"):
+        back = rot.euler_to_matrix(rot.matrix_to_euler(m, order, degrees=True), order, degrees=True)
+        assert np.abs(back - m).max() < 1e-10
+    q = rot.quat_continuity(rot.matrix_to_quat(m), axis=0)
+    assert np.all(np.sum(q[1:] * q[:-1], axis=-1) >= 0)
+    assert np.abs(rot.rot6d_interleaved_to_matrix(rot.matrix_to_rot6d_interleaved(m)) - m).max() < 1e-12
+    shifted = relaxed_to_flat(motion.poses, hand_mean=np.ones(90))
+    assert np.allclose(shifted[:, 75:] - motion.poses[:, 75:], 1.0)
