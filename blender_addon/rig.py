@@ -22,7 +22,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-WOOD_COLOR = (0.63, 0.42, 0.24, 1.0)
+WOOD_COLOR = (0.8, 0.5, 0.26, 1.0)  # linear RGBA, light varnished wood
 HEAD_BONE_LENGTH = 0.15  # head joint (neck top) to the crown, metres
 _BODY_JOINT_COUNT = 22  # pelvis … right_wrist: what every SMPL-X armature must have
 
