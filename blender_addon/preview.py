@@ -78,7 +78,7 @@ def frame_camera(context: bpy.types.Context, objects: Sequence[bpy.types.Object]
 
     SMPL-X characters built by ``rig.build_character_object`` face -Y; the camera sits in front of them,
     turned ``azimuth_deg`` towards +X (the character's left) and raised ``elevation_deg``, at the smallest
-    distance where every sampled point fits the frame with ``margin``.
+    distance where every sampled point fits the frame (at the scene's current output aspect) with ``margin``.
 
     Args:
         context: Blender context (its scene gets the camera as ``scene.camera``).
@@ -120,12 +120,16 @@ def frame_camera(context: bpy.types.Context, objects: Sequence[bpy.types.Object]
     right = np.cross(forward, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
-    half_fov = math.atan(18.0 / lens_mm)  # 36 mm sensor, square image: same in both directions
-    # For a corner at offset p from the centre (camera axes): |p·right| <= tan(fov/2) (d + p·forward) / margin,
-    # so d >= margin |p·right| / tan(fov/2) - p·forward; likewise for up.
+    # Sensor fit AUTO: the 36 mm sensor spans the longer side of the scene's output image.
+    width = scene.render.resolution_x * scene.render.pixel_aspect_x
+    height = scene.render.resolution_y * scene.render.pixel_aspect_y
+    tan_long = 18.0 / lens_mm
+    tan_x, tan_y = (tan_long, tan_long * height / width) if width >= height else (tan_long * width / height, tan_long)
+    # For a corner at offset p from the centre (camera axes): |p.right| <= tan_x (d + p.forward) / margin,
+    # so d >= margin |p.right| / tan_x - p.forward; likewise for up with tan_y.
     offsets = corners - center
     along = offsets @ forward
-    need = np.maximum(np.abs(offsets @ right), np.abs(offsets @ up)) * margin / math.tan(half_fov) - along
+    need = np.maximum(np.abs(offsets @ right) / tan_x, np.abs(offsets @ up) / tan_y) * margin - along
     distance = float(need.max())
 
     camera = bpy.data.objects.get(CAMERA_NAME)
@@ -140,6 +144,7 @@ def frame_camera(context: bpy.types.Context, objects: Sequence[bpy.types.Object]
     camera.rotation_mode = "QUATERNION"
     camera.rotation_quaternion = Vector(forward.tolist()).to_track_quat("-Z", "Y")
     scene.camera = camera
+    context.view_layer.update()
     return camera
 
 
@@ -198,8 +203,6 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
         shutil.rmtree(frames_dir)
     frames_dir.mkdir(parents=True)
     fps = scene.render.fps / scene.render.fps_base
-    if camera is None:
-        camera = frame_camera(context, frames=frames[:: max(1, len(frames) // 8)] + frames[-1:])
 
     render = scene.render
     saved = dict(engine=render.engine, x=render.resolution_x, y=render.resolution_y,
@@ -223,6 +226,8 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
             scene.world = bpy.data.worlds.new("ExpGest Preview World")
         saved["world_color"] = tuple(scene.world.color)
         scene.world.color = BACKGROUND
+        if camera is None:  # framed for the square image set above
+            camera = frame_camera(context, frames=frames[:: max(1, len(frames) // 8)] + frames[-1:])
         scene.camera = camera
         began = time.perf_counter()
         for number, frame in enumerate(frames):
@@ -240,7 +245,7 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
         scene.display.render_aa = saved_shading["aa"]
         if "world_color" in saved:
             scene.world.color = saved["world_color"]
-        scene.camera = saved["camera"] or camera
+        scene.camera = saved["camera"] or camera or scene.camera
         scene.frame_set(saved["frame"])
 
     video_fps = fps / frame_step

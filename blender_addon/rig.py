@@ -170,6 +170,7 @@ def build_character_object(context: bpy.types.Context, name: str = "SMPLX",
         arm_obj["expgest_body"] = body.name
     if on_floor:
         arm_obj.location.z = -lowest
+    context.view_layer.update()  # valid matrix_world for the caller
     return arm_obj
 
 
@@ -218,7 +219,7 @@ def _build_body(collection: bpy.types.Collection, name: str, arm_obj: bpy.types.
     starts = np.flatnonzero(np.r_[True, (np.diff(flat_joint) != 0) | (np.diff(flat_weight) != 0)])
     ends = np.r_[starts[1:], len(flat_joint)]
     groups: dict[int, bpy.types.VertexGroup] = {}
-    for start, end in zip(starts.tolist(), ends.tolist()):
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         joint = int(flat_joint[start])
         group = groups.get(joint)
         if group is None:
