@@ -75,6 +75,17 @@ def _load_character(character: str | os.PathLike[str] | Mapping[str, Any] | None
     if data["rest_joints"].shape != (len(names), 3) or not np.all(np.isfinite(data["rest_joints"])):
         raise ValueError(f"The character's rest_joints must be finite ({len(names)}, 3), got "
                          f"{data['rest_joints'].shape}.")
+    if "vertices" in data:
+        vertices, faces = data.get("vertices"), data.get("faces")
+        indices, weights = data.get("skin_indices"), data.get("skin_weights")
+        if vertices.ndim != 2 or vertices.shape[1] != 3 or not np.all(np.isfinite(vertices)):
+            raise ValueError("The character's vertices must be finite (V, 3).")
+        if faces is None or faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= len(vertices):
+            raise ValueError("The character's faces must be (F, 3) indices of its vertices.")
+        if (indices is None or weights is None or indices.shape != weights.shape or indices.ndim != 2
+                or len(indices) != len(vertices) or indices.min() < 0 or indices.max() >= len(names)):
+            raise ValueError("The character's skin_indices and skin_weights must both be (V, 4), with joint "
+                             "indices below 55.")
     return data
 
 
@@ -116,7 +127,7 @@ def build_character_object(context: bpy.types.Context, name: str = "SMPLX",
 
     Args:
         context: the Blender context; the objects go into ``context.collection`` (or the scene's).
-        name: object name of the armature; the mesh is called ``f"{name}_body"``.
+        name: object name of the armature (Blender adds ``.001`` if taken); the mesh is ``<that name>_body``.
         character: path of a ``.npz`` from ``python -m backend character`` or a mapping with its keys;
             None = the built-in neutral skeleton without a mesh.
         with_mesh: build the body mesh when the character has one.
@@ -141,6 +152,24 @@ def build_character_object(context: bpy.types.Context, name: str = "SMPLX",
     armature = bpy.data.armatures.new(name)
     arm_obj = bpy.data.objects.new(name, armature)
     collection.objects.link(arm_obj)
+    try:
+        _build_armature(context, arm_obj, names, parents, heads, tails, data, collection, with_mesh, on_floor)
+    except Exception:  # leave no half-built character behind
+        for child in list(arm_obj.children):
+            mesh = child.data
+            bpy.data.objects.remove(child)
+            bpy.data.meshes.remove(mesh)
+        bpy.data.objects.remove(arm_obj)
+        bpy.data.armatures.remove(armature)
+        raise
+    context.view_layer.update()  # valid matrix_world for the caller
+    return arm_obj
+
+
+def _build_armature(context: bpy.types.Context, arm_obj: bpy.types.Object, names: list[str], parents: list[int],
+                    heads: np.ndarray, tails: np.ndarray, data: Mapping[str, Any],
+                    collection: bpy.types.Collection, with_mesh: bool, on_floor: bool) -> None:
+    armature = arm_obj.data
     for selected in context.selected_objects:
         selected.select_set(False)
     context.view_layer.objects.active = arm_obj
@@ -165,13 +194,11 @@ def build_character_object(context: bpy.types.Context, name: str = "SMPLX",
 
     lowest = float(heads[:, 2].min())
     if with_mesh and "vertices" in data:
-        body = _build_body(collection, f"{name}_body", arm_obj, names, data)
+        body = _build_body(collection, f"{arm_obj.name}_body", arm_obj, names, data)
         lowest = float(smplx_to_blender(data["vertices"])[:, 2].min())
         arm_obj["expgest_body"] = body.name
     if on_floor:
         arm_obj.location.z = -lowest
-    context.view_layer.update()  # valid matrix_world for the caller
-    return arm_obj
 
 
 def _build_body(collection: bpy.types.Collection, name: str, arm_obj: bpy.types.Object, bone_names: list[str],
@@ -181,10 +208,6 @@ def _build_body(collection: bpy.types.Collection, name: str, arm_obj: bpy.types.
     faces = np.asarray(data["faces"], dtype=np.int32)
     skin_indices = np.asarray(data["skin_indices"], dtype=np.int64)
     skin_weights = np.asarray(data["skin_weights"], dtype=np.float32)
-    if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= len(vertices):
-        raise ValueError("The character's faces must be (F, 3) vertex indices.")
-    if skin_indices.shape != skin_weights.shape or len(skin_indices) != len(vertices):
-        raise ValueError("The character's skin_indices and skin_weights must both be (V, 4).")
 
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))

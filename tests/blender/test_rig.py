@@ -8,17 +8,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import bpy
 import numpy as np
 import pytest
+from mathutils import Matrix, Quaternion, Vector
 
-from tests.blender._rig_helpers import build_character_file, clean_scene  # noqa: I001  (sets up bpy first)
-
-import bpy  # noqa: E402
-from mathutils import Matrix, Quaternion, Vector  # noqa: E402
-
-from backend.motion.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS  # noqa: E402
-from blender_addon.preview import render_preview  # noqa: E402
-from blender_addon.rig import build_character_object, find_smplx_bones, smplx_to_blender  # noqa: E402
+from backend.motion.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
+from blender_addon.preview import frame_camera, render_preview
+from blender_addon.rig import build_character_object, find_smplx_bones, smplx_to_blender
+from tests.blender._rig_helpers import build_character_file, clean_scene
 
 pytestmark = pytest.mark.blender
 
@@ -225,8 +223,6 @@ def test_preview_renders_the_character(character_npz, tmp_path, speech_wav):
 def test_preview_camera_sees_the_front():
     scene = clean_scene()
     arm = build_character_object(bpy.context, character=None)
-    from blender_addon.preview import frame_camera
-
     camera = frame_camera(bpy.context, [arm], frames=[1])
     assert scene.camera == camera
     view = camera.matrix_world.to_3x3() @ Vector((0.0, 0.0, -1.0))  # a camera looks along its -Z
