@@ -173,7 +173,7 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
                    frame_start: int | None = None, frame_end: int | None = None, frame_step: int = 2,
                    resolution: int = 480, audio: str | os.PathLike[str] | None = None,
                    audio_offset_s: float = 0.0, use_scene_audio: bool = True, camera: bpy.types.Object | None = None,
-                   keep_frames: bool = False) -> PreviewResult:
+                   keep_frames: bool = False, anti_aliasing: str = "OFF") -> PreviewResult:
     """Render the scene's animation with Workbench and encode an MP4 (with the speech) through ffmpeg.
 
     Args:
@@ -187,6 +187,9 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
         use_scene_audio: look for a sound strip when ``audio`` is None.
         camera: the camera to render through; None = ``frame_camera`` over the rendered frames.
         keep_frames: keep the PNG frames after a successful encode.
+        anti_aliasing: Workbench ``scene.display.render_aa`` (``OFF``, ``FXAA``, ``5``, ``8`` …). On the
+            software (Mesa) GL of a headless machine, CPU per 480² frame measured 0.13 s OFF, 0.29 s FXAA,
+            0.78 s with Blender's default 8 samples; OFF looks fine at preview size.
 
     Returns:
         A ``PreviewResult``; ``video`` is None (and the frames are kept) when ffmpeg is missing or fails.
@@ -221,7 +224,7 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
         render.image_settings.color_mode = "RGB"
         shading.light = "STUDIO"
         shading.color_type = "MATERIAL"
-        scene.display.render_aa = "FXAA"
+        scene.display.render_aa = anti_aliasing
         if scene.world is None:
             scene.world = bpy.data.worlds.new("ExpGest Preview World")
         saved["world_color"] = tuple(scene.world.color)
