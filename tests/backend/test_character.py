@@ -240,3 +240,19 @@ def test_cli(repo_root, tmp_path):
                           "--gender", "female"], cwd=repo_root, env=env, capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode == 2 and "smplx_dir" in bad.stderr and not Path(tmp_path / "f.npz").exists()
+
+
+def test_unwritable_output(tmp_path):
+    from backend.errors import OutputError
+
+    with pytest.raises(OutputError, match="Could not write the character file"):
+        build_character(with_mesh=False, output=tmp_path / "missing" / "x.npz")
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_mesh_needs_mannequin(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mannequin", None)  # as if mannequin-x were not installed
+    with pytest.raises(WeightsError, match="mannequin-x"):
+        build_character(output=tmp_path / "x.npz")
+    build_character(with_mesh=False, output=tmp_path / "bones.npz")  # the skeleton alone needs nothing
+    np.testing.assert_allclose(load_character(tmp_path / "bones.npz")["rest_joints"], REST_JOINTS, atol=1e-7)

@@ -234,3 +234,47 @@ def test_preview_camera_sees_the_front():
     for bone in arm.data.bones:
         u, v, depth = world_to_camera_view(scene, camera, arm.matrix_world @ bone.head_local)
         assert 0.0 < u < 1.0 and 0.0 < v < 1.0 and depth > 0
+
+
+DEBIAN_BLENDER_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+import bpy
+import numpy as np
+from mathutils import Quaternion
+from blender_addon.rig import build_character_object, find_smplx_bones
+bpy.ops.wm.read_homefile(use_empty=True)
+arm = build_character_object(bpy.context, character={npz!r})
+body = arm.children[0]
+def evaluated():
+    bpy.context.view_layer.update()
+    ev = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = ev.to_mesh()
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3)
+rest = evaluated()
+arm.pose.bones["left_elbow"].rotation_quaternion = Quaternion((0.0, 0.0, 1.0), 1.0)
+moved = np.linalg.norm(evaluated() - rest, axis=1)
+json.dump(dict(version=list(bpy.app.version), bones=len(arm.data.bones), vertices=len(body.data.vertices),
+               groups=len(body.vertex_groups), found=len(find_smplx_bones(arm)),
+               heads=[list(arm.data.bones[n].head_local) for n in ("pelvis", "left_wrist")],
+               moved=int((moved > 0.05).sum()), still=int((moved < 1e-6).sum())), open({out!r}, "w"))
+"""
+
+
+@pytest.mark.skipif(shutil.which("blender") is None, reason="Debian's blender (3.4) is not installed")
+def test_rig_on_debian_blender(character_npz, tmp_path, repo_root):
+    """The same code in Debian's Blender 3.4 binary (system Python, older mesh API)."""
+    out = tmp_path / "result.json"
+    script = DEBIAN_BLENDER_SCRIPT.format(root=str(repo_root), npz=str(character_npz), out=str(out))
+    result = subprocess.run(["blender", "-b", "--factory-startup", "--python-exit-code", "1",
+                             "--python-expr", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and out.exists(), result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["bones"] == 55 and report["found"] == 55 and report["vertices"] == 24256
+    assert report["groups"] == 51
+    heads = smplx_to_blender(REST_JOINTS[[0, 20]])
+    np.testing.assert_allclose(report["heads"], heads, atol=1e-6)
+    assert report["moved"] > 500 and report["still"] > 15000  # the forearm moved, the rest stayed
