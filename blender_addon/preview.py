@@ -211,6 +211,8 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
     saved = dict(engine=render.engine, x=render.resolution_x, y=render.resolution_y,
                  percentage=render.resolution_percentage, filepath=render.filepath,
                  file_format=render.image_settings.file_format, camera=scene.camera, frame=scene.frame_current)
+    if hasattr(render.image_settings, "media_type"):
+        saved["media_type"] = render.image_settings.media_type
     shading = scene.display.shading
     saved_shading = dict(light=shading.light, color_type=shading.color_type, aa=scene.display.render_aa)
     render_s = 0.0
@@ -243,6 +245,8 @@ def render_preview(context: bpy.types.Context, output: str | os.PathLike[str], *
         render.resolution_x, render.resolution_y = saved["x"], saved["y"]
         render.resolution_percentage = saved["percentage"]
         render.filepath = saved["filepath"]
+        if "media_type" in saved:
+            render.image_settings.media_type = saved["media_type"]
         render.image_settings.file_format = saved["file_format"]
         shading.light, shading.color_type = saved_shading["light"], saved_shading["color_type"]
         scene.display.render_aa = saved_shading["aa"]

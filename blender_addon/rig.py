@@ -49,8 +49,11 @@ def smplx_to_blender(points: np.ndarray) -> np.ndarray:
 
 
 def _builtin_character() -> dict[str, np.ndarray]:
-    # The add-on ships the backend's numpy-only skeleton module; it is the single source of the rest table.
-    from backend.motion import skeleton
+    # The backend's numpy-only skeleton module is the single source of the rest table.
+    try:  # installed extension: build_addon.py bundles backend/ inside the add-on package
+        from .backend.motion import skeleton
+    except ImportError:  # repository checkout: backend/ beside blender_addon/
+        from backend.motion import skeleton
 
     return {"joint_names": np.array(skeleton.JOINT_NAMES), "parents": np.array(skeleton.PARENTS),
             "rest_joints": np.array(skeleton.REST_JOINTS, np.float32)}
@@ -247,7 +250,7 @@ def _build_body(collection: bpy.types.Collection, name: str, arm_obj: bpy.types.
         group = groups.get(joint)
         if group is None:
             group = groups[joint] = body.vertex_groups.new(name=bone_names[joint])
-        group.add(flat_vertex[start:end].tolist(), float(flat_weight[start]), "REPLACE")
+        group.add(flat_vertex[start:end].tolist(), float(flat_weight[start]), "ADD")
     return body
 
 

@@ -278,3 +278,21 @@ def test_rig_on_debian_blender(character_npz, tmp_path, repo_root):
     heads = smplx_to_blender(REST_JOINTS[[0, 20]])
     np.testing.assert_allclose(report["heads"], heads, atol=1e-6)
     assert report["moved"] > 500 and report["still"] > 15000  # the forearm moved, the rest stayed
+
+
+def test_scene_audio_offsets(speech_wav):
+    from blender_addon.preview import scene_audio
+
+    scene = clean_scene()
+    scene.render.fps = 30
+    assert scene_audio(scene, 1) is None
+    editor = scene.sequence_editor_create()
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    strip = strips.new_sound("speech", str(speech_wav), channel=1, frame_start=11)
+    path, offset = scene_audio(scene, 1)
+    assert path == speech_wav and math.isclose(offset, -10 / 30)  # the speech starts 10 frames in
+    strip.frame_offset_start = 15  # trimmed: the strip shows the file from 0.5 s on, at frame 26
+    path, offset = scene_audio(scene, 31)
+    assert math.isclose(offset, 0.5 + 5 / 30, abs_tol=1e-6)
+    strip.mute = True
+    assert scene_audio(scene, 1) is None
