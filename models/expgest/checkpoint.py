@@ -148,7 +148,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 
 
 def _unreadable(p: Path, exc: BaseException) -> str:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc).strip()
+    reason = text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
     return (f"Weights file '{p}' could not be read ({reason[:160]}). It is probably truncated or corrupted: "
             f"download it again and check its size.")
 
@@ -221,12 +222,12 @@ def _count_indices(state_dict: Mapping[str, Tensor], prefix: str) -> int:
 
 def _shape(state_dict: Mapping[str, Tensor], key: str, source: str, kind: str) -> torch.Size:
     if key not in state_dict:
-        raise WeightsError(f"Weights {source} looks like {DESCRIPTIONS[kind]} but lacks '{key}', so its size "
+        raise WeightsError(f"{source} looks like {DESCRIPTIONS[kind]} but lacks '{key}', so its size "
                            f"cannot be determined. The file is incomplete: download it again.")
     return state_dict[key].shape
 
 
-def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source: str = "(in memory)"
+def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source: str = "The state dict"
                  ) -> AudioOnlyConfig | HybridConfig | EmotionClassifierConfig:
     """Network config read off a state dict's shapes (latent width, layer count, feed-forward width).
 
@@ -235,7 +236,7 @@ def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source
     Args:
         state_dict: flat key → tensor mapping of a denoiser or the emotion classifier.
         num_heads: transformer heads to assume.
-        source: how to name the weights in an error (a file path).
+        source: subject naming the weights in an error, e.g. "Weights file '/x/model.pt'".
 
     Returns:
         ``AudioOnlyConfig``, ``HybridConfig`` or ``EmotionClassifierConfig``.
@@ -260,10 +261,10 @@ def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source
             variant = "phrase" if kind == "audio_phrase" else "text"
             return HybridConfig(variant=variant, latent_dim=d, num_layers=layers, ff_size=ff, num_heads=num_heads)
     except ValueError as exc:
-        raise WeightsError(f"Weights {source} hold {DESCRIPTIONS[kind]} with sizes this program cannot build "
+        raise WeightsError(f"{source} holds {DESCRIPTIONS[kind]} with sizes this program cannot build "
                            f"({exc}). Use the released checkpoint.") from None
     what = DESCRIPTIONS.get(kind, "an ExpGest network") if kind else "an ExpGest denoiser or emotion classifier"
-    raise WeightsError(f"Weights {source} do not look like {what} (no known key layout). Check that the file is "
+    raise WeightsError(f"{source} does not look like {what} (no known key layout). Check that the file is "
                        f"an ExpGest checkpoint in the right folder.")
 
 
@@ -361,7 +362,7 @@ def _mismatch_error(source: str, kind: str, report: KeyReport) -> WeightsError:
     else:
         advice = ("Check that this is the right checkpoint for this mode (not another mode's file), "
                   "or download it again.")
-    return WeightsError(f"Weights {source} do not match {DESCRIPTIONS[kind]}: {'; '.join(parts)}. {advice}",
+    return WeightsError(f"{source} does not match {DESCRIPTIONS[kind]}: {'; '.join(parts)}. {advice}",
                         data={"kind": kind, "problems": report.problems()[:50]})
 
 
@@ -369,10 +370,10 @@ def _wrong_kind_error(source: str, expected: str, found: str | None) -> WeightsE
     """``expected``: a kind, or a description such as "a denoiser"."""
     wanted = DESCRIPTIONS.get(expected, expected)
     if found is None:
-        return WeightsError(f"Weights {source} are not {wanted}: the keys match no ExpGest network. "
+        return WeightsError(f"{source} is not {wanted}: the keys match no ExpGest network. "
                             f"Check the file name and folder, or download it again.",
                             data={"expected": expected, "found": None})
-    return WeightsError(f"Weights {source} hold {DESCRIPTIONS[found]}, but {wanted} is needed here. "
+    return WeightsError(f"{source} holds {DESCRIPTIONS[found]}, but {wanted} is needed here. "
                         f"The file is probably in the wrong folder, or the wrong mode was chosen.",
                         data={"expected": expected, "found": found})
 
@@ -402,7 +403,7 @@ def build_network(config: AudioOnlyConfig | HybridConfig | EmotionClassifierConf
     raise TypeError(f"not an ExpGest network config: {type(config).__name__}")
 
 
-def load_into(module: nn.Module, state_dict: Mapping[str, Tensor], kind: str, source: str = "(in memory)"
+def load_into(module: nn.Module, state_dict: Mapping[str, Tensor], kind: str, source: str = "The state dict"
               ) -> KeyReport:
     """Strictly load a state dict into a built network (policy of this module); raises WeightsError.
 
@@ -410,7 +411,7 @@ def load_into(module: nn.Module, state_dict: Mapping[str, Tensor], kind: str, so
         module: the network, on any real device.
         state_dict: flat key → tensor mapping.
         kind: one of ``KINDS`` (selects the ignorable keys).
-        source: how to name the weights in an error (a file path).
+        source: subject naming the weights in an error, e.g. "Weights file '/x/model.pt'".
 
     Returns:
         The ``KeyReport`` (ignored / rebuilt keys, for logging).
@@ -422,14 +423,28 @@ def load_into(module: nn.Module, state_dict: Mapping[str, Tensor], kind: str, so
     result = module.load_state_dict({k: state_dict[k] for k in own if k in state_dict}, strict=False)
     leftover = [k for k in result.missing_keys if k not in report.rebuilt]
     if leftover or result.unexpected_keys:  # cannot happen after compare_keys; keep the guarantee explicit
-        raise WeightsError(f"Weights {source} could not be loaded into {DESCRIPTIONS[kind]} (keys {leftover[:_SHOW]}).")
+        raise WeightsError(f"{source} could not be loaded into {DESCRIPTIONS[kind]} (keys {leftover[:_SHOW]}).")
     return report
+
+
+def _check_sizes(state_dict: Mapping[str, Tensor], config: Any, kind: str, source: str) -> None:
+    """A clear error when the file is the right network at another size (the key check would list dozens)."""
+    try:
+        found = infer_config(state_dict, num_heads=config.num_heads, source=source)
+    except WeightsError:
+        return  # incomplete file: compare_keys names the missing keys
+    if found != config:
+        differ = [f"{k} {v} in the file, {config.to_dict()[k]} expected" for k, v in found.to_dict().items()
+                  if v != config.to_dict()[k]]
+        raise WeightsError(f"{source} holds {DESCRIPTIONS[kind]} of another size ({'; '.join(differ)}). Use the "
+                           f"released checkpoint for this mode, or load it with a config that matches the file.",
+                           data={"kind": kind, "file_config": found.to_dict(), "expected": config.to_dict()})
 
 
 def _load_network(path: str | Path, config: Any, device: torch.device | str, kinds: tuple[str, ...],
                   role: str) -> nn.Module:
     p = _safe_path(path)
-    source = f"file '{p}'"
+    source = f"Weights file '{p}'"
     state_dict = load_state_dict_file(p)
     found = detect_kind(state_dict)
     if config is None:
@@ -441,6 +456,7 @@ def _load_network(path: str | Path, config: Any, device: torch.device | str, kin
         raise TypeError(f"a {type(config).__name__} does not describe {role}")
     if found != kind:
         raise _wrong_kind_error(source, kind, found)
+    _check_sizes(state_dict, config, kind, source)
     module = build_network(config, "cpu")
     load_into(module, state_dict, kind, source)
     return module.to(device).eval().requires_grad_(False)
@@ -505,7 +521,7 @@ def validate_state_dict(state_dict: Mapping[str, Tensor], kind: str,
         return semantic_problems(state_dict)
     found = detect_kind(state_dict)
     if found != kind:
-        return [str(_wrong_kind_error("in this file", kind, found))]
+        return [str(_wrong_kind_error("The file", kind, found))]
     try:
         cfg = config if config is not None else infer_config(state_dict)
     except WeightsError as exc:

@@ -173,16 +173,16 @@ def load_semantic_weights(source: str | Path | Mapping[str, Tensor], encoder: Se
         WeightsError: unreadable or unsafe file, missing heads, shape mismatches, or foreign BERT keys.
     """
     if isinstance(source, Mapping):
-        state_dict, name = dict(source), "(in memory)"
+        state_dict, name = dict(source), "The state dict"
     else:
-        state_dict, name = load_state_dict_file(source), f"file '{Path(source).expanduser()}'"
+        state_dict, name = load_state_dict_file(source), f"Weights file '{Path(source).expanduser()}'"
     expected = encoder.state_dict()
     report, problems = _compare(state_dict, expected)
     if problems:
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
-        raise WeightsError(f"Weights {name} do not match the BERT semantic heads (audio_only_model/joint_sem_ges.bin): "
+        raise WeightsError(f"{name} does not match the BERT semantic heads (audio_only_model/joint_sem_ges.bin): "
                            f"{'; '.join(problems[:4])}{more}. Check that this is joint_sem_ges.bin of the released "
-                           f"audio_only model, saved for a bert-base-uncased sized BERT, or download it again.",
+                           f"audio_only model (for a bert-base-uncased sized BERT), or download it again.",
                            data={"problems": problems[:50]})
     with torch.no_grad():
         encoder.load_state_dict({k: state_dict[k] for k in report.loaded}, strict=False)
