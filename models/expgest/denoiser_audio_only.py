@@ -78,6 +78,11 @@ def require_keys(y: dict[str, Any], keys: tuple[str, ...], owner: str) -> None:
         raise ValueError(f"{owner}: y is missing {missing}; it needs {list(keys)}.")
 
 
+def cast_floats(y: dict[str, Any], keys: tuple[str, ...], dtype: torch.dtype) -> dict[str, Tensor]:
+    """The tensors of ``y`` named in ``keys``, floating ones cast to the network's dtype (e.g. fp16 CLIP → fp32)."""
+    return {k: y[k].to(dtype) if y[k].is_floating_point() else y[k] for k in keys}
+
+
 class AudioOnlyDenoiser(nn.Module):
     """x̂₀ predictor of the audio_only mode; parameter names are those of the released ``model.pt``.
 
@@ -124,9 +129,12 @@ class AudioOnlyDenoiser(nn.Module):
                 are kept.
 
         Returns:
-            (body (batch, 451, 1, frames), hand (batch, 690, 1, frames)) x̂₀ predictions.
+            (body (batch, 451, 1, frames), hand (batch, 690, 1, frames)) x̂₀ predictions in the dtype of
+            ``x_body`` (inputs are cast to the network's dtype, so an fp32 sampler can drive a bf16 network).
         """
         require_keys(y, AUDIO_ONLY_Y_KEYS, type(self).__name__)
+        out_dtype, dtype = x_body.dtype, self.embed_style.weight.dtype
+        x_body, x_hand, y = x_body.to(dtype), x_hand.to(dtype), cast_floats(y, AUDIO_ONLY_Y_KEYS, dtype)
         batch = x_body.shape[0]
         keep = keep_mask(uncond, batch, x_body.device)
 
@@ -147,15 +155,14 @@ class AudioOnlyDenoiser(nn.Module):
         hand = self._stream(x_hand, c_hand, y["text_latent_hand"], audio, self.input_process_hand,
                             self.input_process2_hand, self.rel_pos_hand, self.seqTransEncoder_hand,
                             self.output_process_hand)
-        return body, hand
+        return body.to(out_dtype), hand.to(out_dtype)
 
     @staticmethod
     def _stream(x: Tensor, c: Tensor, text_latent: Tensor, audio: Tensor, input_process: InputProcess,
                 input_process2: nn.Linear, rel_pos: RotaryEmbedding, encoder: nn.TransformerEncoder,
                 output_process: OutputProcess) -> Tensor:
         frames = x.shape[-1]
-        c_tok = c.unsqueeze(1)                                            # (B, 1, d)
-        text_latent = text_latent.to(c.dtype)                             # (B, 1, d)
+        c_tok = c.unsqueeze(1)                                            # (B, 1, d); text_latent (B, 1, d)
         # 5. Per-frame fusion [c ‖ text latent ‖ pose embedding ‖ audio] → d.
         fused = torch.cat((c_tok.expand(-1, frames, -1), text_latent.expand(-1, frames, -1),
                            input_process(x), audio), dim=-1)

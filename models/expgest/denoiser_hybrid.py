@@ -34,7 +34,7 @@ from .config import (
     STYLE_EMB,
     HybridConfig,
 )
-from .denoiser_audio_only import drop_rows, keep_mask, require_keys
+from .denoiser_audio_only import cast_floats, drop_rows, keep_mask, require_keys
 from .layers import (
     InputProcess,
     OutputProcess,
@@ -104,10 +104,13 @@ class HybridDenoiser(nn.Module):
                 input, the speaker-embedding output and the seed inputs are zeroed; audio is kept.
 
         Returns:
-            (body (batch, 238, 1, frames), hand (batch, 756, 1, frames)) x̂₀ predictions.
+            (body (batch, 238, 1, frames), hand (batch, 756, 1, frames)) x̂₀ predictions in the dtype of
+            ``x_body`` (inputs are cast to the network's dtype).
         """
         variant = self.config.variant
         require_keys(y, HYBRID_Y_KEYS[variant], f"{type(self).__name__}({variant})")
+        out_dtype, dtype = x_body.dtype, self.embed_text.weight.dtype
+        x_body, x_hand, y = x_body.to(dtype), x_hand.to(dtype), cast_floats(y, HYBRID_Y_KEYS[variant], dtype)
         batch = x_body.shape[0]
         keep = keep_mask(uncond, batch, x_body.device)
 
@@ -120,7 +123,7 @@ class HybridDenoiser(nn.Module):
             c_hand = torch.cat((speaker, seed_hand), dim=-1) + emb_t
         else:
             c_body = c_hand = seed_hand + emb_t
-        text = self.embed_text(drop_rows(y["clip_text_feat"].to(emb_t.dtype), keep)).unsqueeze(1)   # (B, 1, d)
+        text = self.embed_text(drop_rows(y["clip_text_feat"], keep)).unsqueeze(1)   # (B, 1, d)
         audio = self.WavEncoder(y["audio"])                                                     # (B, T, 64)
 
         # Body stream: [c_body, text, frames…] → transformer, drop 2.
@@ -136,7 +139,7 @@ class HybridDenoiser(nn.Module):
         audio_col = torch.cat((audio.new_zeros(batch, 1, AUDIO_FEAT), audio), dim=1)
         tokens = rotary_tokens(torch.cat((tokens, audio_col), dim=-1), self.rel_pos_hand_part2)
         hand = self.output_process_hand(self.seqTransEncoder_hand(tokens)[:, 1:])
-        return body, hand
+        return body.to(out_dtype), hand.to(out_dtype)
 
     @staticmethod
     def _frames(x: Tensor, c: Tensor, audio: Tensor, input_process: InputProcess, input_process2: nn.Linear,

@@ -166,14 +166,16 @@ class EmotionClassifier(nn.Module):
             (batch, 8) logits in BEAT emotion order.
         """
         vae, head = self._parts(part)
-        _, _, z = vae(x_stream.squeeze(2).transpose(1, 2), eps)
-        return head(z)
+        x = x_stream.squeeze(2).transpose(1, 2).to(head.weight.dtype)
+        _, _, z = vae(x, eps)
+        return head(z).to(x_stream.dtype)
 
     def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float = 3.0,
                           eps: Tensor | None = None) -> Tensor:
         """Classifier-guidance gradient g = scale · ∂ log softmax(logits(x))[target] / ∂x.
 
-        Works under an outer ``torch.no_grad()`` (gradients are enabled locally); x itself is not modified.
+        Works under an outer ``torch.no_grad()`` or ``torch.inference_mode()`` (gradients are enabled locally);
+        x itself is not modified.
 
         Args:
             x: (batch, C, 1, frames) noisy x_t of the stream.
@@ -185,8 +187,8 @@ class EmotionClassifier(nn.Module):
         Returns:
             (batch, C, 1, frames) gradient, same dtype as x.
         """
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():
+            x_in = x.detach().clone().requires_grad_(True)   # a normal tensor even if x is an inference tensor
             log_probs = torch.log_softmax(self.classify(x_in, part, eps), dim=-1)
             selected = log_probs[torch.arange(x.shape[0], device=x.device), target.to(x.device)]
             (grad,) = torch.autograd.grad(selected.sum(), x_in)

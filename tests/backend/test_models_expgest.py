@@ -8,6 +8,7 @@ released state-dict keys and shapes, minus the keys documented as ignorable.
 
 from __future__ import annotations
 
+import copy
 import json
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -164,6 +165,25 @@ def test_emotion_classifier_matches_official(emo, part):
         grad = model.guidance_gradient(x, part, target, scale=3.0, eps=eps)
     assert grad.shape == x.shape and not x.requires_grad
     torch.testing.assert_close(grad, io[f"grad_{part}"], atol=1e-6, rtol=1e-4)
+
+
+def test_guidance_gradient_under_inference_mode_and_bf16(emo, audio_only):
+    model, io = emo
+    x, eps, target = io["x_hand"], io["vae_eps_hand"], io["y_style"].argmax(-1)
+    with torch.inference_mode():
+        grad = model.guidance_gradient(x.clone(), "hand", target, eps=eps)
+    torch.testing.assert_close(grad, io["grad_hand"], atol=1e-6, rtol=1e-4)
+    # A bf16 network driven with float32 tensors returns float32, close to the fp32 reference.
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    grad = half.guidance_gradient(x, "hand", target, eps=eps)
+    assert grad.dtype == torch.float32
+    assert (grad - io["grad_hand"]).abs().max() < 0.05 * io["grad_hand"].abs().max()
+    denoiser, dio = audio_only
+    with torch.no_grad():
+        body, hand = copy.deepcopy(denoiser).to(torch.bfloat16)(dio["x_body"], dio["x_hand"], dio["timesteps"],
+                                                              conditions(dio))
+    assert body.dtype == hand.dtype == torch.float32
+    assert (body - dio["out_body_cond"]).abs().max() < 0.1
 
 
 def test_emotion_classifier_draws_noise_and_checks_part(emo):
