@@ -103,8 +103,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read a checkpoint into a flat ``{key: tensor}`` dict, safely.
 
     ``.safetensors`` files are read with safetensors; anything else with ``torch.load(weights_only=True,
-    map_location='cpu')``. A top-level ``{'state_dict': …}`` wrapper is unwrapped, and ``module`` path
-    segments (DataParallel) are removed from every key.
+    map_location='cpu')`` (memory-mapped when the file is in torch's zip format). A top-level
+    ``{'state_dict': …}`` wrapper is unwrapped, and ``module`` path segments (DataParallel) are removed
+    from every key.
 
     Args:
         path: the file.
@@ -128,7 +129,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
 
             obj: Any = load_file(str(p), device="cpu")
         else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            # Zip-format files are memory-mapped: tensors the network ignores (e.g. the two BERT copies
+            # in audio_only model.pt, ~0.9 GB) are then never read into memory.
+            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only" in str(exc):
             raise WeightsError(

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .config import (
     AUDIO_FEAT,
+    AUDIO_IN,
     AUDIO_ONLY_BODY,
     AUDIO_ONLY_HAND,
     AUDIO_ONLY_WINDOW,
@@ -60,6 +61,8 @@ def keep_mask(uncond: bool | Tensor, batch: int, device: torch.device) -> Tensor
         (batch,) bool tensor.
     """
     if isinstance(uncond, Tensor):
+        if uncond.dim() == 0:
+            uncond = uncond.expand(batch)
         if uncond.shape != (batch,):
             raise ValueError(f"uncond must be a bool or a ({batch},) tensor, got shape {tuple(uncond.shape)}.")
         return ~uncond.to(device=device, dtype=torch.bool)
@@ -76,6 +79,23 @@ def require_keys(y: dict[str, Any], keys: tuple[str, ...], owner: str) -> None:
     missing = [k for k in keys if k not in y]
     if missing:
         raise ValueError(f"{owner}: y is missing {missing}; it needs {list(keys)}.")
+
+
+def broadcast_timesteps(timesteps: Tensor | int, batch: int, device: torch.device) -> Tensor:
+    """Diffusion steps as a (batch,) int64 tensor on ``device``; a scalar or one-element tensor is repeated."""
+    t = torch.as_tensor(timesteps, device=device)
+    if t.numel() == 1:
+        t = t.reshape(1).expand(batch)
+    return t.long()
+
+
+def check_shapes(owner: str, shapes: dict[str, tuple[Tensor, tuple[int, ...]]]) -> None:
+    """Raise ValueError naming the first input whose shape differs from the expected one (-1 = any)."""
+    for name, (tensor, expected) in shapes.items():
+        actual = tuple(tensor.shape)
+        if len(actual) != len(expected) or any(e not in (-1, a) for a, e in zip(actual, expected, strict=False)):
+            shown = "(" + ", ".join("*" if e == -1 else str(e) for e in expected) + ")"
+            raise ValueError(f"{owner}: {name} has shape {actual}, expected {shown}.")
 
 
 def cast_floats(y: dict[str, Any], keys: tuple[str, ...], dtype: torch.dtype) -> dict[str, Tensor]:
@@ -119,7 +139,7 @@ class AudioOnlyDenoiser(nn.Module):
         Args:
             x_body: noisy body stream x_t (batch, 451, 1, frames), normalised feature space.
             x_hand: noisy hand stream x_t (batch, 690, 1, frames).
-            timesteps: (batch,) int64 diffusion steps 0 … 999.
+            timesteps: (batch,) int64 diffusion steps 0 … 999 (a scalar is used for every row).
             y: conditions: ``audio`` (batch, frames, 1024) WavLM features resampled to the window,
                 ``style`` (batch, 8) emotion one-hot, ``seed_body`` (batch, 451, 1, 8), ``seed_hand``
                 (batch, 690, 1, 8) seed frames, ``text_latent_body`` / ``text_latent_hand`` (batch, 1, d)
@@ -132,10 +152,22 @@ class AudioOnlyDenoiser(nn.Module):
             (body (batch, 451, 1, frames), hand (batch, 690, 1, frames)) x̂₀ predictions in the dtype of
             ``x_body`` (inputs are cast to the network's dtype, so an fp32 sampler can drive a bf16 network).
         """
-        require_keys(y, AUDIO_ONLY_Y_KEYS, type(self).__name__)
+        owner = type(self).__name__
+        require_keys(y, AUDIO_ONLY_Y_KEYS, owner)
+        batch, frames, d = x_body.shape[0], x_body.shape[-1], self.config.latent_dim
+        timesteps = broadcast_timesteps(timesteps, batch, x_body.device)
+        check_shapes(owner, {
+            "x_body": (x_body, (batch, AUDIO_ONLY_BODY, 1, frames)),
+            "x_hand": (x_hand, (batch, AUDIO_ONLY_HAND, 1, frames)),
+            "timesteps": (timesteps, (batch,)), "audio": (y["audio"], (batch, frames, AUDIO_IN)),
+            "style": (y["style"], (batch, N_EMOTIONS)),
+            "seed_body": (y["seed_body"], (batch, AUDIO_ONLY_BODY, 1, N_SEED)),
+            "seed_hand": (y["seed_hand"], (batch, AUDIO_ONLY_HAND, 1, N_SEED)),
+            "text_latent_body": (y["text_latent_body"], (batch, 1, d)),
+            "text_latent_hand": (y["text_latent_hand"], (batch, 1, d)),
+        })
         out_dtype, dtype = x_body.dtype, self.embed_style.weight.dtype
         x_body, x_hand, y = x_body.to(dtype), x_hand.to(dtype), cast_floats(y, AUDIO_ONLY_Y_KEYS, dtype)
-        batch = x_body.shape[0]
         keep = keep_mask(uncond, batch, x_body.device)
 
         # 1-2. Step embedding and the style/seed condition vector c of each stream.

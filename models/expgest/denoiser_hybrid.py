@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from .config import (
     AUDIO_FEAT,
+    AUDIO_IN,
     CLIP_DIM,
     HYBRID_BODY,
     HYBRID_HAND,
@@ -34,7 +35,14 @@ from .config import (
     STYLE_EMB,
     HybridConfig,
 )
-from .denoiser_audio_only import cast_floats, drop_rows, keep_mask, require_keys
+from .denoiser_audio_only import (
+    broadcast_timesteps,
+    cast_floats,
+    check_shapes,
+    drop_rows,
+    keep_mask,
+    require_keys,
+)
 from .layers import (
     InputProcess,
     OutputProcess,
@@ -95,7 +103,7 @@ class HybridDenoiser(nn.Module):
         Args:
             x_body: noisy body stream x_t (batch, 238, 1, frames), normalised feature space.
             x_hand: noisy hand stream x_t (batch, 756, 1, frames).
-            timesteps: (batch,) int64 diffusion steps 0 … 999.
+            timesteps: (batch,) int64 diffusion steps 0 … 999 (a scalar is used for every row).
             y: conditions: ``audio`` (batch, frames, 1024) resampled WavLM features, ``clip_text_feat``
                 (batch, 512) CLIP text feature (any float dtype; cast to the model's), ``seed_hand``
                 (batch, 756, 1, 8); for "phrase" also ``speaker_id`` (batch, 4) one-hot and ``seed_body``
@@ -108,10 +116,22 @@ class HybridDenoiser(nn.Module):
             ``x_body`` (inputs are cast to the network's dtype).
         """
         variant = self.config.variant
-        require_keys(y, HYBRID_Y_KEYS[variant], f"{type(self).__name__}({variant})")
+        owner = f"{type(self).__name__}({variant})"
+        require_keys(y, HYBRID_Y_KEYS[variant], owner)
+        batch, frames = x_body.shape[0], x_body.shape[-1]
+        timesteps = broadcast_timesteps(timesteps, batch, x_body.device)
+        shapes = {
+            "x_body": (x_body, (batch, HYBRID_BODY, 1, frames)), "x_hand": (x_hand, (batch, HYBRID_HAND, 1, frames)),
+            "timesteps": (timesteps, (batch,)), "audio": (y["audio"], (batch, frames, AUDIO_IN)),
+            "seed_hand": (y["seed_hand"], (batch, HYBRID_HAND, 1, N_SEED)),
+            "clip_text_feat": (y["clip_text_feat"], (batch, CLIP_DIM)),
+        }
+        if variant == "phrase":
+            shapes["speaker_id"] = (y["speaker_id"], (batch, N_SPEAKERS))
+            shapes["seed_body"] = (y["seed_body"], (batch, HYBRID_BODY, 1, N_SEED))
+        check_shapes(owner, shapes)
         out_dtype, dtype = x_body.dtype, self.embed_text.weight.dtype
         x_body, x_hand, y = x_body.to(dtype), x_hand.to(dtype), cast_floats(y, HYBRID_Y_KEYS[variant], dtype)
-        batch = x_body.shape[0]
         keep = keep_mask(uncond, batch, x_body.device)
 
         emb_t = self.embed_timestep(timesteps)

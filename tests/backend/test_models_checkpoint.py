@@ -104,6 +104,12 @@ def test_wrapper_and_module_prefix_are_removed(fixtures_dir, tmp_path):
     assert model.config == EmotionClassifierConfig(latent_dim=32, ff_size=64, num_layers=3, num_heads=4)
 
 
+def test_legacy_torch_format_loads(tmp_path):
+    path = tmp_path / "legacy.pt"
+    torch.save({"state_dict": {"module.a.weight": torch.ones(2)}}, path, _use_new_zipfile_serialization=False)
+    assert list(load_state_dict_file(path)) == ["a.weight"]
+
+
 def test_safetensors_file_loads_and_matches(fixtures_dir, tmp_path):
     from safetensors.torch import save_file
 

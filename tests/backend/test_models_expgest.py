@@ -84,6 +84,20 @@ def test_audio_only_cond_and_uncond_batched_equal_separate_calls(audio_only):
         torch.testing.assert_close(hand[row:row + 1], io[f"out_hand_{branch}"], atol=DENOISER_ATOL, rtol=0)
 
 
+def test_audio_only_input_checks_and_scalar_timestep(audio_only):
+    model, io = audio_only
+    y = conditions(io)
+    with torch.no_grad():
+        body, _ = model(io["x_body"], io["x_hand"], int(io["timesteps"]), y, uncond=torch.tensor(True))
+    torch.testing.assert_close(body, io["out_body_uncond"], atol=DENOISER_ATOL, rtol=0)
+    with pytest.raises(ValueError, match=r"text_latent_body has shape \(1, 1, 256\), expected \(1, 1, 80\)"):
+        model(io["x_body"], io["x_hand"], io["timesteps"], dict(y, text_latent_body=torch.zeros(1, 1, 256)))
+    with pytest.raises(ValueError, match=r"audio has shape \(1, 87, 1024\), expected \(1, 88, 1024\)"):
+        model(io["x_body"], io["x_hand"], io["timesteps"], dict(y, audio=y["audio"][:, :87]))
+    with pytest.raises(ValueError, match="missing \\['style'\\]"):
+        model(io["x_body"], io["x_hand"], io["timesteps"], {k: v for k, v in y.items() if k != "style"})
+
+
 def test_audio_only_conditions_change_the_output(audio_only):
     """The style, seed, semantic latent and audio each reach the prediction (guards against dropped inputs)."""
     model, io = audio_only
