@@ -6,6 +6,7 @@ modules here load the original weights by name.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -163,6 +164,7 @@ def rotary_tokens(h: Tensor, rotary: RotaryEmbedding) -> Tensor:
     return merge_heads(apply_rotary(split_heads(h), angles))
 
 
+@functools.lru_cache(maxsize=32)
 def local_attention_mask(length: int, window: int, device: torch.device | str | None = None) -> Tensor:
     """Boolean mask (length, length): query i may attend key j.
 
@@ -176,7 +178,7 @@ def local_attention_mask(length: int, window: int, device: torch.device | str | 
         device: where to build the mask.
 
     Returns:
-        bool tensor (length, length), True = attend.
+        bool tensor (length, length), True = attend (cached per length, window and device; do not modify).
     """
     i = torch.arange(length, device=device).unsqueeze(1)
     j = torch.arange(length, device=device).unsqueeze(0)

@@ -22,6 +22,7 @@ from models.expgest.denoiser_audio_only import AudioOnlyDenoiser
 from models.expgest.denoiser_hybrid import HybridDenoiser
 from models.expgest.emotion_classifier import EmotionClassifier
 from models.expgest.features import resample_features
+from models.expgest.layers import local_attention_mask, local_causal_attention
 
 DENOISER_ATOL = 2e-5
 HYBRIDS = {"audio_pharse": "phrase", "audio_text": "text"}
@@ -160,6 +161,23 @@ def test_wavlm_resampling_matches_official(fixtures_dir):
     torch.testing.assert_close(out, io["wavlm_resample_out"], atol=1e-6, rtol=0)
     ramp = torch.arange(5.0).view(1, 5, 1)
     torch.testing.assert_close(resample_features(ramp, 9), torch.arange(0, 4.5, 0.5).view(1, 9, 1))
+
+
+def test_local_attention_is_windowed_causal_with_one_window_lookback():
+    """Against a direct evaluation: windows of w frames, each query sees window k−1 and window k up to itself."""
+    torch.manual_seed(0)
+    w, windows = 5, 4
+    x = torch.randn(2, 8, w * windows, 6)
+    out = local_causal_attention(x, w)
+    expected = torch.empty_like(x)
+    for i in range(w * windows):
+        lo = max(0, (i // w - 1) * w)
+        keys = x[..., lo:i + 1, :]
+        weights = torch.softmax(x[..., i:i + 1, :] @ keys.transpose(-1, -2) / 6 ** 0.5, dim=-1)
+        expected[..., i:i + 1, :] = weights @ keys
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    mask = local_attention_mask(12, 4)
+    assert mask[8].tolist() == [False] * 4 + [True] * 5 + [False] * 3
 
 
 # ------------------------------------------------------------------------------------ emotion classifier
