@@ -26,8 +26,8 @@ def small_audio_only_config(fixtures_dir: Path) -> AudioOnlyConfig:
     return AudioOnlyConfig.from_official_kwargs(spec["constructor_kwargs"])
 
 
-def forward_audio_only(model, fixtures_dir: Path):
-    io = torch.load(fixtures_dir / "audio_only.small.io.pt", weights_only=True)
+def forward_audio_only(model, fixtures_dir: Path, device: str = "cpu"):
+    io = torch.load(fixtures_dir / "audio_only.small.io.pt", weights_only=True, map_location=device)
     io = {k: v.float() if v.dtype == torch.float16 else v for k, v in io.items()}
     y = {k[2:]: v for k, v in io.items() if k.startswith("y_")}
     with torch.no_grad():
@@ -191,8 +191,9 @@ def test_loaded_model_goes_to_the_requested_device(fixtures_dir):
     assert all(p.device.type == "cpu" for p in model.parameters())
     if torch.cuda.is_available():
         gpu = load_denoiser(fixtures_dir / "audio_only.small.pt", small_audio_only_config(fixtures_dir), "cuda")
-        (body, _), io = forward_audio_only(gpu, fixtures_dir)  # inputs on CPU must be moved by the caller
+        (body, _), io = forward_audio_only(gpu, fixtures_dir, "cuda")
         assert body.device.type == "cuda"
+        torch.testing.assert_close(body, io["out_body_cond"], atol=1e-4, rtol=0)
 
 
 # ------------------------------------------------------------------------------- infer / detect / validate

@@ -85,6 +85,24 @@ def test_audio_only_cond_and_uncond_batched_equal_separate_calls(audio_only):
         torch.testing.assert_close(hand[row:row + 1], io[f"out_hand_{branch}"], atol=DENOISER_ATOL, rtol=0)
 
 
+def test_audio_only_first_sampling_step_matches_official(fixtures_dir, audio_only):
+    """x̂₀ at t = 999 of the official sampling run: raw WavLM resampled to 88 frames, batched CFG, scale 3."""
+    model, _ = audio_only
+    sample = torch.load(fixtures_dir / "audio_only.small.sample.pt", weights_only=True)
+    sample = {k: v.float() if v.dtype == torch.float16 else v for k, v in sample.items()}
+    y = {"audio": resample_features(sample["wavlm_raw"], 88), "style": sample["y_style"],
+         "seed_body": sample["y_seed_body"], "seed_hand": sample["y_seed_hand"],
+         "text_latent_body": sample["y_text_latent_body"], "text_latent_hand": sample["y_text_latent_hand"]}
+    y = {k: torch.cat([v, v]) for k, v in y.items()}
+    with torch.no_grad():
+        body, hand = model(torch.cat([sample["xT_body"]] * 2), torch.cat([sample["xT_hand"]] * 2),
+                           torch.tensor([999, 999]), y, uncond=torch.tensor([False, True]))
+    scale = torch.tensor([3.0])
+    for out, key in ((body, "body"), (hand, "hand")):
+        guided = out[1:] + scale * (out[:1] - out[1:])
+        torch.testing.assert_close(guided, sample[f"t999_pred_xstart_{key}"], atol=5e-5, rtol=0)
+
+
 def test_audio_only_input_checks_and_scalar_timestep(audio_only):
     model, io = audio_only
     y = conditions(io)
