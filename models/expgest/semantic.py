@@ -59,13 +59,16 @@ class SemanticEncoder(nn.Module):
         bert_config: configuration of both BERT models (bert-base-uncased for the released heads).
         tokenizer: the matching tokenizer (a ``transformers`` tokenizer; kept as a plain attribute).
         latent_dim: output width d (256 released).
+        berts: (body, hand) BertModels to use instead of building two random ones from ``bert_config``.
     """
 
-    def __init__(self, bert_config: BertConfig, tokenizer: Any, latent_dim: int = 256) -> None:
+    def __init__(self, bert_config: BertConfig, tokenizer: Any, latent_dim: int = 256, *,
+                 berts: tuple[BertModel, BertModel] | None = None) -> None:
         super().__init__()
         self.tokenizer = tokenizer
-        self.Textencoder_body = TextEncoder(BertModel(bert_config), latent_dim)
-        self.Textencoder_hand = TextEncoder(BertModel(bert_config), latent_dim)
+        body, hand = berts if berts is not None else (BertModel(bert_config), BertModel(bert_config))
+        self.Textencoder_body = TextEncoder(body, latent_dim)
+        self.Textencoder_hand = TextEncoder(hand, latent_dim)
 
     @classmethod
     def from_pretrained_bert(cls, bert: BertModel, tokenizer: Any, latent_dim: int = 256) -> SemanticEncoder:
@@ -79,12 +82,7 @@ class SemanticEncoder(nn.Module):
         Returns:
             The encoder (heads still random: load ``joint_sem_ges.bin`` next).
         """
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self.tokenizer = tokenizer
-        self.Textencoder_body = TextEncoder(bert, latent_dim)
-        self.Textencoder_hand = TextEncoder(copy.deepcopy(bert), latent_dim)
-        return self
+        return cls(bert.config, tokenizer, latent_dim, berts=(bert, copy.deepcopy(bert)))
 
     def tokenize(self, transcripts: Sequence[str]) -> dict[str, Tensor]:
         """Tokenize a batch (padding to the longest, truncated to BERT's position count), on the model's device."""
