@@ -266,9 +266,11 @@ def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source
     except ValueError as exc:
         raise WeightsError(f"{source} holds {DESCRIPTIONS[kind]} with sizes this program cannot build "
                            f"({exc}). Use the released checkpoint.") from None
-    what = DESCRIPTIONS.get(kind, "an ExpGest network") if kind else "an ExpGest denoiser or emotion classifier"
-    raise WeightsError(f"{source} does not look like {what} (no known key layout). Check that the file is "
-                       f"an ExpGest checkpoint in the right folder.")
+    if kind == "semantic":
+        raise WeightsError(f"{source} holds {DESCRIPTIONS[kind]}, not a denoiser or the emotion classifier. "
+                           f"Load it with models.expgest.semantic.load_semantic_weights.")
+    raise WeightsError(f"{source} does not look like an ExpGest denoiser or emotion classifier (no known key "
+                       f"layout). Check that the file is an ExpGest checkpoint in the right folder.")
 
 
 @dataclass
