@@ -5,7 +5,7 @@ Threads:
   ``initialize``, ``cancel`` (a queued request is answered "cancelled" immediately, a running one has its
   ``CancelToken`` set) and ``shutdown`` (cancel everything, wait for the worker, answer, exit);
 - the **worker** runs ``generate`` and ``character`` one at a time in arrival order;
-- the **ticker** repeats the running request's latest progress whenever nothing was sent for 0.4 s, so the
+- the **ticker** repeats the running request's latest progress whenever nothing was sent for 0.25 s, so the
   client hears from every request at least every 0.5 s even while a model loads;
 - the **main** thread waits for a reason to stop (``shutdown``, stdin closed, SIGTERM/SIGINT), cancels what
   is left, gives the worker up to ``_DRAIN_S`` to answer, and exits with ``os._exit`` (no interpreter
@@ -58,7 +58,7 @@ from .transport import LineReader, MessageWriter, Oversized
 
 log = logging.getLogger("expgest.server")
 
-_HEARTBEAT_S = 0.4     # resend the latest progress when nothing was sent for this long
+_HEARTBEAT_S = 0.25    # resend the latest progress when nothing was sent for this long
 _MIN_INTERVAL_S = 0.1  # at most ~10 progress messages a second for the same stage
 _DRAIN_S = 3.0         # how long a stopping server waits for the running request to answer
 
@@ -287,7 +287,7 @@ class Server:
 
     # ---- ticker: progress heartbeat ---------------------------------------------------------------
     def _tick_loop(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.05):
             with self._cond:
                 job = self._current
             if job is not None and job.progress is not None:
