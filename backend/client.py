@@ -255,10 +255,11 @@ class BackendClient:
         self._finalizer = weakref.finalize(self, _reap, self._process)
         assert self._process.stdin is not None and self._process.stdout is not None
         self._writer = MessageWriter(self._process.stdin)
+        self_ref = weakref.ref(self)
         self._threads = [
-            threading.Thread(target=self._read_stdout, args=(self._process.stdout,), name="expgest-client-reader",
+            threading.Thread(target=_stdout_loop, args=(self_ref, self._process.stdout), name="expgest-client-reader",
                              daemon=True),
-            threading.Thread(target=self._read_stderr, args=(self._process.stderr,), name="expgest-client-stderr",
+            threading.Thread(target=_stderr_loop, args=(self_ref, self._process.stderr), name="expgest-client-stderr",
                              daemon=True),
         ]
         for thread in self._threads:
@@ -467,29 +468,20 @@ class BackendClient:
             raise self.exit_error or BackendError(SERVER_EXITED, "The backend is not running.",
                                                   stderr=self.stderr_tail()) from None
 
-    def _read_stdout(self, stream: Any) -> None:
-        reader = LineReader(stream)
+    def _handle_line(self, line: bytes | Oversized) -> None:
+        if isinstance(line, Oversized):
+            log.error("backend sent a line of %d bytes; ignored", line.size)
+            return
         try:
-            while True:
-                line = reader.read_line()
-                if line is None:
-                    break
-                if isinstance(line, Oversized):
-                    log.error("backend sent a line of %d bytes; ignored", line.size)
-                    continue
-                try:
-                    message = parse_server_message(line)
-                except ProtocolError as error:
-                    log.error("backend sent an invalid message: %s", error.message)
-                    self._on_garbage(line, error)
-                    continue
-                if isinstance(message, Notification):
-                    self._on_notification(message)
-                else:
-                    self._on_response(message)
-        except (OSError, ValueError) as error:  # pipe closed under us during shutdown
-            log.debug("stdout reader stopped: %s", error)
-        self._on_stdout_closed()
+            message = parse_server_message(line)
+        except ProtocolError as error:
+            log.error("backend sent an invalid message: %s", error.message)
+            self._on_garbage(line, error)
+            return
+        if isinstance(message, Notification):
+            self._on_notification(message)
+        else:
+            self._on_response(message)
 
     def _on_notification(self, message: Notification) -> None:
         if message.method != "progress":
@@ -562,15 +554,44 @@ class BackendClient:
             if request._complete(None, error):
                 self._events.put(("done", request))
 
-    def _read_stderr(self, stream: Any) -> None:
-        try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                with self._lock:
-                    self._stderr.append(line)
-                server_log.debug("%s", line)
-        except (OSError, ValueError):
-            pass
+    def _append_stderr(self, line: str) -> None:
+        with self._lock:
+            self._stderr.append(line)
+
+
+# The reader threads hold only a weak reference to their client, so a client that is dropped without
+# shutdown() is collected and its finalizer kills the process.
+def _stdout_loop(client_ref: weakref.ref[BackendClient], stream: Any) -> None:
+    reader = LineReader(stream)
+    try:
+        while True:
+            line = reader.read_line()
+            client = client_ref()
+            if client is None:
+                return
+            if line is None:
+                break
+            client._handle_line(line)
+            del client
+    except (OSError, ValueError) as error:  # pipe closed under us during shutdown
+        log.debug("stdout reader stopped: %s", error)
+    client = client_ref()
+    if client is not None:
+        client._on_stdout_closed()
+
+
+def _stderr_loop(client_ref: weakref.ref[BackendClient], stream: Any) -> None:
+    try:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            server_log.debug("%s", line)
+            client = client_ref()
+            if client is None:
+                return
+            client._append_stderr(line)
+            del client
+    except (OSError, ValueError):
+        pass
 
 
 def _describe_status(status: int) -> str:
