@@ -60,13 +60,15 @@ class LineReader:
                 return stripped
 
     def _discard_rest(self) -> int:
-        """Skip to the end of the current line; returns the number of bytes skipped."""
+        """Skip to the end of the current line; returns the number of bytes skipped, newline excluded."""
         skipped = 0
         while True:
             chunk = self._stream.readline(_CHUNK)
-            skipped += len(chunk)
-            if not chunk or chunk.endswith(b"\n"):
+            if not chunk:
                 return skipped
+            if chunk.endswith(b"\n"):
+                return skipped + len(chunk) - 1
+            skipped += len(chunk)
 
 
 class MessageWriter:
