@@ -230,15 +230,16 @@ _GENDERS = ("neutral", "male", "female")
 
 @method("character")
 def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Rest skeleton (and optionally a skinned mesh) for a gender and body shape (DESIGN.md section 4).
+    """Rest skeleton and optionally a skinned mesh for a gender and body shape (DESIGN.md section 4), written
+    to a ``.npz`` by ``backend.character.build_character``.
 
     Args:
         context: the request context.
-        params: ``{"gender": "neutral"|"male"|"female", "betas": [float, ...] (≤ 300), "smplx_dir": str|None,
-            "with_mesh": bool, "output": str|None}``; all optional.
+        params: ``{"output": str (required), "gender": "neutral"|"male"|"female", "betas": [float, ...],
+            "smplx_dir": str|None, "with_mesh": bool (default true)}``.
 
     Returns:
-        What ``backend.character.build_character`` returns (paths of written files and a summary).
+        What ``build_character`` returns: ``{"output", "num_joints", "num_vertices", "source", "gender", "betas"}``.
     """
     allowed = ("gender", "betas", "smplx_dir", "with_mesh", "output")
     for key in params:
@@ -247,21 +248,20 @@ def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]
     gender = params.get("gender", "neutral")
     if gender not in _GENDERS:
         raise RequestError("gender", f"must be one of {', '.join(_GENDERS)}, got {gender!r}.")
-    betas = params.get("betas", [])
-    if not isinstance(betas, list) or len(betas) > 300 or not all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas):
-        raise RequestError("betas", "expected a list of at most 300 numbers (SMPL-X shape coefficients).")
+    betas = params.get("betas")
+    if betas is not None and (not isinstance(betas, list) or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)):
+        raise RequestError("betas", "expected a list of numbers (SMPL-X shape coefficients), or null.")
     smplx_dir = params.get("smplx_dir")
     if smplx_dir is not None and (not isinstance(smplx_dir, str) or not smplx_dir.strip()):
         raise RequestError("smplx_dir", "expected the folder of your SMPL-X model files, or null.")
-    with_mesh = params.get("with_mesh", False)
+    with_mesh = params.get("with_mesh", True)
     if not isinstance(with_mesh, bool):
         raise RequestError("with_mesh", "expected true or false.")
     output = params.get("output")
-    if output is not None:
-        if not isinstance(output, str) or not output.strip():
-            raise RequestError("output", "expected the path of the file to write, or null.")
-        check_output_folder(output)
+    if not isinstance(output, str) or not output.strip():
+        raise RequestError("output", "missing; give the path of the character .npz to write.")
+    check_output_folder(output)
     try:
         from .character import build_character
     except ImportError as error:
@@ -269,6 +269,7 @@ def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]
                           "add-on's backend, or add a character with the built-in skeleton.") from None
     context.progress("building character", 0.0, gender)
     context.cancel.check()
-    result = build_character(gender, [float(b) for b in betas], smplx_dir, with_mesh, output)
+    result = build_character(gender, None if betas is None else [float(b) for b in betas], smplx_dir, with_mesh,
+                             output=output)
     context.progress("done", 1.0, "")
     return dict(result)

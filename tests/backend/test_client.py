@@ -133,9 +133,11 @@ def test_character_answers_without_killing_the_server(client, tmp_path):
         assert "not available" in error.message
     else:
         assert isinstance(result, dict)
-    with pytest.raises(BackendError) as info:
-        client.character({"gender": "robot"}, timeout=30)
-    assert info.value.code == INVALID_PARAMS and info.value.data["field"] == "gender"
+    for params, field in (({"gender": "robot", "output": "/tmp/c.npz"}, "gender"), ({"gender": "neutral"}, "output"),
+                          ({"output": "/tmp/c.npz", "betas": "tall"}, "betas")):
+        with pytest.raises(BackendError) as info:
+            client.character(params, timeout=30)
+        assert info.value.code == INVALID_PARAMS and info.value.data["field"] == field
     assert client.alive
 
 
