@@ -175,8 +175,11 @@ def test_requests_run_in_arrival_order_and_queued_ones_cancel(server, tone, tmp_
         server.send(name, "generate", generate_params(tone, tmp_path / f"{name}.npz", engine="_test_sleep", steps=3))
     server.send("drop-b", "cancel", {"id": "b"})
     order = []
+    queued_notes = set()
     while len(order) < 4:
         message = server.next()
+        if message.get("method") == "progress" and message["params"]["stage"] == "queued":
+            queued_notes.add(message["params"]["id"])
         if "method" not in message:
             order.append(message["id"])
             if message["id"] == "b":
@@ -184,6 +187,7 @@ def test_requests_run_in_arrival_order_and_queued_ones_cancel(server, tone, tmp_
             if message["id"] == "drop-b":
                 assert message["result"]["state"] == "queued"
     assert order.index("a") < order.index("c")
+    assert {"b", "c"} <= queued_notes  # each waiting request hears that it is queued
     assert (tmp_path / "a.npz").exists() and (tmp_path / "c.npz").exists() and not (tmp_path / "b.npz").exists()
 
 
