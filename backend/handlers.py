@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,8 @@ from typing import Any
 
 from . import __version__
 from .engines.base import CancelToken, ProgressFn
-from .errors import EngineError, OutputError, RequestError
+from .errors import EngineError, RequestError
+from .pipeline import check_output_folder
 from .protocol import PROTOCOL_VERSION, RequestId
 
 Handler = Callable[["RequestContext", dict[str, Any]], dict[str, Any]]
@@ -135,26 +135,6 @@ class _SingleEngineCache:
 
     def get(self, request: Any) -> Any:
         return self._engine
-
-
-def check_output_folder(output: str) -> None:
-    """Fail fast, before any work, when the result could not be written.
-
-    Creates and removes a probe file in the output folder: permission bits alone say nothing when the
-    backend runs as root or the folder is on a read-only mount.
-
-    Raises:
-        OutputError: the folder cannot be created or written.
-    """
-    folder = Path(output).expanduser().resolve().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".expgest-probe-", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise OutputError(f"Cannot write into the output folder {folder} ({error.strerror or error}). "
-                          "Choose a folder you can write to.", data={"folder": str(folder)}) from None
 
 
 # ``backend.motion.motion.save_npz`` (and the BVH writer) write ``.<name>.<pid>.tmp`` before renaming.
