@@ -1,0 +1,1 @@
+"""Networks and checkpoint loading for ExpGest and its pretrained encoders (torch only, no bpy)."""

@@ -1,0 +1,294 @@
+"""Build tiny but real weights folders in the layout of the released ExpGest files, for fast end-to-end tests.
+
+Every network is the real class (``transformers`` WavLM / wav2vec 2.0 / BERT / CLIP) at a tiny size with random
+weights, written in the same *formats* as the released files: WavLM in unilm format (``{'cfg', 'model'}``),
+CLIP as an OpenAI-style TorchScript archive ``ViT-B-32.pt`` + the OpenAI BPE file, wav2vec 2.0 and BERT as
+Hugging Face snapshot folders under their hash names. Nothing is downloaded.
+
+Denoiser / emotion-classifier / semantic-head checkpoints come from :mod:`models.expgest` once it exists: see
+:func:`write_expgest_checkpoints` (HOOK for the models / sampling engineer or the lead).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+WAVLM_FILE = Path("WavLM") / "WavLM-Large.pt"
+ASR_DIR = "54074b1c16f4de6a5ad59affb4caa8f2ea03a119"
+BERT_DIR = "1dbc166cf8765166998eff31ade2eb64c8a40076"
+CLIP_FILE = "ViT-B-32.pt"
+BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+
+
+def _perturb(module: nn.Module, seed: int, scale: float = 0.05) -> nn.Module:
+    """Add seeded noise to every parameter so that biases / norms are not at their trivial init values."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+    return module.eval()
+
+
+# ---------------------------------------------------------------------------------------------- WavLM
+def tiny_wavlm_config(norm: str = "layer") -> Any:
+    """A 2-layer, 32-dim WavLM config with the WavLM-Large structure (layer-norm extractor, stable layer norm,
+    gated relative position bias); ``norm="group"`` gives the Base-style variant."""
+    from transformers import WavLMConfig
+
+    return WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                       conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2),
+                       num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                       do_stable_layer_norm=norm == "layer", feat_extract_norm=norm, conv_bias=norm == "group",
+                       num_buckets=32, max_bucket_distance=64)
+
+
+def tiny_wavlm(seed: int = 0, norm: str = "layer") -> Any:
+    """A tiny random ``transformers.WavLMModel`` in eval mode."""
+    from transformers import WavLMModel
+
+    torch.manual_seed(seed)
+    return _perturb(WavLMModel(tiny_wavlm_config(norm)), seed)
+
+
+def write_unilm_wavlm(path: Path, model: Any, weight_norm: str = "weight_g") -> Path:
+    """Save a Hugging Face WavLMModel as a unilm-format checkpoint ``{'cfg': dict, 'model': state_dict}``."""
+    from models.encoders.wavlm import convert_hf_state_dict_to_unilm, unilm_cfg_from_config
+
+    state = convert_hf_state_dict_to_unilm(model.state_dict(), group_norm=model.config.feat_extract_norm == "group",
+                                           weight_norm=weight_norm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"cfg": unilm_cfg_from_config(model.config), "model": state}, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- wav2vec 2.0
+ASR_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "H", "L", "W", "R", "D"]
+
+
+def write_tiny_asr(folder: Path, seed: int = 0) -> Path:
+    """A tiny wav2vec 2.0 CTC snapshot folder (config, preprocessor, tokenizer, safetensors)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, \
+        Wav2Vec2Processor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder / "vocab.json"
+    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(ASR_VOCAB)}))
+    tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=True)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    config = Wav2Vec2Config(vocab_size=len(ASR_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=64, conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2),
+                            conv_stride=(5, 2, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                            do_stable_layer_norm=True, feat_extract_norm="layer", pad_token_id=0)
+    torch.manual_seed(seed)
+    _perturb(Wav2Vec2ForCTC(config), seed).save_pretrained(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- BERT
+BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "everyone", "today", "i", "want", "to",
+              "tell", "you", "about", "something", "really", "important", "we", "worked", "hard", "it", "works",
+              "##s", "##ing", ".", ",", "!", "a", "the"]
+
+
+def write_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A tiny uncased BERT snapshot folder (config, WordPiece vocab.txt, tokenizer files, safetensors)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+    BertTokenizer(vocab={t: i for i, t in enumerate(BERT_VOCAB)}, do_lower_case=True).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(BERT_VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=64)
+    torch.manual_seed(seed)
+    _perturb(BertModel(config), seed).save_pretrained(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- CLIP
+CLIP_MERGES = [("h", "e"), ("l", "l"), ("he", "ll"), ("w", "a"), ("a", "l"), ("k", "s</w>"),
+               ("t", "h"), ("th", "e</w>"), ("p", "e"), ("r", "s"), ("o", "n</w>")]
+CLIP_WIDTH, CLIP_LAYERS, CLIP_PROJECTION = 64, 2, 32
+
+
+def write_tiny_bpe(path: Path) -> Path:
+    """A tiny OpenAI-format BPE file (gzip, header line + one merge per line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "#version: tiny\n" + "\n".join(f"{a} {b}" for a, b in CLIP_MERGES) + "\n"
+    path.write_bytes(gzip.compress(text.encode("utf-8")))
+    return path
+
+
+def clip_vocab_size() -> int:
+    """Vocabulary size of the tiny BPE: 512 byte symbols + merges + start/end tokens."""
+    return 512 + len(CLIP_MERGES) + 2
+
+
+class _Block(nn.Module):
+    # OpenAI CLIP block naming (attn, ln_1, mlp.c_fc, mlp.c_proj, ln_2); pre-norm, QuickGELU, causal mask.
+    def __init__(self, width: int, heads: int, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, heads)
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, 4 * width)), ("c_proj",
+                                                                                        nn.Linear(4 * width, width))]))
+        self.ln_2 = nn.LayerNorm(width)
+        self.attn_mask = mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False, attn_mask=self.attn_mask[: x.shape[0], : x.shape[0]])[0]
+        h = self.mlp.c_fc(self.ln_2(x))
+        return x + self.mlp.c_proj(h * torch.sigmoid(1.702 * h))
+
+
+class _Transformer(nn.Module):
+    def __init__(self, width: int, layers: int, heads: int, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.resblocks = nn.Sequential(*[_Block(width, heads, mask) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resblocks(x)
+
+
+class _Visual(nn.Module):
+    def __init__(self, width: int, out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 8, 8, bias=False)
+        self.proj = nn.Parameter(torch.randn(width, out) * 0.1)
+
+
+class TinyOpenAIClip(nn.Module):
+    """A tiny CLIP with OpenAI's attribute names and ``encode_text`` semantics (the reference for the tests)."""
+
+    def __init__(self, vocab_size: int, width: int = CLIP_WIDTH, layers: int = CLIP_LAYERS,
+                 projection: int = CLIP_PROJECTION, context: int = 77) -> None:
+        super().__init__()
+        mask = torch.full((context, context), float("-inf")).triu_(1)
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.randn(context, width) * 0.02)
+        self.transformer = _Transformer(width, layers, max(1, width // 64), mask)
+        self.ln_final = nn.LayerNorm(width)
+        self.text_projection = nn.Parameter(torch.randn(width, projection) * width ** -0.5)
+        self.logit_scale = nn.Parameter(torch.ones([]) * 4.6)
+        self.visual = _Visual(width, projection)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """OpenAI ``encode_text``: tokens (B, 77) with the end token as the largest id → (B, projection)."""
+        x = self.token_embedding(tokens) + self.positional_embedding
+        x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+        x = self.ln_final(x)
+        return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ self.text_projection
+
+
+def tiny_openai_clip(seed: int = 0) -> TinyOpenAIClip:
+    """A tiny random OpenAI-style CLIP (vocabulary of the tiny BPE)."""
+    torch.manual_seed(seed)
+    return _perturb(TinyOpenAIClip(clip_vocab_size()), seed)
+
+
+def openai_state_dict(model: TinyOpenAIClip) -> dict[str, torch.Tensor]:
+    """The state dict as OpenAI's ``torch.save(model.state_dict())`` would name it."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def write_openai_clip(path: Path, model: TinyOpenAIClip, *, jit: bool = True) -> Path:
+    """Write ``ViT-B-32.pt``: a TorchScript archive like OpenAI's release (``jit=True``) or a state dict."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if jit:
+        example = torch.zeros(1, 77, dtype=torch.long)
+        example[0, :3] = torch.tensor([clip_vocab_size() - 2, 40, clip_vocab_size() - 1])
+        with warnings.catch_warnings():  # tracer and deprecation chatter; the archive is what we want
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))
+    else:
+        torch.save(openai_state_dict(model), path)
+    return path
+
+
+def write_hf_clip(folder: Path, model: TinyOpenAIClip, bpe: Path) -> Path:
+    """The same tiny CLIP as a Hugging Face ``CLIPTextModelWithProjection`` folder with its tokenizer files."""
+    from transformers import CLIPTextModelWithProjection
+
+    from models.encoders.clip_text import openai_to_hf_state_dict, tokenizer_from_openai_bpe
+
+    state, config = openai_to_hf_state_dict(openai_state_dict(model))
+    hf = CLIPTextModelWithProjection(config)
+    hf.load_state_dict(state, strict=False)
+    hf.eval().save_pretrained(folder)
+    tokenizer_from_openai_bpe(bpe).save_pretrained(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- ExpGest
+def write_expgest_checkpoints(root: Path, mode: str) -> None:
+    """Denoiser / emotion-classifier / semantic-head files and statistics for ``mode``.
+
+    HOOK (models/sampling engineer or lead): replace the placeholders with tiny checkpoints built from the real
+    ``models.expgest`` classes (``model.state_dict()`` saved raw for ``model.pt``; ``{'state_dict': …}`` for
+    ``emo_classifier.bin`` and ``joint_sem_ges.bin``) so that ``models check`` validates keys against them.
+    Until then the files hold small dicts of tensors, which are structurally valid checkpoints.
+    """
+    generator = torch.Generator().manual_seed(0)
+    if mode == "audio_only":
+        folder = root / "audio_only_model"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"placeholder.weight": torch.randn(4, 4, generator=generator)}, folder / "model.pt")
+        torch.save({"state_dict": {"placeholder.weight": torch.randn(4, generator=generator)}},
+                   folder / "emo_classifier.bin")
+        torch.save({"state_dict": {"placeholder.weight": torch.randn(4, generator=generator)}},
+                   folder / "joint_sem_ges.bin")
+        np.savez(folder / "mean.npz", mean=np.zeros(1141, np.float32))
+        np.savez(folder / "std.npz", std=np.ones(1141, np.float32))
+    elif mode == "audio_phrase":
+        folder = root / "audio_pharse_hybrid_model"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"placeholder.weight": torch.randn(4, 4, generator=generator)}, folder / "model.pt")
+        np.save(folder / "mean_style.npy", np.zeros(994, np.float32))
+        np.save(folder / "std_style.npy", np.ones(994, np.float32))
+    elif mode == "audio_text":
+        folder = root / "audio_text_hybrid_model"
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"placeholder.weight": torch.randn(4, 4, generator=generator)}, folder / "model.pt")
+        np.save(folder / "mean_speakerid.npy", np.zeros(994, np.float32))
+        np.save(folder / "std_speakerid.npy", np.ones(994, np.float32))
+    else:
+        raise ValueError(mode)
+
+
+def write_encoders(root: Path, modes: tuple[str, ...]) -> None:
+    """The encoder files the given modes need, in the original layout."""
+    write_unilm_wavlm(root / WAVLM_FILE, tiny_wavlm())
+    if "audio_only" in modes:
+        write_tiny_asr(root / ASR_DIR)
+        write_tiny_bert(root / BERT_DIR)
+    if {"audio_phrase", "audio_text"} & set(modes):
+        write_tiny_bpe(root / BPE_FILE)
+        write_openai_clip(root / CLIP_FILE, tiny_openai_clip(), jit=True)
+
+
+def make_weights_folder(root: Path, modes: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text")) -> Path:
+    """A complete tiny weights folder (original layout, as ``mydiffusion_zeggs/``) for ``modes``.
+
+    Args:
+        root: folder to fill (created).
+        modes: the generation modes to provide.
+
+    Returns:
+        ``root``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    write_encoders(root, modes)
+    for mode in modes:
+        write_expgest_checkpoints(root, mode)
+    return root
