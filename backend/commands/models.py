@@ -81,9 +81,9 @@ def _check_network(path: Path, kind: str, bert_folder: Path | None) -> tuple[str
     """Validate a denoiser / emo_classifier / semantic checkpoint. Returns (status, detail)."""
     checkpoint = _expgest_checkpoint()
     if checkpoint is None:
-        from models.encoders._io import torch_load_safe
-
         import torch
+
+        from models.encoders._io import torch_load_safe
 
         data = torch_load_safe(path, what=f"The {kind} checkpoint", fix="Copy it again from the ExpGest release.")
         state = data.get("state_dict", data) if isinstance(data, dict) else None

@@ -144,7 +144,6 @@ def openai_to_hf_state_dict(state_dict: dict[str, Any]) -> tuple[dict[str, Any],
     Raises:
         WeightsError: a missing text key, a key with no Hugging Face home, or inconsistent shapes.
     """
-    import torch
     from transformers import CLIPTextConfig
 
     text = {k: v for k, v in state_dict.items() if not _IGNORED.fullmatch(k)}

@@ -77,7 +77,9 @@ def test_unilm_checkpoint_loads_and_matches_the_hf_model(tmp_path, norm, weight_
     with torch.no_grad():
         expected = model(wave[None]).last_hidden_state[0]
     features = encoder.extract(wave.numpy())
-    assert features.shape == (expected.shape[0], 32) and features.dtype == torch.float32
+    # WavLM framing: receptive field 400 samples, hop 320 → floor((4000 - 400) / 320) + 1 = 12 vectors.
+    assert encoder.receptive_field == 400
+    assert features.shape == (12, 32) and features.dtype == torch.float32
     torch.testing.assert_close(features, expected, rtol=0, atol=1e-6)
     assert not torch.allclose(features, encoder.extract(_speech_like(4000, seed=5)))
 
