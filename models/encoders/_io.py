@@ -35,6 +35,17 @@ def is_torchscript_archive(path: Path) -> bool:
     return any("/code/" in name or name.endswith("/constants.pkl") for name in names)
 
 
+def _unpickler_reason(error: BaseException) -> str:
+    """The informative sentence of a ``weights_only`` refusal (which global or opcode was refused)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip()[:200]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation",
+                                                             "(1)", "(2)", "Please file an issue"))]
+    return (useful[0] if useful else "refused by the safe loader")[:200]
+
+
 def torch_load_safe(path: Path, *, what: str, fix: str) -> Any:
     """Load a ``torch.save`` file with ``weights_only=True`` (memory-mapped when the file allows it).
 
@@ -70,9 +81,8 @@ def torch_load_safe(path: Path, *, what: str, fix: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
         raise WeightsError(f"{what} at {path} holds Python objects other than tensors, so it was not loaded "
-                           f"(it may be tampered with or not a checkpoint at all: {first_line[:160]}). "
+                           f"(it may be tampered with or not a checkpoint at all; {_unpickler_reason(error)}). "
                            f"{fix}") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError,
             AttributeError, ImportError, zipfile.BadZipFile) as error:
@@ -132,3 +142,37 @@ def resolve_device(device: str | Any) -> Any:
     import torch
 
     return device if isinstance(device, torch.device) else torch.device(device)
+
+
+def hf_from_pretrained(model_class: Any, path: Path, what: str, fix: str) -> Any:
+    """``model_class.from_pretrained(path, local_files_only=True)`` that fails on missing weights.
+
+    ``transformers`` fills weights absent from a checkpoint with random values and only logs it; here any
+    missing key is an error. Keys the class does not use (an MLM head, CLIP's vision tower) are ignored, and a
+    shape mismatch is an error (``transformers`` raises it).
+
+    Args:
+        model_class: a ``PreTrainedModel`` subclass.
+        path: the Hugging Face folder.
+        what: what the folder should hold, for messages.
+        fix: a sentence telling the user how to get a good copy.
+
+    Returns:
+        The model in eval mode.
+    """
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists the ignored keys on stderr
+    try:
+        with translate_hf_errors(path, what, fix):
+            model, info = model_class.from_pretrained(path, local_files_only=True, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(previous)
+    # Rebuilt buffers and the training-only mask embedding may be absent from older exports.
+    missing = sorted(key for key in info.get("missing_keys", ())
+                     if not key.endswith(("position_ids", "masked_spec_embed")))
+    if missing:
+        raise WeightsError(f"{what} in {path} lacks {len(missing)} weight(s), e.g. {', '.join(missing[:4])}; "
+                           f"the weights file is incomplete or of another model. {fix}")
+    return model.eval()

@@ -58,6 +58,7 @@ class _AllowListUnpickler(pickle.Unpickler):
         super().__init__(handle)
         self._archive = archive
         self._prefix = prefix
+        self._storages: dict[tuple[str, str], Any] = {}  # tensors that share a storage record share one buffer
 
     def find_class(self, module: str, name: str) -> Any:
         if module.startswith("__torch__"):
@@ -82,10 +83,11 @@ class _AllowListUnpickler(pickle.Unpickler):
                 and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]}")
         dtype = getattr(torch, _STORAGE_DTYPES[pid[1].name])
-        raw = bytearray(self._archive.read(f"{self._prefix}data/{pid[2]}"))
-        if not raw:
-            return torch.empty(0, dtype=dtype)
-        return torch.frombuffer(raw, dtype=dtype)
+        key = (str(pid[2]), str(dtype))
+        if key not in self._storages:
+            raw = bytearray(self._archive.read(f"{self._prefix}data/{pid[2]}"))
+            self._storages[key] = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        return self._storages[key]
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any], depth: int = 0) -> None:

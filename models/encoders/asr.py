@@ -14,7 +14,7 @@ from typing import Any
 
 from backend.errors import AudioError
 
-from ._io import require_dir, resolve_device, translate_hf_errors
+from ._io import hf_from_pretrained, require_dir, resolve_device, translate_hf_errors
 
 SAMPLE_RATE = 16000
 FIX = ("Put a copy of the Hugging Face snapshot of facebook/wav2vec2-large-960h-lv60-self in "
@@ -84,10 +84,9 @@ def load_asr_state(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     from transformers import AutoProcessor, Wav2Vec2ForCTC
 
     path = require_dir(Path(path), "The wav2vec 2.0 speech-recognition folder", REQUIRED_FILES, FIX)
-    with translate_hf_errors(path, "The wav2vec 2.0 speech-recognition model", FIX):
+    with translate_hf_errors(path, "The wav2vec 2.0 speech-recognition processor", FIX):
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        model = Wav2Vec2ForCTC.from_pretrained(path, local_files_only=True)
-    model.eval()
+    model = hf_from_pretrained(Wav2Vec2ForCTC, path, "The wav2vec 2.0 speech-recognition model", FIX)
     summary = {"layers": model.config.num_hidden_layers, "vocab_size": model.config.vocab_size,
                "hidden_size": model.config.hidden_size}
     return processor, model, summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._io import require_dir, translate_hf_errors
+from ._io import hf_from_pretrained, require_dir, translate_hf_errors
 
 FIX = ("Put a copy of the Hugging Face snapshot of bert-base-uncased in "
        "1dbc166cf8765166998eff31ade2eb64c8a40076/ or bert-base-uncased/ (see models/README.md).")
@@ -32,7 +32,7 @@ def load_bert(path: str | Path) -> tuple[Any, Any]:
     from transformers import AutoTokenizer, BertModel
 
     folder = require_dir(Path(path), "The BERT folder", REQUIRED_FILES, FIX)
-    with translate_hf_errors(folder, "The BERT model", FIX):
+    with translate_hf_errors(folder, "The BERT tokenizer", FIX):
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = BertModel.from_pretrained(folder, local_files_only=True)
+    model = hf_from_pretrained(BertModel, folder, "The BERT model", FIX)
     return tokenizer, model.float().eval()

@@ -42,7 +42,14 @@ from typing import Any
 
 from backend.errors import WeightsError
 
-from ._io import is_torchscript_archive, require_dir, resolve_device, torch_load_safe, translate_hf_errors
+from ._io import (
+    hf_from_pretrained,
+    is_torchscript_archive,
+    require_dir,
+    resolve_device,
+    torch_load_safe,
+    translate_hf_errors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -362,8 +369,7 @@ def load_clip_text_state(path: Path, tokenizer: Path | None = None) -> tuple[Any
     if path.is_dir():
         require_dir(path, "The CLIP folder", ("config.json", "model.safetensors|pytorch_model.bin",
                                               "vocab.json|tokenizer.json"), FIX)
-        with translate_hf_errors(path, "The CLIP text model", FIX):
-            model = CLIPTextModelWithProjection.from_pretrained(path, local_files_only=True)
+        model = hf_from_pretrained(CLIPTextModelWithProjection, path, "The CLIP text model", FIX)
         tok = load_clip_tokenizer(tokenizer or path)
         fmt = "huggingface"
     else:

@@ -47,7 +47,7 @@ from typing import Any
 
 from backend.errors import AudioError, WeightsError
 
-from ._io import require_dir, resolve_device, torch_load_safe, translate_hf_errors
+from ._io import hf_from_pretrained, require_dir, resolve_device, torch_load_safe
 
 SAMPLE_RATE = 16000
 
@@ -446,8 +446,7 @@ def load_wavlm_state(path: Path) -> tuple[Any, dict[str, Any]]:
         from transformers import WavLMModel
 
         require_dir(path, "The WavLM folder", ("config.json", "model.safetensors|pytorch_model.bin"), FIX)
-        with translate_hf_errors(path, "The WavLM model", FIX):
-            model = WavLMModel.from_pretrained(path, local_files_only=True)
+        model = hf_from_pretrained(WavLMModel, path, "The WavLM model", FIX)
         fmt = "huggingface"
     else:
         model = _build_from_unilm(torch_load_safe(path, what="The WavLM checkpoint", fix=FIX), path)

@@ -252,6 +252,15 @@ def test_wavlm_hf_folder_loads_locally(tmp_path):
     torch.testing.assert_close(encoder.extract(wave), expected, rtol=0, atol=1e-6)
     with pytest.raises(WeightsError, match="missing"):
         wavlm.load_wavlm(tmp_path / "nowhere")
+    # transformers would fill a missing weight with random values; here it is an error.
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "wavlm-large" / "model.safetensors"
+    state = load_file(weights)
+    del state["encoder.layers.1.feed_forward.output_dense.weight"]
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(WeightsError, match="lacks 1 weight.*output_dense"):
+        wavlm.load_wavlm(tmp_path / "wavlm-large")
 
 
 def test_wavlm_rejects_unusable_audio(tmp_path):
@@ -332,7 +341,8 @@ def clip_files(tmp_path_factory):
     return {"model": model, "bpe": bpe,
             "jit": tw.write_openai_clip(root / "ViT-B-32.pt", model, jit=True),
             "state_dict": tw.write_openai_clip(root / "sd" / "ViT-B-32.pt", model, jit=False),
-            "hf": tw.write_hf_clip(root / "clip-vit-base-patch32", model, bpe)}
+            "hf": tw.write_hf_clip(root / "text-only", model, bpe),
+            "hf_full": tw.write_hf_clip(root / "clip-vit-base-patch32", model, bpe, full=True)}
 
 
 def test_openai_bpe_file_becomes_the_openai_tokenizer(clip_files):
@@ -375,7 +385,7 @@ def _openai_tokens(tokenizer, texts: list[str]) -> torch.Tensor:
     return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, 0)
 
 
-@pytest.mark.parametrize("source", ["jit", "state_dict", "hf"])
+@pytest.mark.parametrize("source", ["jit", "state_dict", "hf", "hf_full"])
 def test_clip_text_features_equal_openai_encode_text(clip_files, source):
     encoder = clip_text.load_clip_text(clip_files[source], tokenizer=clip_files["bpe"] if source == "state_dict"
                                        else None)

@@ -225,15 +225,24 @@ def write_openai_clip(path: Path, model: TinyOpenAIClip, *, jit: bool = True) ->
     return path
 
 
-def write_hf_clip(folder: Path, model: TinyOpenAIClip, bpe: Path) -> Path:
-    """The same tiny CLIP as a Hugging Face ``CLIPTextModelWithProjection`` folder with its tokenizer files."""
-    from transformers import CLIPTextModelWithProjection
+def write_hf_clip(folder: Path, model: TinyOpenAIClip, bpe: Path, *, full: bool = False) -> Path:
+    """The same tiny CLIP as a Hugging Face folder with its tokenizer files: a ``CLIPTextModelWithProjection``,
+    or with ``full=True`` a whole ``CLIPModel`` (tiny vision tower) as ``openai/clip-vit-base-patch32`` is."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection
 
     from models.encoders.clip_text import openai_to_hf_state_dict, tokenizer_from_openai_bpe
 
     state, config = openai_to_hf_state_dict(openai_state_dict(model))
-    hf = CLIPTextModelWithProjection(config)
-    hf.load_state_dict(state, strict=False)
+    if full:
+        vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                  "image_size": 32, "patch_size": 16}
+        hf = CLIPModel(CLIPConfig(text_config=config.to_dict(), vision_config=vision,
+                                  projection_dim=config.projection_dim))
+    else:
+        hf = CLIPTextModelWithProjection(config)
+    report = hf.load_state_dict(state, strict=False)
+    assert not [k for k in report.missing_keys if k.startswith(("text_model.", "text_projection"))
+                and not k.endswith("position_ids")], report.missing_keys
     hf.eval().save_pretrained(folder)
     tokenizer_from_openai_bpe(bpe).save_pretrained(folder)
     return folder
