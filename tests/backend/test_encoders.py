@@ -282,15 +282,17 @@ def _greedy_ctc(ids: list[int], vocab: list[str]) -> str:
     return " ".join("".join(out).replace("|", " ").split())
 
 
-def test_asr_transcribes_by_greedy_ctc(tmp_path):
-    folder = tw.write_tiny_asr(tmp_path / "asr", seed=3)
+@pytest.mark.parametrize("legacy", [True, False], ids=["2021-snapshot", "current-transformers"])
+def test_asr_transcribes_by_greedy_ctc(tmp_path, legacy):
+    folder = tw.write_tiny_asr(tmp_path / "asr", seed=3, legacy=legacy)
     recognizer = load_asr(folder)
     wave = _speech_like(16000)
-    text = recognizer.transcribe(wave.numpy())
-    normalised = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+    normalised = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)  # the feature extractor's
     with torch.no_grad():
-        ids = recognizer.model(normalised[None]).logits.argmax(-1)[0].tolist()
-    assert text == _greedy_ctc(ids, tw.ASR_VOCAB)
+        logits = tw.tiny_asr(seed=3)(normalised[None]).logits
+        torch.testing.assert_close(recognizer.model(normalised[None]).logits, logits)
+    text = recognizer.transcribe(wave.numpy())
+    assert text == _greedy_ctc(logits.argmax(-1)[0].tolist(), tw.ASR_VOCAB)
     assert text and set(text) <= set("ETAOHLWRD |")
 
     # A model that always emits "H": the transcript collapses to one letter.
@@ -302,32 +304,29 @@ def test_asr_transcribes_by_greedy_ctc(tmp_path):
 
 def test_asr_folder_missing_files_are_named(tmp_path):
     folder = tw.write_tiny_asr(tmp_path / "asr")
-    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").unlink()
     with pytest.raises(WeightsError, match="model.safetensors or pytorch_model.bin"):
         load_asr(folder)
 
 
 # -------------------------------------------------------------------------------------------------------- BERT
-def test_bert_loads_tokenizer_and_model_locally(tmp_path):
-    from transformers import BertModel
-
-    folder = tw.write_tiny_bert(tmp_path / "bert")
+@pytest.mark.parametrize("legacy", [True, False], ids=["bert-base-uncased-snapshot", "current-transformers"])
+def test_bert_loads_tokenizer_and_model_locally(tmp_path, legacy):
+    folder = tw.write_tiny_bert(tmp_path / "bert", legacy=legacy)
     tokenizer, model = load_bert(folder)
     batch = tokenizer("Hello everyone, it works!", return_tensors="pt")
     vocab = tw.BERT_VOCAB
     assert batch["input_ids"][0].tolist() == [vocab.index(t) for t in
                                               ("[CLS]", "hello", "everyone", ",", "it", "works", "!", "[SEP]")]
-    reference = BertModel.from_pretrained(folder).eval()
     with torch.no_grad():
         cls = model(**batch).last_hidden_state[:, 0]
-        torch.testing.assert_close(cls, reference(**batch).last_hidden_state[:, 0])
+        torch.testing.assert_close(cls, tw.tiny_bert(seed=0)(**batch).last_hidden_state[:, 0])
     assert cls.shape == (1, 16)
 
 
 def test_bert_folder_missing_vocab_is_named(tmp_path):
     folder = tw.write_tiny_bert(tmp_path / "bert")
     (folder / "vocab.txt").unlink()
-    (folder / "tokenizer.json").unlink()
     with pytest.raises(WeightsError, match="vocab.txt or tokenizer.json"):
         load_bert(folder)
 

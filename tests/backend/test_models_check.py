@@ -74,7 +74,7 @@ def test_broken_files_are_one_clear_line_each(repo_root, tmp_path, complete_fold
     torch.save({"state_dict": _Evil(marker)}, root / "audio_only_model" / "emo_classifier.bin")
     torch.save(torch.zeros(3), root / "audio_only_model" / "joint_sem_ges.bin")  # wrong: not a state dict
     (root / tw.BERT_DIR / "vocab.txt").unlink()
-    (root / tw.BERT_DIR / "tokenizer.json").unlink()
+    (root / tw.BERT_DIR / "tokenizer.json").unlink(missing_ok=True)
     model_pt = root / "audio_text_hybrid_model" / "model.pt"
     model_pt.write_bytes(model_pt.read_bytes()[: model_pt.stat().st_size // 2])  # truncated download
 

@@ -78,29 +78,56 @@ def write_unilm_wavlm(path: Path, model: Any, weight_norm: str = "weight_g") -> 
 ASR_VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "H", "L", "W", "R", "D"]
 
 
-def write_tiny_asr(folder: Path, seed: int = 0) -> Path:
-    """A tiny wav2vec 2.0 CTC snapshot folder (config, preprocessor, tokenizer, safetensors)."""
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
+def _legacy_weight_norm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Spell weight-norm pairs as older torch saved them (``weight_g`` / ``weight_v``)."""
+    return {k.replace("parametrizations.weight.original0", "weight_g")
+            .replace("parametrizations.weight.original1", "weight_v"): v for k, v in state.items()}
 
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab_file = folder / "vocab.json"
-    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(ASR_VOCAB)}))
-    tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                                         return_attention_mask=True)
-    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+
+def tiny_asr(seed: int = 0) -> Any:
+    """A tiny random ``Wav2Vec2ForCTC`` over ``ASR_VOCAB`` (blank = ``<pad>`` = 0), in eval mode."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
     config = Wav2Vec2Config(vocab_size=len(ASR_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                             intermediate_size=64, conv_dim=(16, 16, 16), conv_kernel=(10, 3, 2),
                             conv_stride=(5, 2, 2), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
                             do_stable_layer_norm=True, feat_extract_norm="layer", pad_token_id=0)
     torch.manual_seed(seed)
-    _perturb(Wav2Vec2ForCTC(config), seed).save_pretrained(folder)
+    return _perturb(Wav2Vec2ForCTC(config), seed)
+
+
+def write_tiny_asr(folder: Path, seed: int = 0, *, legacy: bool = True) -> Path:
+    """A tiny wav2vec 2.0 CTC snapshot folder.
+
+    ``legacy=True`` mimics the 2021 Hugging Face snapshot that ExpGest uses: ``preprocessor_config.json``
+    (feature-extractor dict), ``tokenizer_config.json`` + ``special_tokens_map.json`` + ``vocab.json``, and
+    ``pytorch_model.bin`` with ``wav2vec2.``-prefixed keys and ``weight_g``/``weight_v``. ``legacy=False`` is
+    what the installed ``transformers`` writes (``processor_config.json``, safetensors).
+    """
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder / "vocab.json"
+    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(ASR_VOCAB)}))
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                         return_attention_mask=True)
+    model = tiny_asr(seed)
+    config = model.config
+    if legacy:
+        (folder / "preprocessor_config.json").write_text(json.dumps(
+            {**extractor.to_dict(), "feature_extractor_type": "Wav2Vec2FeatureExtractor"}, indent=2))
+        specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+        (folder / "special_tokens_map.json").write_text(json.dumps(specials))
+        (folder / "tokenizer_config.json").write_text(json.dumps(
+            {**specials, "do_lower_case": False, "word_delimiter_token": "|",
+             "tokenizer_class": "Wav2Vec2CTCTokenizer"}))
+        config.save_pretrained(folder)
+        torch.save(_legacy_weight_norm_names(model.state_dict()), folder / "pytorch_model.bin")
+    else:
+        tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token="<unk>", pad_token="<pad>",
+                                         word_delimiter_token="|")
+        Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+        model.save_pretrained(folder)
     return folder
 
 
@@ -110,17 +137,41 @@ BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "everyone",
               "##s", "##ing", ".", ",", "!", "a", "the"]
 
 
-def write_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    """A tiny uncased BERT snapshot folder (config, WordPiece vocab.txt, tokenizer files, safetensors)."""
-    from transformers import BertConfig, BertModel, BertTokenizer
+def tiny_bert(seed: int = 0) -> Any:
+    """A tiny random ``BertModel`` (hidden 16, one layer) over ``BERT_VOCAB``, in eval mode."""
+    from transformers import BertConfig, BertModel
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
-    BertTokenizer(vocab={t: i for i, t in enumerate(BERT_VOCAB)}, do_lower_case=True).save_pretrained(folder)
     config = BertConfig(vocab_size=len(BERT_VOCAB), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=64)
     torch.manual_seed(seed)
-    _perturb(BertModel(config), seed).save_pretrained(folder)
+    return _perturb(BertModel(config), seed)
+
+
+def write_tiny_bert(folder: Path, seed: int = 0, *, legacy: bool = True) -> Path:
+    """A tiny uncased BERT snapshot folder.
+
+    ``legacy=True`` mimics the bert-base-uncased snapshot: ``vocab.txt``, ``tokenizer_config.json``,
+    ``config.json`` and a ``pytorch_model.bin`` saved from a pre-training model (``bert.``-prefixed keys, the
+    masked-LM head ``cls.*`` and the ``position_ids`` buffer of old transformers). ``legacy=False``: what the
+    installed ``transformers`` writes (``tokenizer.json``, safetensors).
+    """
+    from transformers import BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+    model = tiny_bert(seed)
+    config = model.config
+    if legacy:
+        (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+        config.save_pretrained(folder)
+        state = {f"bert.{k}": v for k, v in model.state_dict().items()}
+        state["bert.embeddings.position_ids"] = torch.arange(64)[None]
+        state["cls.predictions.bias"] = torch.zeros(len(BERT_VOCAB))
+        state["cls.predictions.transform.dense.weight"] = torch.zeros(16, 16)
+        torch.save(state, folder / "pytorch_model.bin")
+    else:
+        BertTokenizer(vocab={t: i for i, t in enumerate(BERT_VOCAB)}, do_lower_case=True).save_pretrained(folder)
+        model.save_pretrained(folder)
     return folder
 
 
