@@ -41,8 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("models", help="inspect a folder of ExpGest weights",
                                    description="Inspect a folder of ExpGest weights.")
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
-    check = sub.add_parser("check", help="list what a weights folder holds and validate every file",
-                           description=__doc__.split("\n\n")[1] if __doc__ else None)
+    check = sub.add_parser(
+        "check", help="list what a weights folder holds and validate every file",
+        description="For each mode, list every file it needs, where it was found or where it must go, and "
+                    "validate what is there (checkpoint keys and shapes, statistics, each encoder's config and "
+                    "weights). Exit status 0 when a mode is complete (with --mode: every mode asked for), 1 "
+                    "otherwise, 2 when the folder does not exist.")
     check.add_argument("folder", metavar="DIR", help="the weights folder (original ExpGest layout)")
     check.add_argument("--mode", choices=[*MODES, "audio_pharse"], action="append",
                        help="check only this mode (repeatable; default: all three)")
