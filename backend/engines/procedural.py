@@ -58,6 +58,7 @@ _STROKE_S = 0.13         # neutral stroke duration (centred on the onset)
 _PREP_S = 0.35           # longest preparation
 _RAISE_S = 0.75          # arms rise from rest into gesture space over this long, ending before speech
 _LOWER_S = 0.9
+_MAX_STROKE_SPEED = 11.0  # rad/s, fast but human elbow speed
 # Torso capsule (segment pelvis -> spine3) radii for the arm-collision pass, metres: the wrist's covers the
 # belly's depth plus the hand, the elbow's the waist's half width plus the arm.
 _WRIST_RADIUS = 0.14
@@ -294,6 +295,8 @@ def _ease_keys(times: np.ndarray, key_times: np.ndarray, key_values: np.ndarray)
     """
     key_times = np.asarray(key_times, dtype=np.float64)
     key_values = np.asarray(key_values, dtype=np.float64).reshape(len(key_times), -1)
+    if np.any(np.diff(key_times) < 0):
+        raise ValueError("key times must be non-decreasing")
     if len(key_times) == 0:
         return np.zeros((len(times), key_values.shape[1]))
     if len(key_times) == 1:
@@ -511,11 +514,14 @@ def _arm_channels(times: np.ndarray, plan: _Plan, side: int, style: dict[str, np
     sv: list[np.ndarray] = [np.zeros(4)]
     previous_end = -np.inf
     for beat in beats:
-        stroke_start = beat.time - beat.stroke / 2
-        stroke_end = beat.time + beat.stroke / 2
-        available = stroke_start - previous_end
+        available = beat.time - beat.stroke / 2 - previous_end
         prep = min(beat.prep, max(available - 0.02, 0.05))
         up = 0.6 * min(1.0, prep / beat.prep + 0.3)
+        # Peak angular speed of the eased stroke is (pi / 2) * size / duration: keep it under _MAX_STROKE_SPEED.
+        size = (up + 0.45) * beat.amplitude * float(np.max(np.abs(beat.direction)))
+        stroke = max(beat.stroke, 0.5 * np.pi * size / _MAX_STROKE_SPEED)
+        stroke_start = beat.time - stroke / 2
+        stroke_end = beat.time + stroke / 2
         if available > prep + 0.35:  # time to retract before preparing again
             if np.isfinite(previous_end):
                 bt.append(previous_end + 0.3)
@@ -651,7 +657,13 @@ def _phrase_envelope(times: np.ndarray, plan: _Plan, side: int | None = None,
         level = 1.0 if side is None else levels[side]
         up = start - 0.1
         previous_end = key_t[-2] if len(key_t) > 2 else -np.inf
-        if up - previous_end < _RAISE_S + _LOWER_S:
+        if up - previous_end < 0.6:  # adjacent parts of one phrase: cross over 0.6 s around the boundary
+            middle = 0.5 * (previous_end + up)
+            key_t[-2:] = [middle - 0.3]
+            key_v[-2:] = [key_v[-2]]
+            key_t.append(middle + 0.3)
+            key_v.append(level)
+        elif up - previous_end < _RAISE_S + _LOWER_S:
             previous_level = key_v[-2]
             key_t.pop()
             key_v.pop()
@@ -665,7 +677,13 @@ def _phrase_envelope(times: np.ndarray, plan: _Plan, side: int | None = None,
             key_v.extend([0.0, level])
         key_t.extend([end + 0.15, end + 0.15 + _LOWER_S])
         key_v.extend([level, 0.0])
-    envelope = _ease_keys(times, np.array(key_t), np.array(key_v))[:, 0]
+    # Very short phrases can leave keys out of order; drop any key that does not move forward in time.
+    kept_t, kept_v = [key_t[0]], [key_v[0]]
+    for t, v in zip(key_t[1:], key_v[1:], strict=True):
+        if t > kept_t[-1] + 1e-3:
+            kept_t.append(t)
+            kept_v.append(v)
+    envelope = _ease_keys(times, np.array(kept_t), np.array(kept_v))[:, 0]
     return envelope if scale is None else envelope * scale
 
 
