@@ -7,6 +7,7 @@ sentence that says what is wrong and what to do; silence is allowed and reported
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 from .errors import AudioError
 
@@ -125,7 +126,12 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
                              "truncated or corrupt; export it again as .wav or .flac.") from None
     if block.shape[0] == 0:
         raise AudioError(f"The audio file '{file_path}' contains no samples; record or export the audio again.")
-    mono = block.mean(axis=1, dtype=np.float64)
+    # Downmix by averaging the channels (column by column: numpy's mean over a short last axis is slow).
+    mono = block[:, 0].copy()
+    for channel in range(1, channels):
+        mono += block[:, channel]
+    if channels > 1:
+        mono *= np.float32(1.0 / channels)
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"The file '{file_path}' holds invalid (NaN or infinite) samples; export it again "
                          "as 16- or 24-bit .wav.")
@@ -148,7 +154,7 @@ def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int) -> np.
         return np.ascontiguousarray(mono[offset:offset + count], dtype=np.float32)
     divisor = math.gcd(SAMPLE_RATE, rate)
     up, down = SAMPLE_RATE // divisor, rate // divisor
-    resampled = resample_poly(mono, up, down)
+    resampled = resample_poly(mono.astype(np.float32), up, down, window=_polyphase_filter(up, down))
     # Source sample i lands at output position i * up / down.
     first = int(round(offset * up / down))
     length = int(round(count * SAMPLE_RATE / rate))
@@ -156,6 +162,14 @@ def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int) -> np.
     if len(out) < length:  # rounding at the very end of the file
         out = np.concatenate([out, np.zeros(length - len(out))])
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _polyphase_filter(up: int, down: int) -> np.ndarray:
+    """scipy's default ``resample_poly`` low-pass (Kaiser, beta 5, 10 zero crossings per side), in float32 so
+    the filtering runs in single precision."""
+    max_rate = max(up, down)
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0)).astype(np.float32)
 
 
 def _short(error: BaseException) -> str:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
-from scipy.signal import resample_poly
 
 SAMPLE_RATE = 16000
 HOP_S = 0.01
@@ -172,18 +171,20 @@ def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray) -> np.ndarray
     idx = np.flatnonzero(voiced[::2]) * 2
     if len(idx) == 0:
         return f0
-    decimated = resample_poly(audio.astype(np.float64), 1, 2)
+    # Decimate to 8 kHz behind a short binomial low-pass (enough for F0 <= 400 Hz and its first harmonics).
+    kernel = np.array([1, 6, 15, 20, 15, 6, 1], np.float32) / 64.0
+    decimated = np.convolve(audio, kernel, mode="same")[::2]
     padded = np.pad(decimated, (width // 2, width // 2 + num_frames * hop + width))
     frames = np.lib.stride_tricks.sliding_window_view(padded, width)[idx * hop]
     frames = frames - frames.mean(axis=1, keepdims=True)
-    nfft = 1024
+    # Circular correlation aliases only lags above nfft - width = 192 samples, beyond the longest period (114).
+    nfft = 512
     acf = np.fft.irfft(np.abs(np.fft.rfft(frames, nfft, axis=1)) ** 2, nfft, axis=1)[:, :width]
     # Energy of the overlapping parts, for normalisation: e(tau) = sqrt(E[0:W-tau] * E[tau:W]).
-    cumsum = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames ** 2, axis=1)], axis=1)
-    lags = np.arange(width)
-    norm = acf / np.sqrt(cumsum[:, width - lags] * (cumsum[:, -1:] - cumsum[:, lags]) + 1e-12)
+    cumsum = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames.astype(np.float64) ** 2, axis=1)], axis=1)
     low, high = int(rate / _F0_MAX), int(rate / _F0_MIN)
-    window = norm[:, low:high + 1]
+    lags = np.arange(low, high + 1)
+    window = acf[:, low:high + 1] / np.sqrt(cumsum[:, width - lags] * (cumsum[:, -1:] - cumsum[:, lags]) + 1e-12)
     rows = np.arange(len(window))
     peak = window.max(axis=1)
     best = np.argmax(window >= 0.9 * peak[:, None], axis=1)
@@ -207,7 +208,7 @@ def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray) -> np.ndarray
 def _onset_envelope(frames: np.ndarray, energy_db: np.ndarray) -> np.ndarray:
     """Onset strength: positive log-spectral flux plus the energy rise in dB, normalised to max 1."""
     window = np.hanning(_WIN).astype(np.float32)
-    magnitude = np.abs(np.fft.rfft(frames * window, _NFFT, axis=1))
+    magnitude = np.abs(np.fft.rfft(frames * window, _NFFT, axis=1)).astype(np.float32)
     log_mag = np.log(magnitude + 1e-3)
     flux = np.zeros(len(frames))
     flux[1:] = np.maximum(log_mag[1:] - log_mag[:-1], 0.0).mean(axis=1)

@@ -860,23 +860,25 @@ def _write_arm(poses: np.ndarray, side: int, params: np.ndarray) -> None:
         poses[:, J[prefix + name]] = value if side == 0 else _mirror(value)
 
 
-def forward_joints(poses: np.ndarray, rest_joints: np.ndarray = REST_JOINTS) -> np.ndarray:
+def forward_joints(poses: np.ndarray, rest_joints: np.ndarray = REST_JOINTS, num_joints: int = NUM_JOINTS
+                   ) -> np.ndarray:
     """World joint positions of SMPL-X poses with zero root translation (a minimal private FK).
 
     Args:
         poses: (T, 55, 3) local axis-angle, radians.
         rest_joints: (55, 3) rest joint centres, metres.
+        num_joints: compute only the first ``num_joints`` joints (22 = the body up to the wrists).
 
     Returns:
-        (T, 55, 3) world positions in metres (pelvis at its rest position).
+        (T, num_joints, 3) world positions in metres (pelvis at its rest position).
     """
-    rotations = _axis_angle_to_matrix(np.asarray(poses, dtype=np.float64))
+    rotations = _axis_angle_to_matrix(np.asarray(poses[:, :num_joints], dtype=np.float64))
     count = rotations.shape[0]
     world_rot = np.zeros_like(rotations)
-    positions = np.zeros((count, NUM_JOINTS, 3))
+    positions = np.zeros((count, num_joints, 3))
     positions[:, 0] = rest_joints[0]
     world_rot[:, 0] = rotations[:, 0]
-    for joint in range(1, NUM_JOINTS):
+    for joint in range(1, num_joints):
         parent = PARENTS[joint]
         offset = rest_joints[joint] - rest_joints[parent]
         world_rot[:, joint] = world_rot[:, parent] @ rotations[:, joint]
@@ -903,7 +905,7 @@ def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], body:
     from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
     for _ in range(iterations):
-        positions = forward_joints(poses)
+        positions = forward_joints(poses, num_joints=22)
         changed = False
         for side, arm in enumerate(arms):
             prefix = "left_" if side == 0 else "right_"
