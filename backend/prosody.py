@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
+from scipy.ndimage import convolve1d, maximum_filter1d, median_filter, uniform_filter1d
 
 SAMPLE_RATE = 16000
 HOP_S = 0.01
@@ -173,7 +173,7 @@ def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray) -> np.ndarray
         return f0
     # Decimate to 8 kHz behind a short binomial low-pass (enough for F0 <= 400 Hz and its first harmonics).
     kernel = np.array([1, 6, 15, 20, 15, 6, 1], np.float32) / 64.0
-    decimated = np.convolve(audio, kernel, mode="same")[::2]
+    decimated = convolve1d(audio, kernel, mode="constant")[::2]
     padded = np.pad(decimated, (width // 2, width // 2 + num_frames * hop + width))
     frames = np.lib.stride_tricks.sliding_window_view(padded, width)[idx * hop]
     frames = frames - frames.mean(axis=1, keepdims=True)

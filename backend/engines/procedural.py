@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy.ndimage import convolve1d, gaussian_filter1d, maximum_filter1d
 
 from ..errors import AudioError
 from ..motion.motion import Motion
@@ -236,6 +237,8 @@ class ProceduralEngine:
         style = _emotion_curves(request.emotion, times, duration)
         plan = _plan(prosody, style, times, rngs[0])
         actions = self._actions(request, duration)
+        for warning in self.warnings:
+            progress("planning gestures", 0.25, warning)
         cancel.check()
         progress("animating body", 0.5)
         arms = [_arm_channels(times, plan, side, style, rngs[1 + side]) for side in (0, 1)]
@@ -619,7 +622,7 @@ def _body_channels(times: np.ndarray, prosody: Prosody, plan: _Plan, style: dict
     if len(voiced_f0) > 10:
         log_f0 = np.where(f0 > 0, np.log2(np.maximum(f0, 1.0) / np.median(voiced_f0)), 0.0)
         kernel = np.hanning(31)
-        smooth = np.convolve(log_f0, kernel / kernel.sum(), mode="same")
+        smooth = convolve1d(log_f0, kernel / kernel.sum(), mode="nearest")
         head[:, 0] -= 0.12 * np.interp(times, prosody.times, smooth)
     gaze = _smooth_noise(times, rng, 3.0, 3)
     head[:, 0] += style["head_pitch"] + 0.035 * sway * gaze[:, 0]
@@ -637,7 +640,7 @@ def _body_channels(times: np.ndarray, prosody: Prosody, plan: _Plan, style: dict
     # Jaw opens with the speech level (a rough lip-flap, smoothed over 50 ms).
     level = np.clip((prosody.energy_db.astype(np.float64) + 50.0) / 35.0, 0.0, 1.0) * prosody.voiced
     kernel = np.hanning(7)
-    level = np.convolve(level, kernel / kernel.sum(), mode="same")
+    level = convolve1d(level, kernel / kernel.sum(), mode="nearest")
     jaw = 0.16 * np.interp(times, prosody.times, level)
     return _BodyChannels(pelvis=pelvis, spine=spine, head=head, legs=legs, jaw=jaw, breath=breath)
 
@@ -708,7 +711,7 @@ def _apply_actions(times: np.ndarray, actions: list[tuple[str, int, float, float
             body.head[:, 1] += weight * (0.12 if side == 0 else -0.12)
         elif name in ("shrug", "open_arms"):
             if name == "shrug":
-                target = np.array([0.28, 0.0, 1.2, 0.35, -0.45, 1.45, -1.25, -0.25, 0.0])
+                target = np.array([0.28, 0.0, 1.3, 0.35, -0.45, 1.25, -1.25, -0.25, 0.0])
                 body.head[:, 2] += 0.12 * weight
                 body.spine[:, 0] -= 0.04 * weight
             else:
@@ -902,8 +905,6 @@ def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], body:
     Penetration depth p (metres) of wrist/elbow becomes less internal rotation and more forward flexion
     (4 rad/m and 2 rad/m), spread over +-0.25 s so the correction is smooth.
     """
-    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
-
     for _ in range(iterations):
         positions = forward_joints(poses, num_joints=22)
         changed = False

@@ -17,7 +17,7 @@ from scipy.signal import find_peaks
 from backend.audio import load_audio
 from backend.engines.base import CancelToken
 from backend.engines.procedural import JOINT_LIMITS, ProceduralEngine
-from backend.errors import CancelledError
+from backend.errors import AudioError, CancelledError
 from backend.motion.motion import Motion
 from backend.motion.skeleton import JOINT_INDEX as J
 from backend.motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
@@ -105,6 +105,18 @@ def test_exact_frame_count_and_fps(fps: float) -> None:
     assert motion.fps == fps
     assert motion.poses.shape == (motion.num_frames, 165) and motion.poses.dtype == np.float32
     assert np.all(np.isfinite(motion.poses))
+
+
+@pytest.mark.parametrize("seconds, fps", [(0.04, 30.0), (0.3, 240.0), (2.0, 1.0)])
+def test_very_short_clips_and_extreme_rates(seconds: float, fps: float) -> None:
+    audio = np.random.default_rng(0).standard_normal(int(seconds * RATE)).astype(np.float32) * 0.1
+    motion = _generate(audio, fps=fps)
+    assert motion.num_frames == int(math.floor(seconds * fps + 0.5)) and np.all(np.isfinite(motion.poses))
+
+
+def test_shorter_than_one_frame_is_a_clear_error() -> None:
+    with pytest.raises(AudioError, match="shorter than one frame"):
+        _generate(np.zeros(160, np.float32), fps=30.0)
 
 
 def test_deterministic_per_seed_and_different_across_seeds(bursts: np.ndarray) -> None:
@@ -322,3 +334,7 @@ def test_text_actions(speech: np.ndarray) -> None:
     middle = np.linalg.norm(motion.joint_axis_angles()[point, J["left_middle1"]], axis=-1)
     assert index.max() < 0.3 and middle.min() > 0.8                               # index extended
     assert len(engine.warnings) == 1 and "walks back and forth" in engine.warnings[0]
+    messages: list[str] = []
+    ProceduralEngine().generate(speech, request, lambda stage, done=None, message="": messages.append(message),
+                                CancelToken())
+    assert engine.warnings[0] in messages
