@@ -79,8 +79,16 @@ _REST_ARM = np.array([0.0, 0.0, 1.25, 0.02, 0.3, 0.22, 0.0, 0.12, 0.0])
 _GESTURE_ARM = np.array([0.02, 0.05, 1.12, 0.45, 0.32, 1.38, -0.35, 0.05, 0.0])
 _ARM_LOW = np.array([-0.15, -0.25, -0.2, -0.35, -1.6, 0.05, -1.8, -0.8, -0.4])
 _ARM_HIGH = np.array([0.45, 0.35, 1.5, 1.7, 0.95, 2.35, 1.4, 0.9, 0.4])
-# Direction of a beat's preparation in arm parameters (the stroke goes the opposite way).
-_BEAT_DIRECTION = np.array([0.0, 0.0, -0.12, 0.35, 0.05, 1.0, -0.1, -0.25, 0.0])
+# Stroke kinds: the direction of the preparation in arm parameters (the stroke goes the opposite way).
+# baton: the hand rises and drops (the classic beat); sweep: the hand comes in and then sweeps outwards,
+# palm turning up (presenting); push: the hand draws back and then pushes forwards.
+_STROKE_KINDS = ("baton", "sweep", "push")
+_STROKE_DIRECTIONS = np.array([
+    [0.0, 0.0, -0.12, 0.35, 0.05, 1.0, -0.1, -0.25, 0.0],
+    [0.0, 0.05, 0.3, 0.2, 0.55, 0.45, 0.5, -0.1, 0.0],
+    [0.0, -0.1, 0.0, -0.35, 0.1, 0.9, 0.15, -0.3, 0.0],
+])
+_DIRECTION_NOISE = np.array([0.0, 0.0, 0.1, 0.1, 0.12, 0.1, 0.15, 0.12, 0.08])
 
 # Human ranges for the final safety clamp: largest rotation angle per joint (radians).
 JOINT_LIMITS: dict[str, float] = {
@@ -448,8 +456,10 @@ def _plan(prosody: Prosody, style: dict[str, np.ndarray], times: np.ndarray, rng
         amplitude = _at(style["amplitude"], times, t) * (0.55 + 0.45 * strength) * rng.uniform(0.85, 1.15)
         tempo = _at(style["tempo"], times, t)
         tension = _at(style["tension"], times, t)
-        direction = _BEAT_DIRECTION + rng.normal(0.0, 1.0, _ARM_PARAMS) * np.array(
-            [0.0, 0.0, 0.12, 0.12, 0.15, 0.1, 0.2, 0.15, 0.1])
+        openness = _at(style["openness"], times, t)
+        kind_p = np.array([0.6, 0.25 + 0.3 * max(openness, 0.0), 0.15 + 0.25 * max(tension, 0.0)])
+        kind = int(rng.choice(len(_STROKE_KINDS), p=kind_p / kind_p.sum()))
+        direction = _STROKE_DIRECTIONS[kind] + rng.normal(0.0, 1.0, _ARM_PARAMS) * _DIRECTION_NOISE
         shape_p = np.array([0.45 - 0.3 * tension, 0.12, 0.18, 0.05 + 0.5 * max(tension, 0.0)])
         shape_p = np.clip(shape_p, 0.01, None)
         shape = np.zeros(4)

@@ -192,6 +192,10 @@ def test_idle_in_silence_is_calm(speech: np.ndarray) -> None:
     wrists = pos[:len(t)][t < 2.0][:, [J["left_wrist"], J["right_wrist"]]]
     assert np.all(wrists[..., 1] < pos[0, J["pelvis"], 1])
     assert np.all(np.abs(wrists[..., 0]) > 0.15)
+    # Idle hands are relaxed: gently curled, not flat, not a fist.
+    for first in (J["left_index1"], J["right_index1"]):
+        curl = np.linalg.norm(motion.joint_axis_angles()[0, first:first + 12], axis=-1)
+        assert 0.1 < curl.mean() < 0.6
     # Still alive: breathing and sway move the spine a little.
     spine = motion.joint_axis_angles()[: int(2.0 * motion.fps), J["spine3"]]
     assert 0.002 < spine.std(axis=0).max() < 0.05
@@ -215,9 +219,6 @@ def test_fingers_move_between_relaxed_and_active(speech_motions: dict[str, Motio
     poses = speech_motions["neutral"].joint_axis_angles()
     index = poses[:, J["right_index2"]]
     assert np.ptp(np.linalg.norm(index, axis=-1)) > 0.25
-    # Idle hands (start of the clip before speech) are relaxed: gently curled, not flat, not a fist.
-    curl = np.linalg.norm(poses[0, J["left_index1"]:J["left_index1"] + 12], axis=-1)
-    assert 0.1 < curl.mean() < 0.6
 
 
 def test_head_nods_and_breathing(speech_motions: dict[str, Motion]) -> None:
