@@ -27,6 +27,7 @@ _END_TOLERANCE_S = 0.01
 _CONTEXT_SAMPLES = 2048
 # Below this peak level (about -80 dBFS) a clip counts as silent.
 _SILENCE_PEAK = 1e-4
+_READ_BLOCK = 1 << 20  # source frames decoded at a time
 
 
 @dataclass
@@ -118,26 +119,41 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
                              "trim the audio or choose a shorter range with --start/--end (audio start_s/end_s).")
         read_from = max(0, start - _CONTEXT_SAMPLES)
         read_to = min(total, stop + _CONTEXT_SAMPLES)
+        # Read in blocks and downmix as we go, so a long multichannel file never sits in memory whole.
+        mono = np.empty(read_to - read_from, np.float32)
+        filled = 0
         try:
             handle.seek(read_from)
-            block = handle.read(read_to - read_from, dtype="float32", always_2d=True)
+            while filled < len(mono):
+                block = handle.read(min(_READ_BLOCK, len(mono) - filled), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                # Average the channels column by column (numpy's mean over a short last axis is slow).
+                chunk = mono[filled:filled + block.shape[0]]
+                chunk[:] = block[:, 0]
+                for channel in range(1, channels):
+                    chunk += block[:, channel]
+                if channels > 1:
+                    chunk *= np.float32(1.0 / channels)
+                filled += block.shape[0]
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
             raise AudioError(f"The file '{file_path}' could not be decoded ({_short(error)}); it may be "
                              "truncated or corrupt; export it again as .wav or .flac.") from None
-    if block.shape[0] == 0:
+    if filled == 0:
         raise AudioError(f"The audio file '{file_path}' contains no samples; record or export the audio again.")
-    # Downmix by averaging the channels (column by column: numpy's mean over a short last axis is slow).
-    mono = block[:, 0].copy()
-    for channel in range(1, channels):
-        mono += block[:, channel]
-    if channels > 1:
-        mono *= np.float32(1.0 / channels)
+    truncated = filled < len(mono)
+    if truncated:  # the header promised more frames than the file holds
+        mono[filled:] = 0.0
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"The file '{file_path}' holds invalid (NaN or infinite) samples; export it again "
                          "as 16- or 24-bit .wav.")
     samples = _resample_range(mono, rate, start - read_from, stop - start)
     clip = AudioClip(samples=samples, sample_rate=SAMPLE_RATE, duration_s=len(samples) / SAMPLE_RATE,
                      source_sample_rate=rate, source_channels=channels)
+    missing = (stop - read_from) - filled  # source samples of the range that could not be read
+    if truncated and missing > 0:
+        clip.warnings.append(f"The file '{file_path.name}' ended {missing / rate:.2f} s early (it looks truncated); "
+                             "the missing part is treated as silence.")
     peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
     if peak < _SILENCE_PEAK:
         clip.is_silent = True
@@ -154,7 +170,7 @@ def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int) -> np.
         return np.ascontiguousarray(mono[offset:offset + count], dtype=np.float32)
     divisor = math.gcd(SAMPLE_RATE, rate)
     up, down = SAMPLE_RATE // divisor, rate // divisor
-    resampled = resample_poly(mono.astype(np.float32), up, down, window=_polyphase_filter(up, down))
+    resampled = resample_poly(mono, up, down, window=_polyphase_filter(up, down))
     # Source sample i lands at output position i * up / down.
     first = int(round(offset * up / down))
     length = int(round(count * SAMPLE_RATE / rate))

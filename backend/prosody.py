@@ -12,6 +12,7 @@ loudness and pitch height, so stressed syllables score higher.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,11 @@ _PITCH_WIN = 640    # 40 ms pitch window: two periods of 50 Hz
 _F0_MIN = 70.0
 _F0_MAX = 400.0
 _SILENT_DB = -60.0  # frames quieter than this are never speech
+_BLOCK = 4096       # frames per block of frame-wise work
+
+
+def _no_check() -> None:
+    pass
 
 
 @dataclass
@@ -69,14 +75,18 @@ class Prosody:
 
 
 def analyse_prosody(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, min_onset_spacing_s: float = 0.12,
-                    min_pause_s: float = 0.15) -> Prosody:
+                    min_pause_s: float = 0.15, check: Callable[[], None] | None = None) -> Prosody:
     """Analyse speech prosody.
+
+    Frame-wise work runs in blocks of ``_BLOCK`` frames (about 41 s), so memory stays bounded on long clips
+    and ``check`` runs often.
 
     Args:
         samples: (N,) float mono waveform at ``sample_rate`` (16 kHz).
         sample_rate: must be 16000.
         min_onset_spacing_s: two onsets are at least this far apart (seconds).
         min_pause_s: silences shorter than this do not split speech segments (seconds).
+        check: called between blocks (e.g. ``CancelToken.check``, which raises to stop).
 
     Returns:
         The ``Prosody`` of the clip.
@@ -88,12 +98,27 @@ def analyse_prosody(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, min_ons
     num_frames = max(1, int(np.ceil(len(audio) / _HOP)))
     times = np.arange(num_frames) * HOP_S
 
+    check = check or _no_check
     frames = _frames(audio, _WIN, num_frames)
-    energy_db = (10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)).astype(np.float32)
+    energy_db = np.empty(num_frames, np.float32)
+    flux = np.zeros(num_frames)
+    window = np.hanning(_WIN).astype(np.float32)
+    previous = None
+    for first in range(0, num_frames, _BLOCK):
+        block = frames[first:first + _BLOCK]
+        energy_db[first:first + len(block)] = 10.0 * np.log10(np.mean(block.astype(np.float64) ** 2, axis=1) + 1e-10)
+        # Positive log-spectral flux: sum_k max(0, log|X_i(k)| - log|X_{i-1}(k)|), averaged over bins.
+        log_mag = np.log(np.abs(np.fft.rfft(block * window, _NFFT, axis=1)).astype(np.float32) + 1e-3)
+        if previous is not None:
+            log_mag = np.concatenate([previous, log_mag])
+        step = np.maximum(log_mag[1:] - log_mag[:-1], 0.0).mean(axis=1)
+        flux[first + len(block) - len(step):first + len(block)] = step
+        previous = log_mag[-1:]
+        check()
 
     voiced = _voice_activity(energy_db, min_pause_s)
-    f0 = _pitch(audio, num_frames, voiced)
-    envelope = _onset_envelope(frames, energy_db)
+    f0 = _pitch(audio, num_frames, voiced, check)
+    envelope = _onset_envelope(flux, energy_db)
     onset_idx = _pick_peaks(envelope, voiced, int(round(min_onset_spacing_s / HOP_S)))
     strengths = _onset_strengths(onset_idx, envelope, energy_db, f0, voiced)
     return Prosody(hop_s=HOP_S, times=times, energy_db=energy_db, voiced=voiced, f0_hz=f0,
@@ -156,7 +181,7 @@ def _segments(voiced: np.ndarray) -> np.ndarray:
     return np.array([(s * HOP_S, e * HOP_S) for s, e in runs], dtype=np.float64).reshape(-1, 2)
 
 
-def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray) -> np.ndarray:
+def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray, check: Callable[[], None]) -> np.ndarray:
     """F0 by normalised autocorrelation (the YIN idea without its cumulative-mean step), on speech frames.
 
     On the signal decimated to 8 kHz, every second frame (20 ms hop, 40 ms window):
@@ -175,7 +200,18 @@ def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray) -> np.ndarray
     kernel = np.array([1, 6, 15, 20, 15, 6, 1], np.float32) / 64.0
     decimated = convolve1d(audio, kernel, mode="constant")[::2]
     padded = np.pad(decimated, (width // 2, width // 2 + num_frames * hop + width))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, width)[idx * hop]
+    view = np.lib.stride_tricks.sliding_window_view(padded, width)
+    for first in range(0, len(idx), _BLOCK):
+        rows = idx[first:first + _BLOCK]
+        f0[rows] = _pitch_block(view[rows * hop], rate, width)
+        check()
+    odd = np.arange(1, num_frames, 2)
+    f0[odd] = np.maximum(f0[odd - 1], f0[np.minimum(odd + 1, num_frames - 1)]) * voiced[odd]
+    return f0
+
+
+def _pitch_block(frames: np.ndarray, rate: int, width: int) -> np.ndarray:
+    """F0 (Hz, 0 = unvoiced) of (B, width) frames at ``rate``."""
     frames = frames - frames.mean(axis=1, keepdims=True)
     # Circular correlation aliases only lags above nfft - width = 192 samples, beyond the longest period (114).
     nfft = 512
@@ -198,22 +234,13 @@ def _pitch(audio: np.ndarray, num_frames: int, voiced: np.ndarray) -> np.ndarray
     inner = (best > 0) & (best < window.shape[1] - 1) & (np.abs(denom) > 1e-9)
     shift = np.where(inner, 0.5 * (left - right) / np.where(inner, denom, 1.0), 0.0)
     period = best + low + np.clip(shift, -0.5, 0.5)
-    good = peak > 0.45
-    f0[idx[good]] = (rate / period[good]).astype(np.float32)
-    odd = np.arange(1, num_frames, 2)
-    f0[odd] = np.maximum(f0[odd - 1], f0[np.minimum(odd + 1, num_frames - 1)]) * voiced[odd]
-    return f0
+    return np.where(peak > 0.45, rate / period, 0.0).astype(np.float32)
 
 
-def _onset_envelope(frames: np.ndarray, energy_db: np.ndarray) -> np.ndarray:
-    """Onset strength: positive log-spectral flux plus the energy rise in dB, normalised to max 1."""
-    window = np.hanning(_WIN).astype(np.float32)
-    magnitude = np.abs(np.fft.rfft(frames * window, _NFFT, axis=1)).astype(np.float32)
-    log_mag = np.log(magnitude + 1e-3)
-    flux = np.zeros(len(frames))
-    flux[1:] = np.maximum(log_mag[1:] - log_mag[:-1], 0.0).mean(axis=1)
+def _onset_envelope(flux: np.ndarray, energy_db: np.ndarray) -> np.ndarray:
+    """Onset strength: positive log-spectral flux plus the energy rise in dB over 30 ms, normalised to max 1."""
     level = np.maximum(energy_db.astype(np.float64), -70.0)
-    rise = np.zeros(len(frames))
+    rise = np.zeros(len(flux))
     rise[3:] = np.maximum(level[3:] - level[:-3], 0.0)
     # Each part scaled by a robust maximum so neither dominates; 20 ms smoothing merges split peaks.
     combined = flux / (np.percentile(flux, 99.5) + 1e-9) + rise / (np.percentile(rise, 99.5) + 1e-9)

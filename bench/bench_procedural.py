@@ -1,10 +1,11 @@
 """Benchmark of the procedural engine: real-time factor and peak memory for a 60 s clip, in one run.
 
 Usage: OMP_NUM_THREADS=1 python bench/bench_procedural.py [--seconds 60] [--fps 30] [--repeats 3]
+       (a 30-minute clip, the longest accepted by default: --seconds 1800 --repeats 1)
 
 Prints seconds of motion per second of compute for each stage (decode, prosody, engine) and overall, against
 the 100x real-time target, and the peak memory: Python allocations (tracemalloc) and the process's resident
-set (getrusage), relative to the decoded audio's size.
+set (getrusage), relative to the decoded audio's size, and how long a cancel takes to stop a run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.audio import load_audio  # noqa: E402
 from backend.engines.base import CancelToken, no_progress  # noqa: E402
 from backend.engines.procedural import ProceduralEngine  # noqa: E402
+from backend.errors import CancelledError  # noqa: E402
 from backend.prosody import analyse_prosody  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
 
@@ -65,6 +68,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cancel-after", type=float, default=0.3,
+                        help="cancel a second run after this many seconds and report how long stopping took")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +99,24 @@ def main() -> int:
         tracemalloc.stop()
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
+        # Cancel latency: cancel from another thread while a generation runs.
+        token = CancelToken()
+        stopped: list[float] = []
+
+        def run() -> None:
+            try:
+                engine.generate(clip.samples, request, no_progress, token)
+            except CancelledError:
+                stopped.append(time.perf_counter())
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(args.cancel_after)
+        cancelled_at = time.perf_counter()
+        token.cancel()
+        worker.join()
+        latency = stopped[0] - cancelled_at if stopped else None
+
     duration = clip.duration_s
     audio_bytes = clip.samples.nbytes
     print(f"clip: {duration:.1f} s at {args.fps:g} fps -> {motion.num_frames} frames; best of {args.repeats} runs")
@@ -107,6 +130,10 @@ def main() -> int:
     print(f"peak Python allocations {peak_python / 2**20:.1f} MiB = {peak_python / audio_bytes:.1f}x the decoded "
           f"audio ({audio_bytes / 2**20:.2f} MiB); {peak_python / duration / 2**20:.2f} MiB per second of audio")
     print(f"peak process RSS {peak_rss / 2**20:.1f} MiB (includes numpy/scipy themselves)")
+    if latency is None:
+        print(f"cancel: the run finished within {args.cancel_after:g} s, before the cancel")
+    else:
+        print(f"cancel latency {latency * 1000:.0f} ms (target under 1000 ms)")
     return 0 if ratio >= TARGET_REALTIME else 1
 
 

@@ -29,9 +29,11 @@ The left arm is built in its own terms and the right arm is the mirror image of 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -236,7 +238,7 @@ class ProceduralEngine:
                              f"{fps:g} fps; give a longer range.")
         cancel.check()
         progress("analysing speech", 0.0)
-        prosody = analyse_prosody(samples)
+        prosody = analyse_prosody(samples, check=cancel.check)
         cancel.check()
         progress("planning gestures", 0.25)
         times = np.arange(num_frames, dtype=np.float64) / fps
@@ -255,7 +257,7 @@ class ProceduralEngine:
         cancel.check()
         progress("checking arm collisions", 0.8)
         poses = _compose(times, arms, body, style, rngs[4])
-        poses = _resolve_torso_collisions(poses, arms, body)
+        poses = _resolve_torso_collisions(poses, arms, cancel.check)
         poses = _clamp_joint_limits(poses)
         progress("done", 1.0)
         return Motion(poses=poses.reshape(num_frames, NUM_JOINTS * 3).astype(np.float32),
@@ -439,20 +441,32 @@ def _plan(prosody: Prosody, style: dict[str, np.ndarray], times: np.ndarray, rng
     onsets = prosody.onset_times
     strengths = prosody.onset_strengths
     order = np.argsort(-strengths, kind="stable")
+    starts = np.array([a - 0.1 for a, _, _ in planned])
+    ends = np.array([b + 0.05 for _, b, _ in planned])
+
+    def phrase_of(t: float) -> int:
+        """Index of the phrase holding time ``t`` (-1 if none)."""
+        i = int(np.searchsorted(starts, t, side="right")) - 1
+        return i if i >= 0 and t <= ends[i] else -1
+
+    # Strongest onsets first; an onset becomes a beat if no chosen beat lies within the (emotion's) gap.
+    gaps = _BEAT_GAP_S / np.interp(onsets, times, style["rate"]) if len(onsets) else np.zeros(0)
+    chosen_times: list[float] = []
     chosen: list[int] = []
     for index in order:
         t = float(onsets[index])
-        if strengths[index] < 0.2:
+        if strengths[index] < 0.2 or phrase_of(t) < 0:
             continue
-        if not any(a - 0.1 <= t <= b + 0.05 for a, b, _ in planned):
+        position = bisect.bisect_left(chosen_times, t)
+        if (position > 0 and t - chosen_times[position - 1] < gaps[index]) or \
+                (position < len(chosen_times) and chosen_times[position] - t < gaps[index]):
             continue
-        gap = _BEAT_GAP_S / _at(style["rate"], times, t)
-        if all(abs(t - float(onsets[c])) >= gap for c in chosen):
-            chosen.append(int(index))
+        chosen_times.insert(position, t)
+        chosen.append(int(index))
     for index in sorted(chosen, key=lambda c: onsets[c]):
         t = float(onsets[index])
         strength = float(strengths[index])
-        levels = next(levels for a, b, levels in planned if a - 0.1 <= t <= b + 0.05)
+        levels = planned[phrase_of(t)][2]
         amplitude = _at(style["amplitude"], times, t) * (0.55 + 0.45 * strength) * rng.uniform(0.85, 1.15)
         tempo = _at(style["tempo"], times, t)
         tension = _at(style["tension"], times, t)
@@ -908,31 +922,35 @@ def torso_capsule_distance(points: np.ndarray, positions: np.ndarray) -> np.ndar
     return np.linalg.norm(points - (a + u[..., None] * axis), axis=-1)
 
 
-def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], body: _BodyChannels,
-                              iterations: int = 4) -> np.ndarray:
+def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], check: Callable[[], None],
+                              iterations: int = 4, block: int = 4096) -> np.ndarray:
     """Move arms out where a wrist or elbow enters the torso capsule (FK check, up to ``iterations`` passes).
 
-    Penetration depth p (metres) of wrist/elbow becomes less internal rotation and more forward flexion
-    (4 rad/m and 2 rad/m), spread over +-0.25 s so the correction is smooth.
+    Penetration depth p (metres) of the wrist (capsule radius ``_WRIST_RADIUS``) or elbow (``_ELBOW_RADIUS``)
+    becomes less internal rotation, more forward flexion and abduction (4, 2 and 1 rad/m), spread over
+    about +-0.25 s so the correction is smooth. FK runs in blocks of ``block`` frames, calling ``check``.
     """
     for _ in range(iterations):
-        positions = forward_joints(poses, num_joints=22)
-        changed = False
+        depth = np.zeros((2, len(poses)))
+        for first in range(0, len(poses), block):
+            positions = forward_joints(poses[first:first + block], num_joints=22)
+            for side in (0, 1):
+                prefix = "left_" if side == 0 else "right_"
+                points = positions[:, [J[prefix + "wrist"], J[prefix + "elbow"]]]
+                dist = torso_capsule_distance(points, positions)
+                depth[side, first:first + block] = np.maximum(
+                    np.maximum(_WRIST_RADIUS - dist[:, 0], _ELBOW_RADIUS - dist[:, 1]), 0.0)
+            check()
+        if not np.any(depth > 0):
+            break
         for side, arm in enumerate(arms):
-            prefix = "left_" if side == 0 else "right_"
-            points = positions[:, [J[prefix + "wrist"], J[prefix + "elbow"]]]
-            dist = torso_capsule_distance(points, positions)
-            depth = np.maximum(np.maximum(_WRIST_RADIUS - dist[:, 0], _ELBOW_RADIUS - dist[:, 1]), 0.0)
-            if not np.any(depth > 0):
+            if not np.any(depth[side] > 0):
                 continue
-            changed = True
-            spread = gaussian_filter1d(maximum_filter1d(depth, 9), 3.0) + depth
+            spread = gaussian_filter1d(maximum_filter1d(depth[side], 9), 3.0) + depth[side]
             arm.params[:, 4] -= 4.0 * spread
             arm.params[:, 3] += 2.0 * spread
             arm.params[:, 2] -= 1.0 * spread
             _write_arm(poses, side, arm.params)
-        if not changed:
-            break
     return poses
 
 
