@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 from scipy.ndimage import convolve1d, maximum_filter1d, median_filter, uniform_filter1d
 
 SAMPLE_RATE = 16000
@@ -108,7 +109,7 @@ def analyse_prosody(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, min_ons
         block = frames[first:first + _BLOCK]
         energy_db[first:first + len(block)] = 10.0 * np.log10(np.mean(block.astype(np.float64) ** 2, axis=1) + 1e-10)
         # Positive log-spectral flux: sum_k max(0, log|X_i(k)| - log|X_{i-1}(k)|), averaged over bins.
-        log_mag = np.log(np.abs(np.fft.rfft(block * window, _NFFT, axis=1)).astype(np.float32) + 1e-3)
+        log_mag = np.log(np.abs(scipy.fft.rfft(block * window, _NFFT, axis=1)).astype(np.float32) + 1e-3)
         if previous is not None:
             log_mag = np.concatenate([previous, log_mag])
         step = np.maximum(log_mag[1:] - log_mag[:-1], 0.0).mean(axis=1)
@@ -215,7 +216,7 @@ def _pitch_block(frames: np.ndarray, rate: int, width: int) -> np.ndarray:
     frames = frames - frames.mean(axis=1, keepdims=True)
     # Circular correlation aliases only lags above nfft - width = 192 samples, beyond the longest period (114).
     nfft = 512
-    acf = np.fft.irfft(np.abs(np.fft.rfft(frames, nfft, axis=1)) ** 2, nfft, axis=1)[:, :width]
+    acf = scipy.fft.irfft(np.abs(scipy.fft.rfft(frames, nfft, axis=1)) ** 2, nfft, axis=1)[:, :width]
     # Energy of the overlapping parts, for normalisation: e(tau) = sqrt(E[0:W-tau] * E[tau:W]).
     cumsum = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames.astype(np.float64) ** 2, axis=1)], axis=1)
     low, high = int(rate / _F0_MAX), int(rate / _F0_MIN)
