@@ -97,14 +97,18 @@ def speech_motions(speech: np.ndarray) -> dict[str, Motion]:
 # --- contract -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fps", [23.976, 25.0, 29.97, 30.0, 60.0])
-def test_exact_frame_count_and_fps(fps: float) -> None:
-    audio = make_bursts(seconds=3.37)
+@pytest.mark.parametrize("fps, frames", [(23.976, 81), (24000 / 1001, 81), (25.0, 84), (29.97, 101), (30.0, 101),
+                                         (60.0, 202)])
+def test_exact_frame_count_and_fps(fps: float, frames: int) -> None:
+    audio = make_bursts(seconds=3.37)  # 3.37 s: x 23.976 = 80.80, x 25 = 84.25, x 29.97 = 101.0, x 60 = 202.2
     motion = _generate(audio, fps=fps)
-    assert motion.num_frames == int(math.floor(len(audio) / RATE * fps + 0.5))
+    assert motion.num_frames == frames
     assert motion.fps == fps
-    assert motion.poses.shape == (motion.num_frames, 165) and motion.poses.dtype == np.float32
+    assert motion.poses.shape == (frames, 165) and motion.poses.dtype == np.float32
     assert np.all(np.isfinite(motion.poses))
+    # Generated at the rate itself, not resampled: a stroke peak still sits on the first onset.
+    times, _ = stroke_peaks(motion)
+    assert np.min(np.abs(times - ONSETS[0])) <= 0.1
 
 
 @pytest.mark.parametrize("seconds, fps", [(0.04, 30.0), (0.3, 240.0), (2.0, 1.0)])
