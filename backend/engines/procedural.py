@@ -535,20 +535,26 @@ def _arm_channels(times: np.ndarray, plan: _Plan, side: int, style: dict[str, np
 
     # 3. Beats: preparation -> stroke (centred on the onset) -> retraction, keyed per arm.
     beats = plan.beats[side]
-    bt: list[float] = [times[0] - 1.0]
+    bt: list[float] = [times[0] - 5.0]
     bv: list[np.ndarray] = [np.zeros(_ARM_PARAMS)]
-    st: list[float] = [times[0] - 1.0]
+    st: list[float] = [times[0] - 5.0]
     sv: list[np.ndarray] = [np.zeros(4)]
     previous_end = -np.inf
     for beat in beats:
-        available = beat.time - beat.stroke / 2 - previous_end
-        prep = min(beat.prep, max(available - 0.02, 0.05))
+        room = beat.time - previous_end - 0.04  # time between the last stroke's end and this onset
+        if room < 0.03:
+            continue
+        prep = min(beat.prep, max(room - beat.stroke / 2, 0.05))
         up = 0.6 * min(1.0, prep / beat.prep + 0.3)
-        # Peak angular speed of the eased stroke is (pi / 2) * size / duration: keep it under _MAX_STROKE_SPEED.
+        # Peak angular speed of the eased stroke is (pi / 2) * size / duration: keep it under
+        # _MAX_STROKE_SPEED by lengthening the stroke, or, where the next onset leaves no room, by shrinking it.
         size = (up + 0.45) * beat.amplitude * float(np.max(np.abs(beat.direction)))
-        stroke = max(beat.stroke, 0.5 * np.pi * size / _MAX_STROKE_SPEED)
+        needed = 0.5 * np.pi * size / _MAX_STROKE_SPEED
+        stroke = min(max(beat.stroke, needed), 2 * room)
+        amplitude = beat.amplitude * min(1.0, stroke / max(needed, 1e-9))
         stroke_start = beat.time - stroke / 2
         stroke_end = beat.time + stroke / 2
+        available = stroke_start - previous_end
         if available > prep + 0.35:  # time to retract before preparing again
             if np.isfinite(previous_end):
                 bt.append(previous_end + 0.3)
@@ -560,7 +566,7 @@ def _arm_channels(times: np.ndarray, plan: _Plan, side: int, style: dict[str, np
             st.append(stroke_start - prep)
             sv.append(sv[-1])
         bt.extend([stroke_start, stroke_end])
-        bv.extend([up * beat.amplitude * beat.direction, -0.45 * beat.amplitude * beat.direction])
+        bv.extend([up * amplitude * beat.direction, -0.45 * amplitude * beat.direction])
         st.extend([stroke_start, stroke_end])
         sv.extend([beat.shape * 0.8, beat.shape])
         previous_end = stroke_end
@@ -611,7 +617,7 @@ def _body_channels(times: np.ndarray, prosody: Prosody, plan: _Plan, style: dict
     breath = np.sin(phase + rng.uniform(0, 2 * np.pi))
 
     # Weight shifts: pelvis roll/yaw hold for 3-7 s, then ease to a new stance over 1.2 s.
-    key_t = [times[0] - 1.0]
+    key_t = [times[0] - 5.0]
     key_v = [rng.uniform(-1, 1, 2)]
     t = rng.uniform(1.0, 4.0)
     while t < times[-1] + 1.0:

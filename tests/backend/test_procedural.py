@@ -118,6 +118,19 @@ def test_very_short_clips_and_extreme_rates(seconds: float, fps: float) -> None:
     assert motion.num_frames == int(math.floor(seconds * fps + 0.5)) and np.all(np.isfinite(motion.poses))
 
 
+@pytest.mark.parametrize("emotion", ["sadness", "anger", "happiness", "fear"])
+def test_dense_onsets_at_extreme_strength(emotion: str) -> None:
+    # Syllables every 0.2 s stress the beat scheduling (strokes longer than the gaps, 30 ms two-hand lags).
+    audio = make_bursts(onsets=tuple(np.arange(0.3, 5.5, 0.2)), seconds=6.0, length=0.1)
+    for seed in range(3):
+        motion = _generate(audio, emotion={"label": emotion, "strength": 2.0}, seed=seed)
+        assert np.all(np.isfinite(motion.poses))
+        local = _rotmats(motion.joint_axis_angles().astype(np.float64))
+        relative = np.einsum("tjba,tjbc->tjac", local[:-1], local[1:])
+        step = np.arccos(np.clip((np.trace(relative, axis1=-2, axis2=-1) - 1) / 2, -1, 1))
+        assert step.max() * motion.fps < 15.0
+
+
 def test_shorter_than_one_frame_is_a_clear_error() -> None:
     with pytest.raises(AudioError, match="shorter than one frame"):
         _generate(np.zeros(160, np.float32), fps=30.0)
