@@ -66,6 +66,13 @@ _MAX_STROKE_SPEED = 11.0  # rad/s, fast but human elbow speed
 # belly's depth plus the hand, the elbow's the waist's half width plus the arm.
 _WRIST_RADIUS = 0.14
 _ELBOW_RADIUS = 0.17
+# Points of each hand (left, right) relative to its wrist in the rest pose: the middle of the hand (60% of the
+# way to the middle finger's last joint) and the fingertips (120%); and how close those of the two hands may come
+# (middle-middle, middle-tip, tip-tip), metres.
+_HAND_POINTS = tuple(
+    np.outer([0.6, 1.2], REST_JOINTS[JOINT_INDEX[f"{side}_middle3"]] - REST_JOINTS[JOINT_INDEX[f"{side}_wrist"]])
+    for side in ("left", "right"))
+_HANDS_APART = np.array([[0.15, 0.11], [0.11, 0.085]])
 
 J = JOINT_INDEX
 _SPINE = (J["spine1"], J["spine2"], J["spine3"])
@@ -78,7 +85,10 @@ _SPINE_SHARE = (0.3, 0.3, 0.4)
 # 7 wrist flexion (towards the palm), 8 wrist deviation.
 _ARM_PARAMS = 9
 _REST_ARM = np.array([0.0, 0.0, 1.25, 0.02, 0.3, 0.22, 0.0, 0.12, 0.0])
-_GESTURE_ARM = np.array([0.02, 0.05, 1.12, 0.45, 0.32, 1.38, -0.35, 0.05, 0.0])
+_GESTURE_ARM = np.array([0.02, 0.05, 1.12, 0.45, 0.22, 1.42, -0.35, 0.05, 0.0])
+# In the rest skeleton the forearm points about 10 degrees higher than the upper arm, so with the arms down the
+# hands would splay out from the thighs; the elbow tilts the forearm back towards the body by this much (rad).
+_FOREARM_TILT = 0.2
 _ARM_LOW = np.array([-0.15, -0.25, -0.2, -0.35, -1.6, 0.05, -1.8, -0.8, -0.4])
 _ARM_HIGH = np.array([0.45, 0.35, 1.5, 1.7, 0.95, 2.35, 1.4, 0.9, 0.4])
 # Stroke kinds: the direction of the preparation in arm parameters (the stroke goes the opposite way).
@@ -272,8 +282,6 @@ class ProceduralEngine:
             text = note.text.lower()
             start, end = max(0.0, note.start_s), min(duration, note.end_s)
             found = [name for name, pattern in _ACTIONS if pattern.search(text)]
-            if "shake_head" in found and "nod" in found and not re.search(r"\bnod", text):
-                found.remove("nod")
             if not found:
                 message = (f"The procedural engine ignored the motion text '{note.text}' "
                            f"({note.start_s:g}–{note.end_s:g} s): it only performs {', '.join(ACTION_WORDS)}; "
@@ -282,7 +290,8 @@ class ProceduralEngine:
                 _log.warning(message)
                 continue
             if end - start < 0.2:
-                message = f"The motion text '{note.text}' lies outside the audio range and was ignored."
+                message = (f"The motion text '{note.text}' ({note.start_s:g}–{note.end_s:g} s) covers less than 0.2 s "
+                           f"of the {duration:.2f} s audio range and was ignored; widen its time range.")
                 self.warnings.append(message)
                 _log.warning(message)
                 continue
@@ -775,6 +784,7 @@ def _axis_rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 _X, _Y, _Z = np.eye(3)
+_FOREARM_TILT_MATRIX = _axis_rotation(_Z, np.array([-_FOREARM_TILT]))[0]
 
 
 def _euler(pitch: np.ndarray, yaw: np.ndarray, roll: np.ndarray) -> np.ndarray:
@@ -812,13 +822,14 @@ def _mirror(axis_angle: np.ndarray) -> np.ndarray:
 def _arm_rotations(params: np.ndarray) -> dict[str, np.ndarray]:
     """Left-arm local rotations (T, 3) axis-angle for collar, shoulder, elbow, wrist from arm parameters.
 
-    collar = R_y(-fwd) R_z(up); shoulder = R_x(-flex) R_z(-down) R_x(twist); elbow = R_y(-elbow) R_x(pron / 2);
-    wrist = R_x(pron / 2) R_z(-flexion) R_y(deviation). The rest bone axis of the left arm is +X.
+    collar = R_y(-fwd) R_z(up); shoulder = R_x(-flex) R_z(-down) R_x(twist);
+    elbow = R_y(-elbow) R_z(-_FOREARM_TILT) R_x(pron / 2); wrist = R_x(pron / 2) R_z(-flexion) R_y(deviation).
+    The rest bone axis of the left arm is +X.
     """
     p = np.clip(params, _ARM_LOW, _ARM_HIGH)
     collar = _axis_rotation(_Y, -p[:, 1]) @ _axis_rotation(_Z, p[:, 0])
     shoulder = _axis_rotation(_X, -p[:, 3]) @ _axis_rotation(_Z, -p[:, 2]) @ _axis_rotation(_X, p[:, 4])
-    elbow = _axis_rotation(_Y, -p[:, 5]) @ _axis_rotation(_X, 0.5 * p[:, 6])
+    elbow = _axis_rotation(_Y, -p[:, 5]) @ _FOREARM_TILT_MATRIX @ _axis_rotation(_X, 0.5 * p[:, 6])
     wrist = _axis_rotation(_X, 0.5 * p[:, 6]) @ _axis_rotation(_Z, -p[:, 7]) @ _axis_rotation(_Y, p[:, 8])
     return {name: _matrix_to_axis_angle(m) for name, m in
             (("collar", collar), ("shoulder", shoulder), ("elbow", elbow), ("wrist", wrist))}
@@ -905,6 +916,11 @@ def forward_joints(poses: np.ndarray, rest_joints: np.ndarray = REST_JOINTS, num
     Returns:
         (T, num_joints, 3) world positions in metres (pelvis at its rest position).
     """
+    return _forward(poses, rest_joints, num_joints)[0]
+
+
+def _forward(poses: np.ndarray, rest_joints: np.ndarray, num_joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """``forward_joints`` plus the world rotations (T, num_joints, 3, 3)."""
     rotations = _axis_angle_to_matrix(np.asarray(poses[:, :num_joints], dtype=np.float64))
     count = rotations.shape[0]
     world_rot = np.zeros_like(rotations)
@@ -916,7 +932,7 @@ def forward_joints(poses: np.ndarray, rest_joints: np.ndarray = REST_JOINTS, num
         offset = rest_joints[joint] - rest_joints[parent]
         world_rot[:, joint] = world_rot[:, parent] @ rotations[:, joint]
         positions[:, joint] = positions[:, parent] + world_rot[:, parent] @ offset
-    return positions
+    return positions, world_rot
 
 
 def torso_capsule_distance(points: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -930,22 +946,33 @@ def torso_capsule_distance(points: np.ndarray, positions: np.ndarray) -> np.ndar
 
 def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], check: Callable[[], None],
                               iterations: int = 4, block: int = 4096) -> np.ndarray:
-    """Move arms out where a wrist or elbow enters the torso capsule (FK check, up to ``iterations`` passes).
+    """Move arms out where a hand or elbow enters the torso, or the two hands run into each other.
 
-    Penetration depth p (metres) of the wrist (capsule radius ``_WRIST_RADIUS``) or elbow (``_ELBOW_RADIUS``)
-    becomes less internal rotation, more forward flexion and abduction (4, 2 and 1 rad/m), spread over
-    about +-0.25 s so the correction is smooth. FK runs in blocks of ``block`` frames, calling ``check``.
+    Checked with FK (up to ``iterations`` passes): the wrist and the middle of the hand against the torso capsule
+    (radius ``_WRIST_RADIUS``, half that for the fingertips), the elbow against it (``_ELBOW_RADIUS``), and the
+    two hands' middles and fingertips against each other (``_HANDS_APART``). Penetration depth p (metres)
+    becomes less internal rotation, more forward flexion and abduction (4, 2 and 1 rad/m), spread over about
+    +-0.25 s so the correction is smooth. FK runs in blocks of ``block`` frames, calling ``check``.
     """
     for _ in range(iterations):
         depth = np.zeros((2, len(poses)))
         for first in range(0, len(poses), block):
-            positions = forward_joints(poses[first:first + block], num_joints=22)
+            positions, rotations = _forward(poses[first:first + block], REST_JOINTS, 22)
+            hands = []
             for side in (0, 1):
                 prefix = "left_" if side == 0 else "right_"
-                points = positions[:, [J[prefix + "wrist"], J[prefix + "elbow"]]]
+                wrist = J[prefix + "wrist"]
+                hand = positions[:, wrist, None] + np.einsum("tij,pj->tpi", rotations[:, wrist], _HAND_POINTS[side])
+                hands.append(hand)  # (T, 2, 3): middle, fingertips
+                points = np.concatenate([positions[:, [wrist, J[prefix + "elbow"]]], hand], axis=1)
                 dist = torso_capsule_distance(points, positions)
-                depth[side, first:first + block] = np.maximum(
-                    np.maximum(_WRIST_RADIUS - dist[:, 0], _ELBOW_RADIUS - dist[:, 1]), 0.0)
+                depth[side, first:first + block] = np.maximum.reduce(
+                    [_WRIST_RADIUS - dist[:, 0], _ELBOW_RADIUS - dist[:, 1], _WRIST_RADIUS - dist[:, 2],
+                     0.5 * _WRIST_RADIUS - dist[:, 3], np.zeros(len(dist))])
+            apart = np.linalg.norm(hands[0][:, :, None] - hands[1][:, None], axis=-1)  # (T, 2, 2)
+            overlap = np.max(_HANDS_APART[None] - apart, axis=(1, 2))
+            for side in (0, 1):
+                depth[side, first:first + block] = np.maximum(depth[side, first:first + block], 0.5 * overlap)
             check()
         if not np.any(depth > 0):
             break

@@ -322,8 +322,12 @@ def test_arms_never_enter_the_torso(speech_motions: dict[str, Motion], speech: n
         distance = np.linalg.norm(points - (a + u[..., None] * axis), axis=-1)
         assert distance[:, :2].min() > 0.12, "a wrist is inside the torso"
         assert distance[:, 2:].min() > 0.15, "an elbow is inside the torso"
-        # Hands never cross far to the other side of the body.
-        assert pos[:, J["left_wrist"], 0].min() > -0.1 and pos[:, J["right_wrist"], 0].max() < 0.1
+        # Hands never cross to the other side of the body, and never run into each other.
+        assert pos[:, J["left_wrist"], 0].min() > 0.0 and pos[:, J["right_wrist"], 0].max() < 0.0
+        tips = [J[f"{side}_{finger}3"] for side in ("left", "right") for finger in ("index", "middle", "thumb")]
+        left, right = pos[:, tips[:3]], pos[:, tips[3:]]
+        assert np.linalg.norm(left[:, :, None] - right[:, None], axis=-1).min() > 0.03, "fingertips collide"
+        assert np.linalg.norm(pos[:, J["left_wrist"]] - pos[:, J["right_wrist"]], axis=-1).min() > 0.15
 
 
 # --- text actions ---------------------------------------------------------------------------------------
