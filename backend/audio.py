@@ -78,6 +78,9 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
     if file_path.is_dir():
         raise AudioError(f"The audio path '{file_path}' is a folder, not a file; give the path of a "
                          ".wav, .flac, .ogg or .mp3 file inside it.")
+    if not os.access(file_path, os.R_OK):
+        raise AudioError(f"The audio file '{file_path}' cannot be read (permission denied); check the file's "
+                         "permissions or copy it somewhere readable.")
     if not (math.isfinite(start_s) and start_s >= 0.0):
         raise AudioError(f"The audio start time {start_s} s is invalid; give a start of 0 s or more.")
     if end_s is not None and not math.isfinite(end_s):

@@ -8,7 +8,7 @@ How a clip becomes motion (each step a small function below):
    become beat gestures; the strongest emphases also get head nods.
 3. Channels are built as functions of time, sampled at ``request.fps``:
    - arm activity (0 = hanging at the side, 1 = hands in gesture space) eases in before a phrase and out after;
-   - each beat is a keyed sequence preparation (hand rises) -> stroke (fast drop) -> retraction. The stroke
+   - each beat (a baton, sweep or push stroke) is a keyed sequence preparation -> stroke -> retraction. The stroke
      is an eased segment centred on the onset, so the wrist's speed peaks on the onset: for the ease
      x(u) = (1 - cos(pi u)) / 2 the speed is largest at u = 1/2;
    - gesture space drifts slowly per seed (height, width, palm orientation); fingers blend from relaxed to
@@ -20,8 +20,8 @@ How a clip becomes motion (each step a small function below):
 5. Text annotations of kind ``motion`` may ask for a few actions (wave, point, shrug, nod, shake head, open
    arms) inside their time range; other text is ignored with a warning.
 6. Parameters are clamped to human ranges, composed into SMPL-X local rotations (Y up, +Z forward, +X = the
-   body's left; the rest pose is a T-pose), checked with forward kinematics against a torso capsule (arms are
-   moved out where a wrist or elbow would enter it) and written as axis-angle.
+   body's left; the rest pose is a T-pose), checked with forward kinematics (arms are moved out where a hand or
+   elbow would enter the torso capsule or the two hands would run into each other) and written as axis-angle.
 
 The left arm is built in its own terms and the right arm is the mirror image of its own parameters
 (axis-angle mirrored through the X = 0 plane: (x, y, z) -> (x, -y, -z)).

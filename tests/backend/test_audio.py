@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -114,6 +115,19 @@ def test_folder(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as info:
         load_audio(tmp_path)
     _assert_helpful(info.value, "folder", ".wav")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "locked.wav"
+    soundfile.write(path, _tone(0.5, 16000), 16000)
+    path.chmod(0)
+    try:
+        with pytest.raises(AudioError) as info:
+            load_audio(path)
+        _assert_helpful(info.value, "permission denied", "permissions")
+    finally:
+        path.chmod(0o644)
 
 
 def test_corrupt_bytes(tmp_path: Path) -> None:
