@@ -267,7 +267,7 @@ class ProceduralEngine:
         cancel.check()
         progress("checking arm collisions", 0.8)
         poses = _compose(times, arms, body, style, rngs[4])
-        poses = _resolve_torso_collisions(poses, arms, cancel.check)
+        poses = _resolve_torso_collisions(poses, arms, fps, cancel.check)
         poses = _clamp_joint_limits(poses)
         progress("done", 1.0)
         return Motion(poses=poses.reshape(num_frames, NUM_JOINTS * 3).astype(np.float32),
@@ -944,7 +944,7 @@ def torso_capsule_distance(points: np.ndarray, positions: np.ndarray) -> np.ndar
     return np.linalg.norm(points - (a + u[..., None] * axis), axis=-1)
 
 
-def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], check: Callable[[], None],
+def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], fps: float, check: Callable[[], None],
                               iterations: int = 4, block: int = 4096) -> np.ndarray:
     """Move arms out where a hand or elbow enters the torso, or the two hands run into each other.
 
@@ -979,7 +979,8 @@ def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], check
         for side, arm in enumerate(arms):
             if not np.any(depth[side] > 0):
                 continue
-            spread = gaussian_filter1d(maximum_filter1d(depth[side], 9), 3.0) + depth[side]
+            held = maximum_filter1d(depth[side], 2 * int(round(0.15 * fps)) + 1)
+            spread = gaussian_filter1d(held, 0.1 * fps) + depth[side]
             arm.params[:, 4] -= 4.0 * spread
             arm.params[:, 3] += 2.0 * spread
             arm.params[:, 2] -= 1.0 * spread

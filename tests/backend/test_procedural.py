@@ -149,6 +149,12 @@ def test_deterministic_per_seed_and_different_across_seeds(bursts: np.ndarray) -
         assert sum(np.min(np.abs(times - onset)) <= 0.1 for onset in ONSETS) >= 0.8 * len(ONSETS)
 
 
+def test_same_performance_at_any_frame_rate(bursts: np.ndarray) -> None:
+    at_30 = _generate(bursts, fps=30.0, seed=8).joint_axis_angles()
+    at_60 = _generate(bursts, fps=60.0, seed=8).joint_axis_angles()
+    assert np.abs(at_60[::2][:len(at_30)] - at_30).max() < 0.01
+
+
 def test_root_stays_in_place(speech_motions: dict[str, Motion]) -> None:
     for motion in speech_motions.values():
         assert np.all(motion.trans == motion.trans[0])
