@@ -78,7 +78,7 @@ def test_forearms_and_hands_stay_out_of_the_torso_mesh(body, speech_wav: Path, e
     request = GenerationRequest.from_dict({"audio": str(speech_wav), "output": "/tmp/unused.npz",
                                            "emotion": {"label": emotion, "strength": strength}, "seed": 3})
     motion = ProceduralEngine().generate(audio, request, lambda *a, **k: None, CancelToken())
-    frames = np.arange(0, motion.num_frames, 10)
+    frames = np.arange(0, motion.num_frames, 15)
     for vertices in _posed(model, motion, frames):
         normals = _vertex_normals(vertices, faces)
         torso, right = parts["torso"], parts["right"]
