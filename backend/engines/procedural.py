@@ -898,10 +898,12 @@ def _compose(times: np.ndarray, arms: list[_ArmChannels], body: _BodyChannels, s
     return poses
 
 
-def _write_arm(poses: np.ndarray, side: int, params: np.ndarray) -> None:
+def _write_arm(poses: np.ndarray, side: int, params: np.ndarray, rows: np.ndarray | None = None) -> None:
+    """Write one arm's rotations from its parameters into ``poses`` (all frames, or only ``rows``)."""
     prefix = "left_" if side == 0 else "right_"
-    for name, value in _arm_rotations(params).items():
-        poses[:, J[prefix + name]] = value if side == 0 else _mirror(value)
+    chosen = slice(None) if rows is None else rows
+    for name, value in _arm_rotations(params[chosen]).items():
+        poses[chosen, J[prefix + name]] = value if side == 0 else _mirror(value)
 
 
 def forward_joints(poses: np.ndarray, rest_joints: np.ndarray = REST_JOINTS, num_joints: int = NUM_JOINTS
@@ -954,10 +956,12 @@ def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], fps: 
     becomes less internal rotation, more forward flexion and abduction (4, 2 and 1 rad/m), spread over about
     +-0.25 s so the correction is smooth. FK runs in blocks of ``block`` frames, calling ``check``.
     """
+    active = np.arange(len(poses))  # frames to check: all at first, then only those just corrected
     for _ in range(iterations):
         depth = np.zeros((2, len(poses)))
-        for first in range(0, len(poses), block):
-            positions, rotations = _forward(poses[first:first + block], REST_JOINTS, 22)
+        for first in range(0, len(active), block):
+            rows = active[first:first + block]
+            positions, rotations = _forward(poses[rows], REST_JOINTS, 22)
             hands = []
             for side in (0, 1):
                 prefix = "left_" if side == 0 else "right_"
@@ -966,25 +970,29 @@ def _resolve_torso_collisions(poses: np.ndarray, arms: list[_ArmChannels], fps: 
                 hands.append(hand)  # (T, 2, 3): middle, fingertips
                 points = np.concatenate([positions[:, [wrist, J[prefix + "elbow"]]], hand], axis=1)
                 dist = torso_capsule_distance(points, positions)
-                depth[side, first:first + block] = np.maximum.reduce(
+                depth[side, rows] = np.maximum.reduce(
                     [_WRIST_RADIUS - dist[:, 0], _ELBOW_RADIUS - dist[:, 1], _WRIST_RADIUS - dist[:, 2],
                      0.5 * _WRIST_RADIUS - dist[:, 3], np.zeros(len(dist))])
             apart = np.linalg.norm(hands[0][:, :, None] - hands[1][:, None], axis=-1)  # (T, 2, 2)
             overlap = np.max(_HANDS_APART[None] - apart, axis=(1, 2))
             for side in (0, 1):
-                depth[side, first:first + block] = np.maximum(depth[side, first:first + block], 0.5 * overlap)
+                depth[side, rows] = np.maximum(depth[side, rows], 0.5 * overlap)
             check()
         if not np.any(depth > 0):
             break
+        corrected = np.zeros(len(poses), bool)
         for side, arm in enumerate(arms):
             if not np.any(depth[side] > 0):
                 continue
             held = maximum_filter1d(depth[side], 2 * int(round(0.15 * fps)) + 1)
             spread = gaussian_filter1d(held, 0.1 * fps) + depth[side]
-            arm.params[:, 4] -= 4.0 * spread
-            arm.params[:, 3] += 2.0 * spread
-            arm.params[:, 2] -= 1.0 * spread
-            _write_arm(poses, side, arm.params)
+            changed = np.flatnonzero(spread > 1e-7)
+            arm.params[changed, 4] -= 4.0 * spread[changed]
+            arm.params[changed, 3] += 2.0 * spread[changed]
+            arm.params[changed, 2] -= 1.0 * spread[changed]
+            _write_arm(poses, side, arm.params, changed)
+            corrected[changed] = True
+        active = np.flatnonzero(corrected)
     return poses
 
 
