@@ -653,6 +653,11 @@ def _body_channels(times: np.ndarray, prosody: Prosody, plan: _Plan, style: dict
     emphasis_t = [t for t, _ in plan.emphasis]
     emphasis_h = [0.025 * s * _at(style["amplitude"], times, t) for t, s in plan.emphasis]
     spine[:, 0] += _bumps(times, emphasis_t, [0.3] * len(emphasis_t), emphasis_h)
+    # Each stroke turns the chest slightly towards the hand that makes it (yaw positive turns to the left).
+    for side, sign in ((0, 1.0), (1, -1.0)):
+        strokes = plan.beats[side]
+        spine[:, 1] += _bumps(times, [b.time + 0.04 for b in strokes], [0.35] * len(strokes),
+                              [sign * 0.05 * b.amplitude for b in strokes])
 
     # Head: pitch follows the pitch contour while speaking (higher F0 -> head up), nods on emphases, gaze.
     head = np.zeros((count, 3))
