@@ -81,6 +81,9 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
     if not os.access(file_path, os.R_OK):
         raise AudioError(f"The audio file '{file_path}' cannot be read (permission denied); check the file's "
                          "permissions or copy it somewhere readable.")
+    if file_path.stat().st_size == 0:
+        raise AudioError(f"The audio file '{file_path}' is empty (0 bytes); export the audio again or choose "
+                         "another file.")
     if not (math.isfinite(start_s) and start_s >= 0.0):
         raise AudioError(f"The audio start time {start_s} s is invalid; give a start of 0 s or more.")
     if end_s is not None and not math.isfinite(end_s):

@@ -231,9 +231,7 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
         raise EngineError("Out of memory while generating. Try a shorter audio range, the CPU device, "
                           "or close other programs.") from None
     timings["generate"] = time.perf_counter() - start
-    engine_warnings = getattr(engine, "last_warnings", None)
-    if engine_warnings:
-        warnings += list(engine_warnings)
+    warnings += list(engine.warnings)
     cancel.check()
 
     start = time.perf_counter()

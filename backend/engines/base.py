@@ -54,6 +54,7 @@ class Engine(Protocol):
     """A gesture generator."""
 
     name: str
+    warnings: list[str]  # full sentences about the last ``generate`` call (ignored text, clipped input …)
 
     def generate(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                  cancel: CancelToken) -> Motion:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -41,17 +40,11 @@ from scipy.ndimage import convolve1d, gaussian_filter1d, maximum_filter1d
 
 from ..errors import AudioError
 from ..motion.motion import Motion
+from ..motion.resample import num_frames_for
 from ..motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_JOINTS
 from ..prosody import Prosody, analyse_prosody
 from ..request import EmotionSpan, GenerationRequest
 from .base import SAMPLE_RATE, CancelToken, ProgressFn, no_progress
-
-try:  # the motion engineer's shared helper, when it exists
-    from ..motion.resample import num_frames_for
-except ImportError:  # pragma: no cover - depends on merge order
-    def num_frames_for(duration_s: float, fps: float) -> int:
-        """round(duration * fps), halves rounded up."""
-        return int(math.floor(duration_s * fps + 0.5))
 
 _log = logging.getLogger(__name__)
 

@@ -16,12 +16,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = Path(__file__).resolve().parent
-STANDINS = SERVERS / "standins"
 
 
 def backend_env(**extra: str) -> dict[str, str]:
     """Variables for a spawned backend: this worktree's code first, the test engines on, one thread."""
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(STANDINS)]), "EXPGEST_TEST_ENGINES": "1",
+    env = {"PYTHONPATH": str(ROOT), "EXPGEST_TEST_ENGINES": "1",
            "OMP_NUM_THREADS": "1", "EXPGEST_TEST_STEP_S": "0.1"}
     env.update(extra)
     return env
