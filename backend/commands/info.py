@@ -1,0 +1,57 @@
+"""``python -m backend info``: versions, engines and devices available in this interpreter."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+
+from .. import __version__
+
+
+def gather_info() -> dict:
+    """What this backend can do here: version, Python, engines, devices, optional packages."""
+    info: dict = {"version": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+                  "engines": ["procedural"], "devices": ["cpu"], "packages": {}}
+    for name in ("numpy", "scipy", "soundfile", "torch", "transformers", "safetensors", "mannequin", "smplx"):
+        if importlib.util.find_spec(name) is None:
+            continue
+        try:
+            module = __import__(name)
+            info["packages"][name] = getattr(module, "__version__", "installed")
+        except Exception as error:  # a broken optional install must not break `info`
+            info["packages"][name] = f"broken: {error}"
+    if "torch" in info["packages"] and "transformers" in info["packages"]:
+        info["engines"].append("expgest")
+        import torch
+
+        if torch.cuda.is_available():
+            info["devices"].append("cuda")
+            info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            info["devices"].append("mps")
+    return info
+
+
+def _run(args: argparse.Namespace) -> int:
+    info = gather_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"ExpGest backend {info['version']} on Python {info['python']} ({info['platform']})")
+    print(f"engines: {', '.join(info['engines'])}")
+    print(f"devices: {', '.join(info['devices'])}")
+    for name, version in info["packages"].items():
+        print(f"  {name} {version}")
+    if "expgest" not in info["engines"]:
+        print("The expgest engine needs torch and transformers: pip install torch transformers safetensors")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``info`` sub-command."""
+    parser = subparsers.add_parser("info", help="show versions, engines and devices")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=_run)
