@@ -119,7 +119,7 @@ class _ServerJob:
         try:
             return self._pending.result(0)
         except self._error_type as error:
-            raise JobError(getattr(error, "message", str(error)), detail=getattr(error, "stderr_tail", "") or "",
+            raise JobError(getattr(error, "message", str(error)), detail=getattr(error, "stderr", "") or "",
                            code=getattr(error, "code", None)) from error
 
     def cancel(self) -> None:
@@ -142,15 +142,14 @@ class ServerBackend:
 
     @property
     def pid(self) -> int | None:
-        process = getattr(self._client, "process", None) or getattr(self._client, "_process", None)
-        return getattr(process, "pid", None)
+        return self._client.pid
 
     def start(self, timeout: float) -> dict[str, Any]:
         try:
             return self._client.start(timeout)
         except self._client_module.BackendError as error:
-            raise JobError(f"The backend did not start: {error.message}",
-                           detail=getattr(error, "stderr_tail", "") or "") from error
+            raise JobError(f"The backend did not start: {error.message} Check the backend Python in the add-on "
+                           "preferences (Check Backend).", detail=getattr(error, "stderr", "") or "") from error
         except OSError as error:
             raise JobError(f"The backend Python '{self.python}' could not be started ({error}).") from error
 

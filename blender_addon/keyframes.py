@@ -101,7 +101,8 @@ def write_action(obj: bpy.types.Object, tracks: retarget.BoneTracks, name: str, 
     """
     action = bpy.data.actions.new(name)
     try:
-        action.id_root = "OBJECT"
+        if not SLOTTED_ACTIONS:  # slots carry the ID type from 4.4 on
+            action.id_root = "OBJECT"
         fcurves, groups, slot = _fcurves_and_groups(obj, action)
         frames = frame_start + np.arange(tracks.quaternions.shape[0], dtype=np.float64)
         for k, bone in enumerate(tracks.bone_names):

@@ -162,7 +162,8 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     if abs(motion.fps - plan.fps) > 1e-6:
         raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")
     rest = keyframes.read_armature_rest(obj)
-    tracks = retarget.retarget_motion(motion.poses, motion.trans, rest)
+    poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames)
+    tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
     for warning in written.warnings:
         print(f"ExpGest: {warning}")
@@ -357,7 +358,7 @@ class EXPGEST_OT_add_character(bpy.types.Operator):
             traceback.print_exc()
             self.report({"ERROR"}, f"Could not build the character: {error}")
             return {"CANCELLED"}
-        obj.location = context.scene.cursor.location
+        obj.location = obj.location + context.scene.cursor.location  # the rig lifts it onto the floor
         context.scene.expgest.character = obj
         self.report({"INFO"}, f"Added '{obj.name}'.")
         return {"FINISHED"}

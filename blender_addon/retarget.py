@@ -352,6 +352,35 @@ def make_hemisphere_continuous(quaternions: np.ndarray) -> np.ndarray:
     return q
 
 
+def fit_frame_count(poses: np.ndarray, trans: np.ndarray, frames: int,
+                    tolerance: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 0: make a Motion exactly ``frames`` long when it differs by rounding (at most ``tolerance``).
+
+    A sound strip's length is whole frames rounded up, the audio it plays is not; the last frame (past the
+    end of the audio) holds the final pose, and an extra frame is dropped.
+
+    Args:
+        poses: (T, 165).
+        trans: (T, 3).
+        frames: the wanted frame count.
+        tolerance: the largest difference accepted.
+
+    Returns:
+        (poses, trans) with ``frames`` rows.
+
+    Raises:
+        RetargetError: when the difference is larger than ``tolerance`` (a sync bug, never hidden).
+    """
+    count = len(poses)
+    if abs(count - frames) > tolerance or frames < 1:
+        raise RetargetError(f"The backend returned {count} frames where the sound strip has {frames}.")
+    if count >= frames:
+        return poses[:frames], trans[:frames]
+    pad = frames - count
+    return (np.concatenate([poses, np.repeat(poses[-1:], pad, 0)]),
+            np.concatenate([trans, np.repeat(trans[-1:], pad, 0)]))
+
+
 def retarget_motion(poses: np.ndarray, trans: np.ndarray, rest: ArmatureRest,
                     rest_joints: np.ndarray = REST_JOINTS) -> BoneTracks:
     """Run the whole pipeline: a Motion's arrays to keyframe values for one armature.

@@ -41,6 +41,7 @@ class SoundStripInfo:
     channel: int
     muted: bool
     clip: timing.ClipRange
+    to_file_end: bool
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,11 @@ def sound_strips(scene: bpy.types.Scene) -> list[SoundStripInfo]:
             continue
         clip = timing.clip_range(strip.frame_start, strip.frame_final_start, strip.frame_final_end, fps,
                                  float(getattr(strip, "sound_offset", 0.0)))
-        out.append(SoundStripInfo(name=strip.name, channel=strip.channel, muted=_muted(scene, strip), clip=clip))
+        # Blender rounds a sound's length up to whole frames, so an untrimmed end lies up to a frame past
+        # the end of the file: ask for "to the end" then, and fit the result to the strip's frames.
+        to_file_end = strip.frame_final_end >= strip.frame_start + strip.frame_duration - 1e-6
+        out.append(SoundStripInfo(name=strip.name, channel=strip.channel, muted=_muted(scene, strip), clip=clip,
+                                  to_file_end=to_file_end))
     return sorted(out, key=lambda s: (s.clip.frame_start, s.channel, s.name))
 
 
@@ -237,7 +242,7 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     output = os.path.join(work_dir, f"take_{len(os.listdir(work_dir))}_{abs(hash(obj.name)) % 10**8}.npz")
     request = GenerationRequest(
         audio=AudioSource(path=audio_path, start_s=strip.clip.source_start_s,
-                          end_s=strip.clip.source_start_s + duration),
+                          end_s=None if strip.to_file_end else strip.clip.source_start_s + duration),
         output=output, fps=fps, engine=settings.engine, mode=_mode_for(settings, notes),
         models=models or None, text=notes,
         emotion=(EmotionSpan(label=settings.emotion, strength=settings.emotion_strength),),
