@@ -44,33 +44,41 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
         props = obj.expgest
         box = layout.box()
         box.label(text=obj.name, icon="OUTLINER_OB_ARMATURE")
+        col = box.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
         seq_scene = scene.sequencer_scene(context)
         editor = seq_scene.sequence_editor
         if editor is not None:
             collection = "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
-            box.prop_search(props, "sound_strip", editor, collection, icon="SOUND")
+            col.prop_search(props, "sound_strip", editor, collection, text="Sound Strip", icon="SOUND")
+            if not props.sound_strip:
+                try:
+                    chosen = scene.choose_sound_strip(seq_scene, scene.Settings.from_object(obj), obj.name)
+                    col.label(text=f"Uses '{chosen.name}', the only sound strip", icon="INFO")
+                except scene.SceneError:
+                    col.label(text="Pick this character's sound strip", icon="ERROR")
         else:
-            box.label(text="No Video Sequencer strips in this scene", icon="SOUND")
-        row = box.row(align=True)
-        row.prop(props, "text_channel")
-        row.prop(props, "annotation_kind", text="")
-        row = box.row(align=True)
-        row.prop(props, "emotion")
-        row.prop(props, "emotion_strength")
-        box.prop(props, "engine")
+            col.label(text="No sequencer strips in this scene", icon="SOUND")
+        col.prop(props, "text_channel", text="Text Channel")
+        if props.text_channel:
+            col.prop(props, "annotation_kind", text="Text Kind")
+        col.prop(props, "emotion")
+        col.prop(props, "emotion_strength")
+        col.prop(props, "engine")
         if props.engine == "expgest":
-            box.prop(props, "mode")
-            box.prop(props, "quality")
-            box.prop(props, "speaker")
-        box.prop(props, "seed")
+            col.prop(props, "mode")
+            col.prop(props, "quality")
+            col.prop(props, "speaker")
+        col.prop(props, "seed")
 
     def _draw_run(self, layout, context) -> None:
         active = operators.active_run()
         if active is None:
-            row = layout.row(align=True)
-            row.scale_y = 1.4
-            row.operator("expgest.generate", icon="PLAY")
-            row.operator("expgest.generate_all", icon="COMMUNITY")
+            col = layout.column(align=True)
+            col.scale_y = 1.4
+            col.operator("expgest.generate", icon="PLAY")
+            col.operator("expgest.generate_all", icon="COMMUNITY")
         else:
             run = active.run
             text = f"{run.current_label}: {run.message}" if run.current_label else run.message

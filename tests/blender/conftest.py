@@ -33,6 +33,14 @@ def _default_backend_python() -> str:
 
 
 @pytest.fixture(scope="session")
+def backend_python() -> str:
+    """The backend's interpreter (also exported as EXPGEST_BACKEND_PYTHON for the add-on)."""
+    python = _default_backend_python()
+    os.environ["EXPGEST_BACKEND_PYTHON"] = python
+    return python
+
+
+@pytest.fixture(scope="session")
 def addon_zip(tmp_path_factory) -> Path:
     """The add-on zip built by build_addon.py (validated by Blender's extension tool)."""
     out = tmp_path_factory.mktemp("dist")
@@ -44,9 +52,8 @@ def addon_zip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def addon(addon_zip):
+def addon(addon_zip, backend_python):
     """The installed and enabled extension module."""
-    os.environ["EXPGEST_BACKEND_PYTHON"] = _default_backend_python()
     result = bpy.ops.extensions.package_install_files(filepath=str(addon_zip), repo="user_default",
                                                       enable_on_install=True)
     assert result == {"FINISHED"}
