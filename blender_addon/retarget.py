@@ -22,9 +22,9 @@ position by ``s A trans_t`` (``s`` the armature/SMPL-X size ratio), written as p
 bone's rest frame.
 
 The pipeline (``retarget_motion``) is a sequence of pure passes, each documented with its
-preconditions: ``local_rotations`` -> ``global_rotations`` -> ``align_rest_frames`` ->
-``solve_pose_rotations`` -> ``solve_root_location`` -> ``matrices_to_quaternions`` ->
-``make_hemisphere_continuous``. The only bpy step, writing F-curves, lives in ``keyframes.py``.
+preconditions: ``fit_frame_count`` (operator side) -> ``local_rotations`` -> ``global_rotations`` ->
+``align_rest_frames`` -> ``solve_pose_rotations`` -> ``solve_root_location`` -> ``make_hemisphere_continuous``.
+Rotations travel as unit quaternions (w, x, y, z) so every per-frame step is elementwise numpy. The only bpy step, writing F-curves, lives in ``keyframes.py``.
 """
 
 from __future__ import annotations
@@ -174,33 +174,74 @@ def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
     return np.stack(rows, axis=-1).reshape(q.shape[:-1] + (3, 3))
 
 
+def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
+    """``q = (cos(theta/2), sin(theta/2) axis)``, elementwise (no per-matrix loops).
+
+    Args:
+        axis_angle: (..., 3) rotation vectors, radians.
+
+    Returns:
+        (..., 4) float64 unit quaternions (w, x, y, z).
+    """
+    vectors = np.asarray(axis_angle, dtype=np.float64)
+    theta = np.linalg.norm(vectors, axis=-1)
+    half = 0.5 * theta
+    # sin(theta/2)/theta, with its Taylor series near 0 (1/2 - theta^2/48).
+    safe = np.where(theta > 1e-8, theta, 1.0)
+    scale = np.where(theta > 1e-8, np.sin(half) / safe, 0.5 - theta * theta / 48.0)
+    return np.concatenate([np.cos(half)[..., None], vectors * scale[..., None]], axis=-1)
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a b`` (the rotation b, then a), broadcasting over leading axes.
+
+    Args:
+        a: (..., 4) quaternions (w, x, y, z).
+        b: (..., 4) quaternions.
+
+    Returns:
+        (..., 4) float64.
+    """
+    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
+                     aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
+
+
+def quaternion_conjugate(q: np.ndarray) -> np.ndarray:
+    """The inverse rotation of unit quaternions: ``(w, -x, -y, -z)``."""
+    return np.asarray(q, dtype=np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
+
+
 # ---------------------------------------------------------------------------------------------------
 # The passes
 
 
 def local_rotations(poses: np.ndarray) -> np.ndarray:
-    """Pass 1: the Motion's axis-angle poses as rotation matrices.
+    """Pass 1: the Motion's axis-angle poses as quaternions.
 
     Precondition: ``poses`` is (T, 165) or (T, 55, 3), SMPL-X joint order.
 
     Returns:
-        (T, 55, 3, 3) float64 parent-relative rotations ``R_j``.
+        (T, 55, 4) float64 parent-relative rotations ``R_j`` (w, x, y, z).
     """
     poses = np.asarray(poses, dtype=np.float64)
-    return axis_angle_to_matrix(poses.reshape(len(poses), NUM_JOINTS, 3))
+    return axis_angle_to_quaternion(poses.reshape(len(poses), NUM_JOINTS, 3))
 
 
 def global_rotations(local: np.ndarray) -> np.ndarray:
     """Pass 2: forward kinematics of orientations, ``G_j = G_parent(j) R_j``, ``G_0 = R_0``.
 
-    Precondition: ``local`` is (T, 55, 3, 3); SMPL-X parents precede children (they do).
+    Precondition: ``local`` is (T, 55, 4); SMPL-X parents precede children (they do).
 
     Returns:
-        (T, 55, 3, 3) float64 global rotations in the SMPL-X canonical frame.
+        (T, 55, 4) float64 global rotations in the SMPL-X canonical frame.
     """
     result = np.empty_like(local)
     for joint, parent in enumerate(PARENTS):
-        result[:, joint] = local[:, joint] if parent < 0 else result[:, parent] @ local[:, joint]
+        result[:, joint] = local[:, joint] if parent < 0 else quaternion_multiply(result[:, parent], local[:, joint])
     return result
 
 
@@ -251,45 +292,58 @@ def align_rest_frames(rest: ArmatureRest, rest_joints: np.ndarray = REST_JOINTS)
 def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: Alignment) -> np.ndarray:
     """Pass 4: pose-bone local rotations ``Q_b`` for every bone, equation (2) of the module docstring.
 
-    Runs in the armature's hierarchy order (parents first). Bones the Motion does not drive keep their
-    rest pose (``Q_b = I``) and pass their parent's motion on, so extra bones (a ``root`` above the pelvis,
-    twist bones) are fine.
+    Runs in the armature's hierarchy order (parents first), in quaternions (elementwise, fast). Bones the
+    Motion does not drive keep their rest pose (``Q_b = I``) and pass their parent's motion on, so extra
+    bones (a ``root`` above the pelvis, twist bones) are fine.
 
     Args:
-        global_rot: (T, 55, 3, 3) SMPL-X global rotations ``G_j``.
+        global_rot: (T, 55, 4) SMPL-X global rotations ``G_j``.
         rest: the armature rest pose.
         alignment: from ``align_rest_frames``.
 
     Returns:
-        (T, B, 3, 3) float64 pose-bone local rotations in the armature's bone order.
+        (T, B, 4) float64 pose-bone local rotations (w, x, y, z) in the armature's bone order.
     """
     frames = global_rot.shape[0]
     count = len(rest.names)
-    a = alignment.rotation
-    rest_rot = rest.rest_matrices[:, :3, :3]
-    # Target pose-space orientation of each driven bone: A G_j A^T R(L_b).
-    pose_rot = np.empty((frames, count, 3, 3))
-    local = np.empty((frames, count, 3, 3))
+    a = matrix_to_quaternion(alignment.rotation)
+    rest_rot = matrix_to_quaternion(_orthonormal(rest.rest_matrices[:, :3, :3]))
+    joints = np.array(rest.joint_of_bone)
+    driven = np.flatnonzero(joints >= 0)
+    # 1. Target pose-space orientation of every driven bone at once: A G_j A^T R(L_b).
+    global_in_armature = quaternion_multiply(quaternion_multiply(a, global_rot), quaternion_conjugate(a))
+    pose_rot = np.empty((frames, count, 4))
+    pose_rot[:, driven] = quaternion_multiply(global_in_armature[:, joints[driven]], rest_rot[driven])
+    # 2. Bones the Motion does not drive keep Basis = I: their pose is their parent's carried by the rest offset.
+    #    R(P_parent) R(L_parent)^T R(L_b) is "where the bone points when its own Basis is identity".
+    parents = np.array(rest.parents)
+    relative = rest_rot.copy()
+    has_parent = np.flatnonzero(parents >= 0)
+    relative[has_parent] = quaternion_multiply(quaternion_conjugate(rest_rot[parents[has_parent]]),
+                                               rest_rot[has_parent])
     for bone in range(count):
-        parent = rest.parents[bone]
-        if parent >= 0:
-            # R(P_parent) R(L_parent)^T R(L_b): where the bone points when its own Basis is identity.
-            chain = pose_rot[:, parent] @ (rest_rot[parent].T @ rest_rot[bone])
-        else:
-            chain = np.broadcast_to(rest_rot[bone], (frames, 3, 3))
-        joint = rest.joint_of_bone[bone]
-        if joint < 0:
-            local[:, bone] = np.eye(3)
-            pose_rot[:, bone] = chain
-            continue
-        target = a @ global_rot[:, joint] @ a.T @ rest_rot[bone]
-        local[:, bone] = np.swapaxes(chain, -1, -2) @ target
-        pose_rot[:, bone] = target
+        if joints[bone] < 0:
+            parent = parents[bone]
+            pose_rot[:, bone] = relative[bone] if parent < 0 else quaternion_multiply(pose_rot[:, parent],
+                                                                                       relative[bone])
+    # 3. Q_b = chain^-1 target for the driven bones, with chain = R(P_parent) R(L_parent)^T R(L_b).
+    local = np.empty((frames, count, 4))
+    local[:] = np.array([1.0, 0.0, 0.0, 0.0])
+    with_parent = driven[parents[driven] >= 0]
+    roots = driven[parents[driven] < 0]
+    chain = quaternion_multiply(pose_rot[:, parents[with_parent]], relative[with_parent])
+    local[:, with_parent] = quaternion_multiply(quaternion_conjugate(chain), pose_rot[:, with_parent])
+    local[:, roots] = quaternion_multiply(quaternion_conjugate(rest_rot[roots]), pose_rot[:, roots])
     return local
 
 
-def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignment,
-                        local: np.ndarray) -> tuple[int, np.ndarray]:
+def _orthonormal(matrices: np.ndarray) -> np.ndarray:
+    """Nearest rotations (polar decomposition) of rest matrices, which Blender stores in float32."""
+    u, _, vt = np.linalg.svd(matrices)
+    return u @ vt
+
+
+def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignment) -> tuple[int, np.ndarray]:
     """Pass 5: the pelvis bone's pose ``location`` from the Motion's root translation.
 
     In SMPL-X the pelvis is at ``J_0 + trans_t``, i.e. it moves by ``trans_t`` from its rest position.
@@ -303,7 +357,6 @@ def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignm
         trans: (T, 3) root translation, metres, SMPL-X frame.
         rest: the armature rest pose.
         alignment: from ``align_rest_frames``.
-        local: (T, B, 3, 3) from ``solve_pose_rotations`` (unused bones are identity).
 
     Returns:
         (index of the pelvis bone, (T, 3) float64 locations).
@@ -331,7 +384,7 @@ def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignm
 
 
 def make_hemisphere_continuous(quaternions: np.ndarray) -> np.ndarray:
-    """Pass 7: flip signs so consecutive keys are in the same hemisphere (``q_t . q_{t-1} >= 0``).
+    """Pass 6: flip signs so consecutive keys are in the same hemisphere (``q_t . q_{t-1} >= 0``).
 
     ``q`` and ``-q`` are the same rotation, but Blender interpolates F-curve components independently, so
     a sign flip between two keys would swing the bone the long way round. A running product of the
@@ -398,9 +451,11 @@ def retarget_motion(poses: np.ndarray, trans: np.ndarray, rest: ArmatureRest,
     global_smplx = global_rotations(local_smplx)
     alignment = align_rest_frames(rest, rest_joints)
     local_pose = solve_pose_rotations(global_smplx, rest, alignment)
-    pelvis, location = solve_root_location(trans, rest, alignment, local_pose)
+    pelvis, location = solve_root_location(trans, rest, alignment)
     driven = [b for b, j in enumerate(rest.joint_of_bone) if j >= 0]
-    quaternions = make_hemisphere_continuous(matrix_to_quaternion(local_pose[:, driven]))
+    quaternions = local_pose[:, driven]
+    quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
+    quaternions = make_hemisphere_continuous(quaternions)
     return BoneTracks(bone_names=tuple(rest.names[b] for b in driven), quaternions=quaternions,
                       root_bone=rest.names[pelvis], root_location=location)
 
@@ -419,7 +474,7 @@ def smplx_joint_positions(poses: np.ndarray, trans: np.ndarray,
     Returns:
         (T, 55, 3) float64 metres.
     """
-    rot = global_rotations(local_rotations(poses))
+    rot = quaternion_to_matrix(global_rotations(local_rotations(poses)))
     trans = np.asarray(trans, dtype=np.float64)
     rest_joints = np.asarray(rest_joints, dtype=np.float64)
     positions = np.empty((len(trans), NUM_JOINTS, 3))
