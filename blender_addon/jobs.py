@@ -148,8 +148,11 @@ class ServerBackend:
         try:
             return self._client.start(timeout)
         except self._client_module.BackendError as error:
-            raise JobError(f"The backend did not start: {error.message} Check the backend Python in the add-on "
-                           "preferences (Check Backend).", detail=getattr(error, "stderr", "") or "") from error
+            log = (getattr(error, "stderr", "") or "").strip()
+            last = f" ({log.splitlines()[-1]})" if log else ""
+            raise JobError(f"The backend did not start with Python '{self.python}': {error.message}{last} Choose "
+                           "the backend's Python in the add-on preferences (Check Backend tests it).",
+                           detail=log) from error
         except OSError as error:
             raise JobError(f"The backend Python '{self.python}' could not be started ({error}).") from error
 

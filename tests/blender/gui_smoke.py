@@ -125,6 +125,8 @@ def tick():
             result["baseline_longest_stall_s"] = state.get("baseline_gap", 0.0)
             result["shots"] = [screenshot("panel_before.png")]
             result["stage"] = "invoke"
+            with bpy.context.temp_override(window=window, area=area):
+                bpy.ops.ed.undo_push(message="Scene ready")
             with bpy.context.temp_override(window=window, area=area, region=view_region):
                 outcome = bpy.ops.expgest.generate("INVOKE_DEFAULT")
             result["invoke"] = sorted(outcome)
@@ -165,6 +167,15 @@ def tick():
         with bpy.context.temp_override(window=window, area=area, region=view_region):
             bpy.ops.view3d.view_selected()
         result["shots"].append(screenshot("panel_after.png"))
+        # One generation is one undo step: undo removes the take and nothing else.
+        with bpy.context.temp_override(window=window, area=area):
+            bpy.ops.ed.undo()
+        after_undo = bpy.data.objects.get("SMPLX")
+        result["undo"] = {
+            "character_kept": after_undo is not None,
+            "tracks_left": len(after_undo.animation_data.nla_tracks) if after_undo and after_undo.animation_data else 0,
+            "take_actions_left": sum(" take " in a.name for a in bpy.data.actions),
+        }
         result["ok"] = bool(strips) and result.get("keys", 0) == sound.frame_final_duration
         result["stage"] = "done"
         write_result()

@@ -304,3 +304,28 @@ def test_a_broken_backend_python_is_reported_with_the_fix(clean_scene, short_spe
     with pytest.raises(RuntimeError, match="Backend Python not found"):
         bpy.ops.expgest.generate()
     assert "Preferences" in clean_scene.expgest.last_report
+
+
+def test_a_backend_python_that_cannot_run_the_backend_is_reported(clean_scene, short_speech, monkeypatch, ops):
+    add_character()
+    add_sound(clean_scene, short_speech)
+    before = scene_state(clean_scene)
+    ops.shutdown_backend()
+    monkeypatch.setenv("EXPGEST_BACKEND_PYTHON", "/bin/false")
+    with pytest.raises(RuntimeError, match="did not start with Python '/bin/false'"):
+        bpy.ops.expgest.generate()
+    assert scene_state(clean_scene) == before
+
+
+@pytest.mark.skipif("sequencer_scene" not in bpy.types.WorkSpace.bl_rna.properties, reason="Blender 5.0+ only")
+def test_strips_come_from_the_sequencer_scene_when_it_differs(clean_scene, short_speech):
+    obj = add_character()
+    dialogue = bpy.data.scenes.new("Dialogue")
+    dialogue.render.fps = 30
+    add_sound(dialogue, short_speech, name="line", frame_start=20)
+    bpy.context.workspace.sequencer_scene = dialogue
+    editor = bpy.context.scene.sequence_editor
+    assert editor is None or not list(editor.strips_all)  # the active scene has no strips of its own
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    strip = _nla_strip(obj)
+    assert strip.name == "SMPLX \u00b7 line \u00b7 take 1" and strip.frame_start == 20

@@ -47,6 +47,7 @@ def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, back
     assert result["nla"][0]["start"] == result["strip"]["start"]
     assert result["nla"][0]["end"] == result["strip"]["end"]
     assert result["fcurves"] == 55 * 4 + 3 and result["wrist_moved_m"] > 0.01
+    assert result["undo"] == {"character_kept": True, "tracks_left": 0, "take_actions_left": 0}
     # The add-on's own main-thread work per timer tick stays small; the whole main loop's longest stall is
     # reported next to the machine's idle baseline (Xvfb software drawing on a loaded machine is slow).
     assert result["longest_operator_tick_s"] < 0.5, result
