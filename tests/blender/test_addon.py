@@ -11,7 +11,6 @@ import time
 import bpy
 import numpy as np
 import pytest
-
 from blender_helpers import MODULE, add_character, add_sound, add_text, scene_state
 
 pytestmark = pytest.mark.blender

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from blender_addon import retarget
 from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS
+from blender_addon import retarget
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
