@@ -153,9 +153,9 @@ def write_motion(motion, path: Path) -> None:
     """
     try:
         if path.suffix.lower() == ".bvh":
-            from .motion.bvh import save_motion_bvh
+            from .motion.bvh import export_bvh
 
-            save_motion_bvh(motion, path)
+            export_bvh(motion, path)
         else:
             from .motion.motion import save_npz
 

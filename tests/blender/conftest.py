@@ -1,26 +1,35 @@
-"""Real-Blender test set-up (bpy 5.0.1): build the add-on zip, install it as an extension, reset scenes.
+"""Set-up for real-Blender tests (run with the Blender venv: bpy from PyPI, numpy 1.26).
 
-``BLENDER_USER_RESOURCES`` is set to a fresh folder per process before ``import bpy`` (blender.md section 7),
-so nothing is written to the user's Blender configuration. The backend runs from the installed zip's
-bundled ``backend`` package with ``EXPGEST_BACKEND_PYTHON`` (default: the project's backend venv).
+Blender's user resources (preferences, extensions, caches) go to a fresh temporary folder per process, set
+before anything imports ``bpy`` (blender.md section 7), so tests never touch ``~/.config/blender``. The
+repository root is put first on sys.path so the worktree's ``backend`` and ``blender_addon`` are imported
+(not an installed copy). The add-on tests build the zip with build_addon.py, install it as an extension and
+run the backend from the installed zip's bundled ``backend`` package with ``EXPGEST_BACKEND_PYTHON``
+(default: the project's backend venv).
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(
-    prefix=f"bl_user_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_")
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+if "bpy" not in sys.modules:
+    os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(
+        prefix=f"expgest-blender-user-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
+    atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], True)
 
 import bpy  # noqa: E402
 import pytest  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 MODULE = "bl_ext.user_default.expgest"
 
 

@@ -1,0 +1,1 @@
+"""Networks and checkpoint loading for ExpGest for Blender (needs torch; the add-on never imports this)."""

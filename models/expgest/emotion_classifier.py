@@ -1,0 +1,195 @@
+"""The noise-aware emotion classifier of ExpGest (official ``EmoCls`` with two MLD-VAE encoders, spec section 5).
+
+Each stream of the audio_only x_t (body 451, hand 690) is encoded by its own MLD-VAE encoder to a latent
+z = μ + ε·σ, and a linear head maps z to 8 emotion logits. Emotion guidance uses the gradient
+
+    g = s · ∇_{x_t} log softmax(logits(x_t))[target],   s = 3
+
+(classifier guidance, Dhariwal & Nichol 2021), which the sampler folds into x̂₀.
+
+Only the encoder side of the VAEs is built. The original's VAE decoders, its ``hyvae`` duplicate
+registration of the same VAEs, and its unused timestep embedder are documented as ignorable keys in
+``checkpoint.IGNORED_KEYS``: that keeps the module to what runs (half the parameters) while the loader
+still refuses any other key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .config import AUDIO_ONLY_BODY, AUDIO_ONLY_HAND, N_EMOTIONS, VAE_MAX_FRAMES, EmotionClassifierConfig
+
+Part = Literal["body", "hand"]
+
+
+def _encoder_block(config: EmotionClassifierConfig) -> nn.TransformerEncoderLayer:
+    """Post-norm GELU block with the MLD key names (self_attn, linear1, linear2, norm1, norm2), batch-first."""
+    return nn.TransformerEncoderLayer(config.latent_dim, config.num_heads, config.ff_size, dropout=0.1,
+                                      activation="gelu", batch_first=True)
+
+
+class SkipTransformerEncoder(nn.Module):
+    """U-Net-like transformer encoder of MLD: in blocks, a middle block, out blocks fed [x ‖ skip], final norm.
+
+    With L = num_layers (odd) and n = (L − 1) / 2:
+        x_i = in_i(x_{i−1}) for i = 1 … n (skips kept), x = middle(x_n),
+        x = out_j(linear_j([x ‖ x_{n+1−j}])) for j = 1 … n (skips used last-in first-out), y = norm(x).
+    """
+
+    def __init__(self, config: EmotionClassifierConfig) -> None:
+        super().__init__()
+        d = config.latent_dim
+        n = (config.num_layers - 1) // 2
+        self.norm = nn.LayerNorm(d)
+        self.input_blocks = nn.ModuleList(_encoder_block(config) for _ in range(n))
+        self.middle_block = _encoder_block(config)
+        self.output_blocks = nn.ModuleList(_encoder_block(config) for _ in range(n))
+        self.linear_blocks = nn.ModuleList(nn.Linear(2 * d, d) for _ in range(n))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x (batch, tokens, d), all tokens valid. Returns: (batch, tokens, d)."""
+        skips = []
+        for block in self.input_blocks:
+            x = block(x)
+            skips.append(x)
+        x = self.middle_block(x)
+        for block, linear in zip(self.output_blocks, self.linear_blocks, strict=True):
+            x = block(linear(torch.cat((x, skips.pop()), dim=-1)))
+        return self.norm(x)
+
+
+class LearnedPositions(nn.Module):
+    """Learned additive positions ``pe`` (rows, 1, d) (a parameter in the checkpoints)."""
+
+    def __init__(self, dim: int, max_len: int = VAE_MAX_FRAMES) -> None:
+        super().__init__()
+        self.pe = nn.Parameter(torch.zeros(max_len, 1, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x (batch, tokens, d). Returns: x + pe[:tokens]."""
+        return x + self.pe[: x.shape[1], 0]
+
+
+class MldVaeEncoder(nn.Module):
+    """Encoder half of an MLD-VAE: motion (batch, frames, C) → μ, σ and z = μ + ε·σ of width d.
+
+    Args:
+        in_features: stream width (451 body, 690 hand).
+        config: sizes.
+    """
+
+    def __init__(self, in_features: int, config: EmotionClassifierConfig) -> None:
+        super().__init__()
+        d = config.latent_dim
+        self.global_motion_token = nn.Parameter(torch.zeros(2, d))   # rows: μ token, log σ² token
+        self.query_pos_encoder = LearnedPositions(d)
+        self.encoder = SkipTransformerEncoder(config)
+        self.skel_embedding = nn.Linear(in_features, d)
+
+    def forward(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode a motion window.
+
+        Args:
+            x: (batch, frames, C), frames + 2 ≤ 500.
+            eps: reparameterisation noise with batch·d elements (e.g. (batch, d) or (1, batch, d));
+                None draws it from the torch RNG.
+
+        Returns:
+            (μ, σ, z), each (batch, d).
+        """
+        batch, frames = x.shape[0], x.shape[1]
+        if frames + 2 > self.query_pos_encoder.pe.shape[0]:
+            raise ValueError(f"MldVaeEncoder handles at most {self.query_pos_encoder.pe.shape[0] - 2} frames, "
+                             f"got {frames}.")
+        h = self.skel_embedding(x)
+        tokens = torch.cat((self.global_motion_token.unsqueeze(0).expand(batch, -1, -1), h), dim=1)
+        out = self.encoder(self.query_pos_encoder(tokens))
+        mu, logvar = out[:, 0], out[:, 1]
+        std = logvar.exp().pow(0.5)
+        if eps is None:
+            eps = torch.randn_like(std)
+        elif eps.numel() != std.numel():
+            raise ValueError(f"eps needs {std.numel()} elements (batch {batch} × {std.shape[1]}), "
+                             f"got shape {tuple(eps.shape)}.")
+        z = mu + eps.reshape(std.shape).to(std) * std
+        return mu, std, z
+
+
+class EmotionClassifier(nn.Module):
+    """Emotion logits of audio_only x_t streams, and the guidance gradient.
+
+    Args:
+        config: sizes (defaults: the released classifier).
+    """
+
+    def __init__(self, config: EmotionClassifierConfig = EmotionClassifierConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.body_vae_model = MldVaeEncoder(AUDIO_ONLY_BODY, config)
+        self.hand_vae_model = MldVaeEncoder(AUDIO_ONLY_HAND, config)
+        self.emo_pred_body = nn.Linear(config.latent_dim, N_EMOTIONS)
+        self.emo_pred_hand = nn.Linear(config.latent_dim, N_EMOTIONS)
+
+    def _parts(self, part: str) -> tuple[MldVaeEncoder, nn.Linear]:
+        if part == "body":
+            return self.body_vae_model, self.emo_pred_body
+        if part == "hand":
+            return self.hand_vae_model, self.emo_pred_hand
+        raise ValueError(f"part must be 'body' or 'hand', got {part!r}.")
+
+    def encode(self, x: Tensor, part: Part, eps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """VAE-encode one stream.
+
+        Args:
+            x: (batch, frames, C) with C = 451 (body) or 690 (hand), normalised feature space.
+            part: ``"body"`` or ``"hand"``.
+            eps: reparameterisation noise with batch·d elements; None draws it.
+
+        Returns:
+            (μ, σ, z), each (batch, d).
+        """
+        vae, _ = self._parts(part)
+        return vae(x, eps)
+
+    def classify(self, x_stream: Tensor, part: Part, eps: Tensor | None = None) -> Tensor:
+        """Emotion logits of a diffusion-layout stream.
+
+        Args:
+            x_stream: (batch, C, 1, frames) noisy x_t of the body (451) or hand (690) stream.
+            part: ``"body"`` or ``"hand"``.
+            eps: reparameterisation noise with batch·d elements; None draws it.
+
+        Returns:
+            (batch, 8) logits in BEAT emotion order.
+        """
+        vae, head = self._parts(part)
+        x = x_stream.squeeze(2).transpose(1, 2).to(head.weight.dtype)
+        _, _, z = vae(x, eps)
+        return head(z).to(x_stream.dtype)
+
+    def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float = 3.0,
+                          eps: Tensor | None = None) -> Tensor:
+        """Classifier-guidance gradient g = scale · ∂ log softmax(logits(x))[target] / ∂x.
+
+        Works under an outer ``torch.no_grad()`` or ``torch.inference_mode()`` (gradients are enabled locally);
+        x itself is not modified.
+
+        Args:
+            x: (batch, C, 1, frames) noisy x_t of the stream.
+            part: ``"body"`` or ``"hand"``.
+            target: (batch,) int64 emotion index per row.
+            scale: guidance scale (3.0 in the original).
+            eps: reparameterisation noise with batch·d elements; None draws it.
+
+        Returns:
+            (batch, C, 1, frames) gradient, same dtype as x.
+        """
+        with torch.inference_mode(False), torch.enable_grad():
+            x_in = x.detach().clone().requires_grad_(True)   # a normal tensor even if x is an inference tensor
+            log_probs = torch.log_softmax(self.classify(x_in, part, eps), dim=-1)
+            selected = log_probs[torch.arange(x.shape[0], device=x.device), target.to(x.device)]
+            (grad,) = torch.autograd.grad(selected.sum(), x_in)
+        return grad * scale
