@@ -339,28 +339,75 @@ class EXPGEST_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def build_character_file(context: bpy.types.Context, folder: str, *, gender: str = "neutral") -> str:
+    """Ask the backend for a character with its skinned body (``python -m backend character``).
+
+    Runs synchronously (a few seconds, once per Add Character click).
+
+    Returns:
+        The ``.npz`` path.
+
+    Raises:
+        scene.SceneError: with what to fix when the backend cannot build it.
+    """
+    import os
+    import subprocess
+
+    settings = preferences.resolve(context)
+    problem = preferences.quick_python_problem(settings.python)
+    if problem:
+        raise scene.SceneError(problem)
+    output = os.path.join(folder, "character.npz")
+    args = [settings.python, "-m", "backend", "character", "-o", output, "--gender", gender]
+    if settings.smplx_dir:
+        args += ["--smplx-dir", settings.smplx_dir]
+    try:
+        result = subprocess.run(args, cwd=jobs.bundle_root(), env=jobs.backend_environment(), capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise scene.SceneError(f"The backend could not build the body ({error}).") from error
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise scene.SceneError(f"The backend could not build the body: {last.removeprefix('error: ')}")
+    return output
+
+
 class EXPGEST_OT_add_character(bpy.types.Operator):
-    """Add a 55-bone SMPL-X armature (and optionally a skinned mannequin) at the 3D cursor"""
+    """Add a 55-bone SMPL-X armature (and optionally a skinned mannequin body) at the 3D cursor"""
 
     bl_idname = "expgest.add_character"
     bl_label = "Add SMPL-X Character"
     bl_options = {"REGISTER", "UNDO"}
 
     name: bpy.props.StringProperty(name="Name", default="SMPLX")
-    with_mesh: bpy.props.BoolProperty(name="Mannequin Mesh", default=True,
-                                      description="Add a skinned mannequin body bound to the armature")
+    with_mesh: bpy.props.BoolProperty(name="Body Mesh", default=True,
+                                      description="Add a skinned body bound to the armature (built by the backend: "
+                                                  "the wooden mannequin, or your SMPL-X model when its folder is set)")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        import shutil
+        import tempfile
+
         from . import rig
 
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
+        folder = tempfile.mkdtemp(prefix="expgest_character_")
         try:
-            obj = rig.build_character_object(context, name=self.name, character=None, with_mesh=self.with_mesh)
+            character = None
+            if self.with_mesh:
+                try:
+                    character = build_character_file(context, folder)
+                except scene.SceneError as error:
+                    self.report({"WARNING"}, f"{error} Added the skeleton without a body.")
+            obj = rig.build_character_object(context, name=self.name, character=character,
+                                             with_mesh=self.with_mesh)
         except Exception as error:
             traceback.print_exc()
             self.report({"ERROR"}, f"Could not build the character: {error}")
             return {"CANCELLED"}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         obj.location = obj.location + context.scene.cursor.location  # the rig lifts it onto the floor
         context.scene.expgest.character = obj
         self.report({"INFO"}, f"Added '{obj.name}'.")

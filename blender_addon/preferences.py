@@ -35,6 +35,10 @@ class EXPGEST_AddonPreferences(bpy.types.AddonPreferences):
         description=f"Folder with the released ExpGest weights (only the ExpGest engine needs it). {ENV_MODELS} "
                     "overrides it")
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    smplx_dir: bpy.props.StringProperty(
+        name="SMPL-X Model Folder", subtype="DIR_PATH", default="",
+        description="Optional: your own SMPL-X model files, for characters with the real SMPL-X body (needs the "
+                    "smplx package in the backend); empty: the built-in skeleton and the wooden mannequin")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -50,6 +54,7 @@ class EXPGEST_AddonPreferences(bpy.types.AddonPreferences):
         if os.environ.get(ENV_MODELS):
             layout.label(text=f"Using {ENV_MODELS}={resolved.models}", icon="INFO")
         layout.prop(self, "device")
+        layout.prop(self, "smplx_dir")
         problem = quick_python_problem(resolved.python)
         if problem:
             layout.label(text=problem, icon="ERROR")
@@ -64,6 +69,7 @@ class Resolved:
     python_from_env: bool
     models: str
     device: str
+    smplx_dir: str
 
 
 def _addon_preferences(context: bpy.types.Context) -> EXPGEST_AddonPreferences | None:
@@ -79,7 +85,8 @@ def resolve(context: bpy.types.Context) -> Resolved:
     env_models = os.environ.get(ENV_MODELS, "")
     stored_models = bpy.path.abspath(prefs.models_dir) if prefs and prefs.models_dir else ""
     return Resolved(python=env_python or stored_python, python_from_env=bool(env_python),
-                    models=env_models or stored_models, device=prefs.device if prefs else "auto")
+                    models=env_models or stored_models, device=prefs.device if prefs else "auto",
+                    smplx_dir=bpy.path.abspath(prefs.smplx_dir) if prefs and prefs.smplx_dir else "")
 
 
 def quick_python_problem(python: str) -> str | None:

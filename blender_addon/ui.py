@@ -31,6 +31,7 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
             box.label(text=problem, icon="ERROR")
             box.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = \
                 __package__
+            box.label(text=f"or set {preferences.ENV_PYTHON}")
         layout.prop(context.scene.expgest, "character")
         obj = _character(context)
         if obj is None:
@@ -92,6 +93,10 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
         report = context.scene.expgest.last_report
         if report:
             box = layout.box()
+            if "backend" in report.lower() and context.scene.expgest.last_report_is_error:
+                row = box.row(align=True)
+                row.operator("expgest.check_backend", icon="FILE_REFRESH")
+                row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
             for part in report.split(" | "):
                 box.label(text=part, icon="ERROR" if part.startswith("Failed") or
                           context.scene.expgest.last_report_is_error and len(report.split(" | ")) == 1 else "INFO")

@@ -30,6 +30,7 @@ if "bpy" not in sys.modules:
 
 import bpy  # noqa: E402
 import pytest  # noqa: E402
+
 MODULE = "bl_ext.user_default.expgest"
 
 

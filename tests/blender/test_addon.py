@@ -328,3 +328,13 @@ def test_strips_come_from_the_sequencer_scene_when_it_differs(clean_scene, short
     assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
     strip = _nla_strip(obj)
     assert strip.name == "SMPLX \u00b7 line \u00b7 take 1" and strip.frame_start == 20
+
+
+def test_add_character_with_a_skinned_body_from_the_backend(clean_scene):
+    assert bpy.ops.expgest.add_character(name="Body", with_mesh=True) == {"FINISHED"}
+    armature = bpy.data.objects["Body"]
+    bodies = [o for o in clean_scene.objects if o.type == "MESH" and o.parent == armature]
+    assert len(bodies) == 1 and len(bodies[0].data.vertices) > 1000
+    assert any(m.type == "ARMATURE" and m.object == armature for m in bodies[0].modifiers)
+    assert clean_scene.expgest.character == armature
+    assert len(armature.data.bones) == 55
