@@ -47,6 +47,7 @@ def fail(message: str) -> None:
 
 try:
     bpy.context.preferences.view.show_splash = False
+    bpy.context.preferences.view.smooth_view = 0
     bpy.ops.preferences.addon_install(filepath=os.path.abspath(args.zip), overwrite=True)
     bpy.ops.preferences.addon_enable(module="expgest")
     ops_module = sys.modules["expgest.operators"]
@@ -145,7 +146,10 @@ def tick():
                 fail("the generation did not finish in time")
                 return None
             return 0.2
+        if state.get("finished_at") is not None:
+            return finish_and_quit()
         # The modal operator has finished.
+        state["finished_at"] = time.perf_counter()
         state["invoked"] = False
         result["seconds"] = time.perf_counter() - state["t0"]
         result["longest_stall_s"] = state["max_gap"]
@@ -164,9 +168,22 @@ def tick():
             scene.frame_set(middle)
             wrist = character.pose.bones["left_wrist"]
             result["wrist_moved_m"] = (wrist.head - character.data.bones["left_wrist"].head_local).length
+        state["keys_ok"] = bool(strips) and result.get("keys", 0) == sound.frame_final_duration
+        body = bpy.data.objects.get(character.get("expgest_body", ""))
+        for obj in scene.objects:
+            obj.select_set(obj == (body or character))
         with bpy.context.temp_override(window=window, area=area, region=view_region):
             bpy.ops.view3d.view_selected()
         result["shots"].append(screenshot("panel_after.png"))
+        return 1.0  # let the viewport redraw the posed frame before the viewport screenshot
+    except Exception:
+        fail(traceback.format_exc())
+        return None
+
+
+def finish_and_quit():
+    try:
+        result["shots"].append(screenshot("viewport_posed.png"))
         # One generation is one undo step: undo removes the take and nothing else.
         with bpy.context.temp_override(window=window, area=area):
             bpy.ops.ed.undo()
@@ -176,7 +193,7 @@ def tick():
             "tracks_left": len(after_undo.animation_data.nla_tracks) if after_undo and after_undo.animation_data else 0,
             "take_actions_left": sum(" take " in a.name for a in bpy.data.actions),
         }
-        result["ok"] = bool(strips) and result.get("keys", 0) == sound.frame_final_duration
+        result["ok"] = state["keys_ok"]
         result["stage"] = "done"
         write_result()
         bpy.ops.wm.quit_blender()
