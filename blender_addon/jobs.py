@@ -4,8 +4,8 @@ Two layers:
 
 * ``Backend`` (a transport) starts the backend process and turns one request into a ``BackendJob``.
   ``ServerBackend`` keeps one ``python -m backend serve`` process for many requests (models stay loaded)
-  through the bundled ``backend.client.BackendClient``; ``CliBackend`` runs ``python -m backend generate``
-  per request (used only when the bundled backend has no client module).
+  through the bundled ``backend.client.BackendClient``. Another transport (e.g. one CLI process per
+  request) only has to implement the two small protocols below.
 * ``GenerationRun`` runs a list of planned generations one after another on one backend and is advanced by
   ``step()`` from Blender's main thread (a modal timer, or a loop in ``execute()``); reader threads inside
   the transports fill queues, ``step()`` drains them. Nothing here touches the scene: the caller applies
@@ -15,7 +15,6 @@ Two layers:
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import subprocess
 import threading
@@ -104,7 +103,7 @@ def check_interpreter(python: str, timeout: float = 20.0) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Transport 1: one long-lived server through the bundled client.
+# The transport: one long-lived server through the bundled client.
 
 
 class _ServerJob:
@@ -167,120 +166,9 @@ class ServerBackend:
         self._client.shutdown(timeout)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Transport 2: one CLI process per request.
-
-
-class _CliJob:
-    def __init__(self, python: str, request: dict[str, Any], on_progress: ProgressCallback) -> None:
-        import json
-        import tempfile
-
-        self._on_progress = on_progress
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._tail: list[str] = []
-        self._request = request
-        self._cancelled = False
-        folder = Path(tempfile.mkdtemp(prefix="expgest_cli_"))
-        self._request_file = folder / "request.json"
-        self._request_file.write_text(json.dumps(request))
-        audio = request["audio"]
-        args = [python, "-m", "backend", "generate", audio["path"], "-o", request["output"],
-                "--fps", repr(float(request.get("fps", 30.0))), "--seed", str(int(request.get("seed", 0)))]
-        if audio.get("start_s"):
-            args += ["--start", repr(float(audio["start_s"]))]
-        if audio.get("end_s") is not None:
-            args += ["--end", repr(float(audio["end_s"]))]
-        emotions = request.get("emotion") or []
-        if emotions:
-            args += ["--emotion", emotions[0]["label"]]
-        self._process = subprocess.Popen(args, cwd=bundle_root(), env=backend_environment(), text=True,
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def _read(self) -> None:
-        assert self._process.stderr is not None
-        for line in self._process.stderr:
-            self._lines.put(line.rstrip())
-        self._lines.put(None)
-
-    def drain(self) -> None:
-        while True:
-            try:
-                line = self._lines.get_nowait()
-            except queue.Empty:
-                return
-            if line:
-                self._tail = (self._tail + [line])[-20:]
-                self._on_progress("generate", -1.0, line)
-
-    def done(self) -> bool:
-        self.drain()
-        return self._process.poll() is not None
-
-    def result(self) -> dict[str, Any]:
-        self.drain()
-        code = self._process.returncode
-        if self._cancelled:
-            raise JobError("The generation was cancelled.")
-        if code != 0:
-            last = next((line for line in reversed(self._tail) if line.strip()), f"exit status {code}")
-            raise JobError(f"The backend failed: {last.removeprefix('error: ')}", detail="\n".join(self._tail),
-                           code=code)
-        return {"output": self._request["output"]}
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        if self._process.poll() is None:
-            self._process.terminate()
-
-
-class CliBackend:
-    """``python -m backend generate`` once per request (no shared process)."""
-
-    def __init__(self, python: str) -> None:
-        self.python = python
-        self._jobs: list[_CliJob] = []
-
-    @property
-    def alive(self) -> bool:
-        return True
-
-    @property
-    def pid(self) -> int | None:
-        return self._jobs[-1].pid if self._jobs else None
-
-    def start(self, timeout: float) -> dict[str, Any]:
-        problem = check_interpreter(self.python, timeout)
-        if problem:
-            raise JobError(problem)
-        return {}
-
-    def submit(self, request: dict[str, Any], on_progress: ProgressCallback) -> BackendJob:
-        job = _CliJob(self.python, request, on_progress)
-        self._jobs.append(job)
-        return job
-
-    def poll(self) -> None:
-        for job in self._jobs:
-            job.drain()
-
-    def shutdown(self, timeout: float = 5.0) -> None:
-        for job in self._jobs:
-            job.cancel()
-        self._jobs.clear()
-
-
 def make_backend(python: str) -> Backend:
-    """The server transport when the bundled backend has ``backend/client.py``, else the CLI one."""
-    if (bundle_root() / "backend" / "client.py").is_file():
-        return ServerBackend(python)
-    return CliBackend(python)
+    """A fresh (not yet started) backend process for ``python``."""
+    return ServerBackend(python)
 
 
 # ---------------------------------------------------------------------------------------------------
