@@ -35,6 +35,20 @@ class ActiveRun:
 
 
 _ACTIVE: ActiveRun | None = None
+_EXIT_HOOK = False
+
+
+def _ensure_exit_hook() -> None:
+    """Stop the warm backend politely when Blender exits without unregistering the add-on (scripts, -b).
+
+    Registered after the first backend exists, so it runs before the client's own last-resort kill.
+    """
+    global _EXIT_HOOK
+    if not _EXIT_HOOK:
+        import atexit
+
+        atexit.register(shutdown_backend)
+        _EXIT_HOOK = True
 
 
 def active_run() -> ActiveRun | None:
@@ -179,6 +193,8 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
     _ACTIVE = None
     _BACKEND = run.backend
     _BACKEND_PYTHON = preferences.resolve(context).python
+    if _BACKEND is not None:
+        _ensure_exit_hook()
     props = context.scene.expgest
     try:
         if run.cancelled:
