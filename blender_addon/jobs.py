@@ -240,8 +240,11 @@ class GenerationRun:
 
     @property
     def current_label(self) -> str:
-        """The label of the generation in flight ('' when none)."""
-        return self.plans[self._index].label if self._index < len(self.plans) else ""
+        """The label of the generation in flight ('' when none), with its place in a batch ("2/3 ...")."""
+        if self._index >= len(self.plans):
+            return ""
+        label = self.plans[self._index].label
+        return f"{self._index + 1}/{len(self.plans)} {label}" if len(self.plans) > 1 else label
 
     def cancel(self) -> None:
         """Stop after the current request ends (the backend stops it between steps)."""
@@ -254,8 +257,7 @@ class GenerationRun:
         self.stage = stage or self.stage
         if done is not None and done >= 0:
             self.fraction_current = float(done)
-        if message:
-            self.message = message
+        self.message = message or stage or self.message
 
     def _backend_ready(self) -> bool:
         """Start a backend when there is none (or it died) on a worker thread; True once one is ready.

@@ -203,7 +203,8 @@ def test_cancel_leaves_the_scene_unchanged(clean_scene, speech_wav, ops):
     add_sound(clean_scene, speech_wav)
     before = scene_state(clean_scene)
     active = _start_and_wait_for_job(ops, obj)
-    active.run.cancel()
+    assert bpy.ops.expgest.cancel() == {"FINISHED"}  # what the Cancel button (and Esc in the modal) do
+    assert active.run.cancelled
     active.run.run_blocking()
     assert ops.finish_run(bpy.context, lambda *a: None) == {"CANCELLED"}
     assert scene_state(clean_scene) == before
@@ -338,3 +339,43 @@ def test_add_character_with_a_skinned_body_from_the_backend(clean_scene):
     assert any(m.type == "ARMATURE" and m.object == armature for m in bodies[0].modifiers)
     assert clean_scene.expgest.character == armature
     assert len(armature.data.bones) == 55
+
+
+@pytest.mark.parametrize("fps", [24, 30])
+def test_fk_with_root_motion_and_random_poses_matches_within_a_millimetre(clean_scene, fps):
+    """The writer and the retargeter together on a synthetic Motion with large rotations and translation."""
+    retarget = importlib.import_module(MODULE + ".retarget")
+    keyframes = importlib.import_module(MODULE + ".keyframes")
+    skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
+    clean_scene.render.fps = fps
+    obj = add_character()
+    obj.rotation_euler = (0.2, -0.3, 1.1)
+    obj.scale = (0.5, 0.5, 0.5)
+    rng = np.random.default_rng(fps)
+    frames = 40
+    poses = np.cumsum(rng.normal(size=(frames, 165)) * 0.15, axis=0)
+    trans = np.cumsum(rng.normal(size=(frames, 3)) * 0.05, axis=0) + [0.2, 0.9, -0.1]
+    tracks = retarget.retarget_motion(poses, trans, keyframes.read_armature_rest(obj))
+    written = keyframes.apply_take(obj, tracks, strip_name="synthetic", frame_start=3)
+    assert written.frames == frames
+    joints = retarget.smplx_joint_positions(poses, trans)
+    offset = np.array(obj.data.bones["pelvis"].head_local) - retarget.SMPLX_TO_BLENDER @ skeleton.REST_JOINTS[0]
+    worst = 0.0
+    for k in range(0, frames, 3):
+        clean_scene.frame_set(3 + k)
+        world = np.array(obj.matrix_world)
+        expected = (joints[k] @ retarget.SMPLX_TO_BLENDER.T + offset) @ world[:3, :3].T + world[:3, 3]
+        worst = max(worst, float(np.abs(_world_heads(obj, skeleton.JOINT_NAMES) - expected).max()))
+    assert worst < 1e-3, f"largest joint error {worst * 1000:.3f} mm"
+
+
+def test_relative_sound_paths_of_a_saved_file_are_resolved(clean_scene, short_speech, tmp_path):
+    add_character()
+    folder = tmp_path / "project"
+    (folder / "audio").mkdir(parents=True)
+    shutil.copy(short_speech, folder / "audio" / "line.wav")
+    strip = add_sound(clean_scene, folder / "audio" / "line.wav")
+    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "scene.blend"))
+    bpy.ops.file.make_paths_relative()
+    assert strip.sound.filepath.startswith("//")
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
