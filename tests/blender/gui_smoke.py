@@ -194,6 +194,34 @@ def finish_and_quit():
             "take_actions_left": sum(" take " in a.name for a in bpy.data.actions),
         }
         result["ok"] = state["keys_ok"]
+        # Esc cancels a running generation and leaves the scene as it was.
+        result["stage"] = "escape"
+        with bpy.context.temp_override(window=window, area=area, region=view_region):
+            outcome = bpy.ops.expgest.generate("INVOKE_DEFAULT")
+        result["escape"] = {"invoke": sorted(outcome)}
+        x = area.x + area.width // 3
+        y = window.height - (area.y + area.height // 2)
+        subprocess.run(["xdotool", "mousemove", str(x), str(y), "key", "Escape"], check=False)
+        state["escape_t0"] = time.perf_counter()
+        bpy.app.timers.register(wait_for_escape, first_interval=0.2)
+        return None
+    except Exception:
+        fail(traceback.format_exc())
+        return None
+
+
+def wait_for_escape():
+    try:
+        if ops_module.active_run() is not None:
+            if time.perf_counter() - state["escape_t0"] > 60:
+                fail("Esc did not stop the generation")
+                return None
+            return 0.2
+        obj = bpy.data.objects.get("SMPLX")
+        result["escape"].update(
+            report=bpy.context.scene.expgest.last_report,  # undo replaced the scene's Python object
+            tracks=len(obj.animation_data.nla_tracks) if obj.animation_data else 0,
+            seconds=time.perf_counter() - state["escape_t0"])
         result["stage"] = "done"
         write_result()
         bpy.ops.wm.quit_blender()

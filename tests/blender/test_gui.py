@@ -42,12 +42,14 @@ def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, back
     result_file = out / "result.json"
     assert result_file.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(result_file.read_text())
-    assert result["ok"], result
+    assert result["ok"], (result, run.stdout[-3000:], run.stderr[-3000:])
     assert result["invoke"] == ["RUNNING_MODAL"]  # the real modal path, not execute()
     assert result["nla"][0]["start"] == result["strip"]["start"]
     assert result["nla"][0]["end"] == result["strip"]["end"]
     assert result["fcurves"] == 55 * 4 + 3 and result["wrist_moved_m"] > 0.01
     assert result["undo"] == {"character_kept": True, "tracks_left": 0, "take_actions_left": 0}
+    escape = result["escape"]
+    assert escape["invoke"] == ["RUNNING_MODAL"] and "Cancelled" in escape["report"] and escape["tracks"] == 0, escape
     # The add-on's own main-thread work per timer tick stays small; the whole main loop's longest stall is
     # reported next to the machine's idle baseline (Xvfb software drawing on a loaded machine is slow).
     assert result["longest_operator_tick_s"] < 0.5, result
