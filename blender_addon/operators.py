@@ -166,8 +166,8 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) ->
     return _ACTIVE
 
 
-def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.Outcome) -> str:
-    """Load a result, retarget it, write the take; returns a one-line summary. Raises on failure."""
+def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.Outcome) -> tuple[str, list[str]]:
+    """Load a result, retarget it, write the take; returns a one-line summary and notes. Raises on failure."""
     from .backend.motion.motion import load_npz
 
     plan = active.plans[outcome.plan.key]
@@ -179,9 +179,8 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames)
     tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
-    for warning in written.warnings:
-        print(f"ExpGest: {warning}")
-    return f"'{written.strip}': {written.frames} frames from frame {written.frame_start}"
+    notes = list(written.warnings) + list(outcome.result.get("warnings", []))
+    return f"'{written.strip}': {written.frames} frames from frame {written.frame_start}", notes
 
 
 def finish_run(context: bpy.types.Context, report) -> set[str]:
@@ -202,6 +201,7 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
             report({"WARNING"}, props.last_report)
             return {"CANCELLED"}
         done: list[str] = []
+        notes: list[str] = []
         failures = list(active.failures)
         for outcome in run.outcomes:
             if outcome.error is not None:
@@ -210,17 +210,28 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
                 failures.append((outcome.plan.key, outcome.error))
                 continue
             try:
-                done.append(_apply_outcome(context, active, outcome))
+                summary, take_notes = _apply_outcome(context, active, outcome)
+                done.append(summary)
+                notes += take_notes
             except (retarget.RetargetError, ExpGestError, OSError, ValueError) as error:
                 failures.append((outcome.plan.key, str(error)))
             except Exception as error:  # a bug: full traceback on the console, one line for the user
                 traceback.print_exc()
                 failures.append((outcome.plan.key, f"internal error: {error}"))
-        lines = [f"Generated {line}" for line in done] + [f"Failed '{name}': {why}" for name, why in failures]
+        failed = [f"Failed '{name}': {why}" for name, why in failures]
+        lines = [f"Generated {line}" for line in done] + [f"Note: {note}" for note in notes] + failed
         props.last_report = " | ".join(lines)
         props.last_report_is_error = bool(failures)
         for line in lines:
-            report({"ERROR"} if line.startswith("Failed") else {"INFO"}, line)
+            print(f"ExpGest: {line}")
+        for line in [f"Generated {line}" for line in done]:
+            report({"INFO"}, line)
+        for line in [f"Note: {note}" for note in notes]:
+            report({"WARNING"}, line)
+        # A batch that made some takes reports its failures as warnings (scripts keep going, the panel shows
+        # them); when nothing was made, they are errors.
+        for line in failed:
+            report({"WARNING"} if done else {"ERROR"}, line)
         return {"FINISHED"} if done else {"CANCELLED"}
     finally:
         run.cleanup()

@@ -98,8 +98,9 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
                 row.operator("expgest.check_backend", icon="FILE_REFRESH")
                 row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
             for part in report.split(" | "):
-                box.label(text=part, icon="ERROR" if part.startswith("Failed") or
-                          context.scene.expgest.last_report_is_error and len(report.split(" | ")) == 1 else "INFO")
+                failed = part.startswith("Failed") or (context.scene.expgest.last_report_is_error
+                                                       and len(report.split(" | ")) == 1)
+                box.label(text=part, icon="ERROR" if failed else "INFO")
 
 
 CLASSES = (EXPGEST_PT_gestures,)
