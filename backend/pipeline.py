@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -125,7 +126,7 @@ def check_annotations(annotations: tuple[TextAnnotation, ...], duration_s: float
                             f"({duration_s:.2f} s); it was shortened to the end of the audio.")
             annotation = replace(annotation, end_s=duration_s)
         kept.append(annotation)
-    for previous, current in zip(kept, kept[1:]):
+    for previous, current in zip(kept, kept[1:], strict=False):
         if current.start_s < previous.end_s and current.kind != "transcript" and previous.kind != "transcript":
             warnings.append(f"Annotations '{previous.text[:30]}' and '{current.text[:30]}' overlap between "
                             f"{current.start_s:g} s and {min(previous.end_s, current.end_s):g} s; where they "
@@ -133,16 +134,24 @@ def check_annotations(annotations: tuple[TextAnnotation, ...], duration_s: float
     return tuple(kept), warnings
 
 
-def _check_output(path: Path) -> None:
-    folder = path.parent
-    if not folder.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise OutputError(f"Cannot create the output folder {folder}: {error.strerror}. "
-                              "Choose a folder you can write to.") from None
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"The output folder {folder} is not writable. Choose a folder you can write to.")
+def check_output_folder(output: str | os.PathLike[str]) -> None:
+    """Fail fast, before any work, when the result could not be written.
+
+    Creates and removes a probe file in the output folder: permission bits alone say nothing when the
+    backend runs as root or the folder is on a read-only mount.
+
+    Raises:
+        OutputError: the folder cannot be created or written.
+    """
+    folder = Path(output).expanduser().resolve().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".expgest-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(f"Cannot write into the output folder {folder} ({error.strerror or error}). "
+                          "Choose a folder you can write to.", data={"folder": str(folder)}) from None
 
 
 def write_motion(motion, path: Path) -> None:
@@ -190,7 +199,7 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     cache = cache or EngineCache()
     timings: dict[str, float] = {}
     output = Path(request.output).expanduser().resolve()
-    _check_output(output)
+    check_output_folder(output)
 
     start = time.perf_counter()
     progress("reading audio", 0.0, os.path.basename(request.audio.path))

@@ -31,7 +31,8 @@ def find_blender_python(explicit: str | None) -> Path:
     Raises:
         ExpGestError: none was found, with the command that installs one.
     """
-    candidates = [explicit, os.environ.get("EXPGEST_BLENDER_PYTHON"), str(ROOT / ".venv" / "blender" / "bin" / "python")]
+    candidates = [explicit, os.environ.get("EXPGEST_BLENDER_PYTHON"),
+                  str(ROOT / ".venv" / "blender" / "bin" / "python")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)

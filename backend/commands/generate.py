@@ -19,7 +19,8 @@ def parse_text_option(value: str, default_kind: str) -> dict:
     """Parse ``START-END:TEXT`` (seconds), where TEXT may start with ``motion:``, ``phrase:`` or ``transcript:``."""
     match = _RANGE.match(value)
     if match is None:
-        raise RequestError("--text", f"{value!r} is not START-END:TEXT, e.g. \"8.0-14.0:a person walks back and forth\".")
+        raise RequestError("--text", f"{value!r} is not START-END:TEXT, "
+                                     "e.g. \"8.0-14.0:a person walks back and forth\".")
     text = match["text"].strip()
     kind = default_kind
     prefix, _, rest = text.partition(":")

@@ -1,0 +1,255 @@
+"""Batch generation for studios: a manifest (one request per line) or a folder of audio files → a folder of results.
+
+The batch drives one backend server through ``backend.client`` (the same path as the add-on), so models stay
+loaded across items, and an item that crashes the backend costs only that item: the server is restarted
+and the batch goes on. It is resumable: an item whose output already exists and loads as a valid motion
+file is skipped, so re-running the same command after a kill or a power cut finishes the rest.
+
+Manifest format (``.jsonl``): one JSON object per line with the ``generate`` params (DESIGN.md section 3);
+blank lines and lines starting with ``#`` are ignored. The command-line options give defaults that each line
+may override. A relative ``audio`` path is relative to the manifest's folder; a missing ``output`` becomes
+``OUT/<audio name>.npz``; a relative ``output`` is relative to ``OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .client import BackendClient, BackendError
+from .protocol import SERVER_EXITED
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
+
+@dataclass
+class BatchItem:
+    """One unit of work.
+
+    Attributes:
+        label: how the summary names it ("line 12 (a.wav)", "takes/a.wav").
+        params: the ``generate`` params, or None when the line could not be read.
+        output: where the result goes.
+        error: why the item cannot run (bad manifest line), else "".
+    """
+
+    label: str
+    params: dict[str, Any] | None
+    output: Path | None
+    error: str = ""
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: counts and the failures, each ``(label, message)``."""
+
+    total: int = 0
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"total": self.total, "written": self.written, "skipped": self.skipped,
+                "failed": [{"item": label, "error": message} for label, message in self.failed],
+                "interrupted": self.interrupted, "seconds": round(self.seconds, 3)}
+
+
+def _resolve_output(value: Any, out_dir: Path, audio: Path) -> Path:
+    if value is None:
+        return (out_dir / audio.name).with_suffix(".npz")
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else out_dir / path
+
+
+def read_manifest(manifest: Path, out_dir: Path, defaults: dict[str, Any]) -> list[BatchItem]:
+    """Read a ``.jsonl`` manifest into items (unreadable lines become failing items, not an abort).
+
+    Args:
+        manifest: the manifest file.
+        out_dir: folder for outputs without an absolute path.
+        defaults: ``generate`` params every line starts from.
+
+    Returns:
+        One item per request line, in file order.
+    """
+    items: list[BatchItem] = []
+    base = manifest.resolve().parent
+    used: dict[Path, str] = {}
+    with open(manifest, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            text = text.strip()
+            if not text or text.startswith("#"):
+                continue
+            label = f"line {number}"
+            try:
+                line = json.loads(text)
+            except ValueError as error:
+                items.append(BatchItem(label, None, None, f"not valid JSON ({error}); fix or remove the line."))
+                continue
+            if not isinstance(line, dict):
+                items.append(BatchItem(label, None, None, "expected a JSON object of generate params."))
+                continue
+            audio_value = line.get("audio")
+            audio_path = audio_value.get("path") if isinstance(audio_value, dict) else audio_value
+            if not isinstance(audio_path, str) or not audio_path:
+                items.append(BatchItem(label, None, None, "needs \"audio\": a path or {\"path\": ...}."))
+                continue
+            audio = Path(audio_path).expanduser()
+            audio = audio if audio.is_absolute() else base / audio
+            label = f"line {number} ({audio.name})"
+            output = _resolve_output(line.get("output"), out_dir, audio).resolve()
+            params = {**defaults, **line}
+            params["audio"] = {**audio_value, "path": str(audio)} if isinstance(audio_value, dict) else str(audio)
+            params["output"] = str(output)
+            if output in used:
+                items.append(BatchItem(label, None, output, f"writes the same output as {used[output]}; give each "
+                                                            "line its own \"output\"."))
+                continue
+            used[output] = label
+            items.append(BatchItem(label, params, output))
+    return items
+
+
+def scan_folder(folder: Path, out_dir: Path, defaults: dict[str, Any], *, recursive: bool = False) -> list[BatchItem]:
+    """One item per audio file in ``folder`` (sorted), writing ``OUT/<relative path>.npz``."""
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    items = []
+    for audio in files:
+        relative = audio.relative_to(folder)
+        output = (out_dir / relative).with_suffix(".npz").resolve()
+        items.append(BatchItem(str(relative), {**defaults, "audio": str(audio.resolve()), "output": str(output)},
+                               output))
+    return items
+
+
+def is_valid_output(path: Path) -> bool:
+    """True when ``path`` is a complete result: an ``.npz`` that loads as a Motion with frames, or a BVH with
+    a hierarchy and motion section."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    if path.suffix.lower() == ".bvh":
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError:
+            return False
+        return text.startswith("HIERARCHY") and "\nMOTION" in text and "Frames:" in text
+    try:
+        from .motion.motion import load_npz
+
+        return load_npz(path).num_frames > 0
+    except Exception:  # any unreadable file is simply not done yet
+        return False
+
+
+class ProgressBar:
+    """Overall progress on one line of a terminal (``\\r``), or a line per item elsewhere."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.finished = 0
+        self.failed = 0
+        self._last_draw = 0.0
+
+    def update(self, label: str, fraction: float, stage: str = "") -> None:
+        """Draw the bar for the current item at ``fraction`` (0..1) of it."""
+        if not self.tty:
+            return
+        now = time.monotonic()
+        if now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        overall = (self.finished + max(0.0, min(1.0, fraction))) / max(1, self.total)
+        filled = int(round(30 * overall))
+        text = f"[{'#' * filled}{'-' * (30 - filled)}] {self.finished}/{self.total}"
+        if self.failed:
+            text += f" ({self.failed} failed)"
+        text += f" {label}: {stage}"
+        self.stream.write("\r\033[K" + text[:150])
+        self.stream.flush()
+
+    def item_done(self, label: str, outcome: str) -> None:
+        """Count a finished item and report it."""
+        self.finished += 1
+        if outcome.startswith("failed"):
+            self.failed += 1
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(f"[{self.finished}/{self.total}] {label}: {outcome}\n")
+        self.stream.flush()
+
+
+def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = False,
+              progress: ProgressBar | None = None) -> BatchSummary:
+    """Generate every item, one at a time, through a backend server.
+
+    Args:
+        items: from ``read_manifest`` or ``scan_folder``.
+        client_factory: returns a started ``BackendClient`` (called again after a backend crash).
+        force: regenerate items whose output is already valid.
+        progress: overall progress display.
+
+    Returns:
+        The summary; a Ctrl-C stops after cancelling the running item and sets ``interrupted``.
+    """
+    summary = BatchSummary(total=len(items))
+    progress = progress or ProgressBar(len(items))
+    started = time.monotonic()
+    client: BackendClient | None = None
+    try:
+        for item in items:
+            if item.error or item.params is None:
+                summary.failed.append((item.label, item.error))
+                progress.item_done(item.label, f"failed: {item.error}")
+                continue
+            assert item.output is not None
+            if not force and is_valid_output(item.output):
+                summary.skipped.append(item.label)
+                progress.item_done(item.label, "already done, skipped")
+                continue
+            if client is None or not client.alive:
+                client = client_factory()
+            pending = client.generate(item.params, on_progress=lambda stage, done, message, label=item.label:
+                                      progress.update(label, done or 0.0, stage))
+            try:
+                result = pending.result()
+            except KeyboardInterrupt:
+                pending.cancel()
+                raise
+            except BackendError as error:
+                summary.failed.append((item.label, error.message))
+                progress.item_done(item.label, f"failed: {error.message}")
+                if error.code == SERVER_EXITED:
+                    client.shutdown(timeout=1.0)
+                    client = None
+                continue
+            summary.written.append(item.label)
+            progress.item_done(item.label, f"wrote {result['output']} ({result['frames']} frames)")
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if client is not None:
+            client.shutdown()
+        summary.seconds = time.monotonic() - started
+    return summary
+
+
+def format_summary(summary: BatchSummary) -> str:
+    """A human-readable summary, failures listed last."""
+    lines = [f"{len(summary.written)} written, {len(summary.skipped)} skipped (already done), "
+             f"{len(summary.failed)} failed, of {summary.total} in {summary.seconds:.1f} s"
+             + (" (interrupted: run the same command again to finish)" if summary.interrupted else "")]
+    if summary.failed:
+        lines.append("Failures:")
+        lines += [f"  {label}: {message}" for label, message in summary.failed]
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""``python -m backend batch MANIFEST.jsonl|FOLDER --out DIR``: many generations through one backend server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import RequestError
+from .generate import add_generation_options, request_from_args
+
+
+def _defaults(args: argparse.Namespace) -> dict:
+    """The generate params given on the command line, without audio and output."""
+    params = request_from_args(args, audio="placeholder.wav", output="placeholder.npz").to_dict()
+    params.pop("audio")
+    params.pop("output")
+    return params
+
+
+def _client_factory(args: argparse.Namespace):
+    from ..client import BackendClient
+
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this backend package
+    path = os.environ.get("PYTHONPATH")
+    env = {"PYTHONPATH": root + (os.pathsep + path if path else "")}
+    extra = ["--models", args.models] if args.models else []
+
+    def start() -> BackendClient:
+        client = BackendClient(sys.executable, env=env, cwd=root, args=["-m", "backend", "serve", *extra])
+        client.start(timeout=args.start_timeout)
+        return client
+
+    return start
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..batch import ProgressBar, format_summary, read_manifest, run_batch, scan_folder
+
+    source = Path(args.source).expanduser()
+    out_dir = Path(args.out).expanduser().resolve()
+    defaults = _defaults(args)
+    if source.is_dir():
+        items = scan_folder(source, out_dir, defaults, recursive=args.recursive)
+    elif source.is_file():
+        items = read_manifest(source, out_dir, defaults)
+    else:
+        raise RequestError("source", f"{source} is neither a manifest file nor a folder of audio files.")
+    if not items:
+        raise RequestError("source", f"{source} holds no requests: give a manifest with at least one line, or a "
+                                     "folder with .wav, .flac, .ogg or .mp3 files.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_batch(items, _client_factory(args), force=args.force, progress=ProgressBar(len(items)))
+    print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed else 0
+
+
+def register(subparsers) -> None:
+    """Add the ``batch`` sub-command."""
+    parser = subparsers.add_parser(
+        "batch", help="generate for every line of a manifest or every audio file of a folder (resumable)",
+        description="Run many generations through one backend process. SOURCE is a .jsonl manifest (one JSON "
+                    "object of generate params per line; the options below are defaults each line may override) "
+                    "or a folder of audio files. Items whose output already exists and is valid are skipped, so "
+                    "running the same command again resumes an interrupted batch.")
+    parser.add_argument("source", help="MANIFEST.jsonl or a folder of audio files")
+    parser.add_argument("--out", required=True, help="folder for the results (OUT/<audio name>.npz)")
+    parser.add_argument("--recursive", action="store_true", help="also take audio files in sub-folders")
+    parser.add_argument("--force", action="store_true", help="regenerate items whose output already exists")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--start-timeout", type=float, default=120.0, help="seconds allowed for the backend to start")
+    add_generation_options(parser)
+    parser.set_defaults(func=_run)

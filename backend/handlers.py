@@ -1,0 +1,255 @@
+"""The server's method handlers, registered by decorator (as pygls registers ``@server.feature``).
+
+A handler is ``fn(context: RequestContext, params: dict) -> dict``: it validates its params, does the
+work, reports progress through ``context.progress`` and polls ``context.cancel``, and returns the JSON
+``result``. It raises ``ExpGestError`` (or ``ProtocolError``) for failures a user can act on; the server
+turns every exception into an error response (``backend.server``), so a failing handler never stops it.
+
+Control methods (``initialize``, ``cancel``, ``shutdown``) are implemented by ``backend.server`` itself
+because they act on the server's queue; this module holds the work methods and what they share.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .engines.base import CancelToken, ProgressFn
+from .errors import EngineError, RequestError
+from .pipeline import check_output_folder
+from .protocol import PROTOCOL_VERSION, RequestId
+
+Handler = Callable[["RequestContext", dict[str, Any]], dict[str, Any]]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def method(name: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of protocol method ``name``."""
+    def register(function: Handler) -> Handler:
+        if name in _HANDLERS:
+            raise ValueError(f"method {name!r} is registered twice")
+        _HANDLERS[name] = function
+        return function
+    return register
+
+
+def get_handler(name: str) -> Handler | None:
+    """The handler registered for ``name``, or None."""
+    return _HANDLERS.get(name)
+
+
+@dataclass
+class ServerState:
+    """What lives as long as the server: loaded engines and the discovered environment.
+
+    Attributes:
+        models_dir: the weights folder given to ``serve --models`` (or ``EXPGEST_MODELS``), if any.
+        test_engines: whether the ``_test_*`` engines are offered (``EXPGEST_TEST_ENGINES=1``).
+    """
+
+    models_dir: str | None = None
+    test_engines: bool = False
+    _cache: Any = None
+    _info: dict[str, Any] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def cache(self) -> Any:
+        """The ``backend.pipeline.EngineCache`` shared by every request (created on first use)."""
+        if self._cache is None:
+            from .pipeline import EngineCache
+
+            self._cache = EngineCache()
+        return self._cache
+
+    def info(self) -> dict[str, Any]:
+        """The ``initialize`` result (computed once: importing torch to list devices takes seconds)."""
+        with self._lock:
+            if self._info is None:
+                self._info = _gather_info(self)
+            return dict(self._info)
+
+
+@dataclass
+class RequestContext:
+    """What a handler gets besides its params.
+
+    Attributes:
+        request_id: the id of the request being served.
+        progress: ``(stage, done, message)`` callback; the server forwards it as ``progress`` notifications.
+        cancel: set when the client cancels this request or the server shuts down.
+        state: the server-wide state.
+    """
+
+    request_id: RequestId
+    progress: ProgressFn
+    cancel: CancelToken
+    state: ServerState
+
+
+def _gather_info(state: ServerState) -> dict[str, Any]:
+    from .commands.info import gather_info
+
+    info = gather_info()
+    engines = [{"name": name, "available": True} for name in info["engines"]]
+    if "expgest" not in info["engines"]:
+        engines.append({"name": "expgest", "available": False,
+                        "reason": "PyTorch and transformers are not installed in the backend's Python."})
+    if state.test_engines:
+        from .engines.testing import TEST_ENGINES
+
+        engines += [{"name": name, "available": True, "test_only": True} for name in TEST_ENGINES]
+    models: dict[str, Any] = {"folder": state.models_dir, "found": False, "entries": []}
+    if state.models_dir:
+        folder = Path(state.models_dir).expanduser()
+        if folder.is_dir():
+            models["found"] = True
+            models["entries"] = sorted(entry.name for entry in folder.iterdir())[:200]
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "server_version": __version__,
+        "pid": os.getpid(),
+        "python": info["python"],
+        "executable": sys.executable,
+        "engines": engines,
+        "devices": info["devices"],
+        "packages": info["packages"],
+        "models": models,
+        "methods": ["initialize", "generate", "character", "cancel", "shutdown"],
+    }
+
+
+class _SingleEngineCache:
+    """Stands in for ``EngineCache`` when a request names a test engine: always returns that engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self.loads = 0
+
+    def get(self, request: Any) -> Any:
+        return self._engine
+
+
+# ``backend.motion.motion.save_npz`` (and the BVH writer) write ``.<name>.<pid>.tmp`` before renaming.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+\.(?:npz|bvh))\.(?P<pid>\d+)\.tmp$")
+
+
+def sweep_stale_temp_files(folder: Path) -> list[str]:
+    """Remove temporary result files left in ``folder`` by a writer process that no longer exists (a backend
+    killed with SIGKILL mid-write). POSIX only: elsewhere probing a process id is not side-effect free.
+
+    Returns:
+        The names removed.
+    """
+    removed: list[str] = []
+    if os.name != "posix" or not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or int(match["pid"]) == os.getpid():
+            continue
+        try:
+            os.kill(int(match["pid"]), 0)
+            continue  # the writer is still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry.name)
+        except OSError:
+            pass
+    return removed
+
+
+@method("generate")
+def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Run one generation (``backend.pipeline.run_generation``); the result file is written atomically.
+
+    Args:
+        context: the request context.
+        params: a ``GenerationRequest`` as JSON (DESIGN.md section 3).
+
+    Returns:
+        ``GenerationResult.to_dict()`` plus ``engine_loads``: how many engines this server has constructed
+        so far (it does not grow when a request reuses a loaded model).
+    """
+    from .pipeline import run_generation
+    from .request import GenerationRequest
+
+    test_engine = None
+    engine_name = params.get("engine")
+    if context.state.test_engines and isinstance(engine_name, str) and engine_name.startswith("_test_"):
+        from .engines.testing import TEST_ENGINES
+
+        if engine_name not in TEST_ENGINES:
+            raise RequestError("engine", f"unknown test engine; test engines are {', '.join(TEST_ENGINES)}.")
+        test_engine = TEST_ENGINES[engine_name]()
+        params = {**params, "engine": "procedural"}
+    request = GenerationRequest.from_dict(params)
+    check_output_folder(request.output)
+    sweep_stale_temp_files(Path(request.output).expanduser().resolve().parent)
+    cache = _SingleEngineCache(test_engine) if test_engine is not None else context.state.cache
+    result = run_generation(request, progress=context.progress, cancel=context.cancel, cache=cache).to_dict()
+    if test_engine is not None:
+        result["engine"] = engine_name
+    result["engine_loads"] = context.state.cache.loads if test_engine is None else 0
+    return result
+
+
+_GENDERS = ("neutral", "male", "female")
+
+
+@method("character")
+def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Rest skeleton and optionally a skinned mesh for a gender and body shape (DESIGN.md section 4), written
+    to a ``.npz`` by ``backend.character.build_character``.
+
+    Args:
+        context: the request context.
+        params: ``{"output": str (required), "gender": "neutral"|"male"|"female", "betas": [float, ...],
+            "smplx_dir": str|None, "with_mesh": bool (default true)}``.
+
+    Returns:
+        What ``build_character`` returns: ``{"output", "num_joints", "num_vertices", "source", "gender", "betas"}``.
+    """
+    allowed = ("gender", "betas", "smplx_dir", "with_mesh", "output")
+    for key in params:
+        if key not in allowed:
+            raise RequestError(key, f"unknown field; character takes {', '.join(allowed)}.")
+    gender = params.get("gender", "neutral")
+    if gender not in _GENDERS:
+        raise RequestError("gender", f"must be one of {', '.join(_GENDERS)}, got {gender!r}.")
+    betas = params.get("betas")
+    if betas is not None and (not isinstance(betas, list) or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)):
+        raise RequestError("betas", "expected a list of numbers (SMPL-X shape coefficients), or null.")
+    smplx_dir = params.get("smplx_dir")
+    if smplx_dir is not None and (not isinstance(smplx_dir, str) or not smplx_dir.strip()):
+        raise RequestError("smplx_dir", "expected the folder of your SMPL-X model files, or null.")
+    with_mesh = params.get("with_mesh", True)
+    if not isinstance(with_mesh, bool):
+        raise RequestError("with_mesh", "expected true or false.")
+    output = params.get("output")
+    if not isinstance(output, str) or not output.strip():
+        raise RequestError("output", "missing; give the path of the character .npz to write.")
+    check_output_folder(output)
+    try:
+        from .character import build_character
+    except ImportError as error:
+        raise EngineError(f"Building characters is not available in this backend ({error}). Update the "
+                          "add-on's backend, or add a character with the built-in skeleton.") from None
+    context.progress("building character", 0.0, gender)
+    context.cancel.check()
+    result = build_character(gender, None if betas is None else [float(b) for b in betas], smplx_dir, with_mesh,
+                             output=output)
+    context.progress("done", 1.0, "")
+    return dict(result)
