@@ -40,9 +40,9 @@ def find_extension_cli() -> Path | None:
         for location in spec.submodule_search_locations:
             candidates += glob.glob(os.path.join(location, "*", "scripts", "addons_core", "bl_pkg", "cli",
                                                  "blender_ext.py"))
-    venv = ROOT.parent / "venvs" / "blender"
-    candidates += glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "bpy" / "*" / "scripts" /
-                                "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"))
+    for venv in (ROOT / ".venv" / "blender", ROOT.parent / "venvs" / "blender"):  # scripts/setup.sh's venv
+        candidates += glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "bpy" / "*" / "scripts" /
+                                    "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"))
     return Path(sorted(candidates)[-1]) if candidates else None
 
 

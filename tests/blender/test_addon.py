@@ -407,3 +407,14 @@ def test_expgest_engine_needs_weights_and_takes_them_from_the_environment(clean_
                                               work_dir=scene_module.new_work_dir())
     assert job.request["models"] == str(tmp_path) and job.request["engine"] == "expgest"
     assert job.request["steps"] == scene_module.QUALITY_STEPS["DRAFT"]
+
+
+def test_the_zip_bundles_backend_and_models_without_caches_or_weights(addon_zip):
+    import zipfile
+
+    names = zipfile.ZipFile(addon_zip).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    assert "backend/client.py" in names and "backend/motion/skeleton.py" in names
+    assert any(n.startswith("models/") for n in names)
+    assert "rig.py" in names and "retarget.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pt", ".safetensors", ".npz"))]
