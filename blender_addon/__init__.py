@@ -1,0 +1,44 @@
+"""ExpGest for Blender: speech-driven SMPL-X gestures from the Video Sequencer (extension id ``expgest``).
+
+Registration only (HOUSE_STYLE 18). Importing this package imports no bpy, so the pure modules
+(``retarget``, ``timing``, ``jobs``) can be tested in a plain interpreter.
+"""
+
+bl_info = {  # read only when installed as a legacy add-on (Blender < 4.2); extensions use blender_manifest.toml
+    "name": "ExpGest Gestures",
+    "author": "ExpGest for Blender contributors",
+    "version": (0, 1, 0),
+    "blender": (3, 4, 0),
+    "location": "View3D > Sidebar > Gestures",
+    "description": "Generate expressive SMPL-X co-speech gestures from sequencer audio and text strips",
+    "category": "Animation",
+}
+
+
+def _classes() -> tuple:
+    from . import operators, preferences, properties, ui
+
+    return (preferences.EXPGEST_AddonPreferences, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES)
+
+
+def register() -> None:
+    """Register classes and attach ``Object.expgest`` / ``Scene.expgest``."""
+    import bpy
+
+    from . import properties
+
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    properties.attach()
+
+
+def unregister() -> None:
+    """Stop any running backend, detach the properties and unregister in reverse order."""
+    import bpy
+
+    from . import operators, properties
+
+    operators.shutdown_backend()
+    properties.detach()
+    for cls in reversed(_classes()):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,343 @@
+"""Running generations on the backend process without blocking Blender: no bpy (HOUSE_STYLE 6).
+
+Two layers:
+
+* ``Backend`` (a transport) starts the backend process and turns one request into a ``BackendJob``.
+  ``ServerBackend`` keeps one ``python -m backend serve`` process for many requests (models stay loaded)
+  through the bundled ``backend.client.BackendClient``. Another transport (e.g. one CLI process per
+  request) only has to implement the two small protocols below.
+* ``GenerationRun`` runs a list of planned generations one after another on one backend and is advanced by
+  ``step()`` from Blender's main thread (a modal timer, or a loop in ``execute()``); reader threads inside
+  the transports fill queues, ``step()`` drains them. Nothing here touches the scene: the caller applies
+  the finished results, so a crash, an error or a cancel leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .backend import __file__ as _backend_init
+
+ProgressCallback = Callable[[str, float, str], None]
+
+
+class JobError(Exception):
+    """A generation failed; ``message`` is a full sentence for the user, ``detail`` the backend's log tail."""
+
+    def __init__(self, message: str, *, detail: str = "", code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.code = code
+
+
+class BackendJob(Protocol):
+    """One request in flight."""
+
+    def done(self) -> bool: ...
+
+    def result(self) -> dict[str, Any]:
+        """The backend's result (``{"output": path, "frames", "fps", ...}``); raises ``JobError``."""
+        ...
+
+    def cancel(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A backend process (or a way to start one per request)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def start(self, timeout: float) -> dict[str, Any]: ...
+
+    def submit(self, request: dict[str, Any], on_progress: ProgressCallback) -> BackendJob: ...
+
+    def poll(self) -> None: ...
+
+    def shutdown(self, timeout: float = 5.0) -> None: ...
+
+
+def bundle_root() -> Path:
+    """The folder that holds the bundled ``backend`` (and ``models``) packages: the backend's working dir."""
+    return Path(_backend_init).resolve().parent.parent
+
+
+def backend_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The backend's environment: ours without Blender's Python settings, the bundle first on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
+    env["PYTHONPATH"] = str(bundle_root())
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def check_interpreter(python: str, timeout: float = 20.0) -> str | None:
+    """Whether ``python`` can run the bundled backend; None if it can, else a sentence saying what to fix.
+
+    Runs ``python -c "import backend, numpy"`` from the bundle (a fraction of a second).
+    """
+    if not python:
+        return ("No backend Python is set. Choose the Python interpreter of the backend's environment in the "
+                "add-on preferences, or set EXPGEST_BACKEND_PYTHON.")
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        return f"The backend Python '{python}' does not exist or is not executable; choose another in the preferences."
+    try:
+        result = subprocess.run([python, "-c", "import backend, numpy"], cwd=bundle_root(),
+                                env=backend_environment(), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"The backend Python '{python}' could not be started ({error}); choose another in the preferences."
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return (f"The backend Python '{python}' cannot run the backend ({last}). Install the backend's "
+                f"requirements into it, or choose another interpreter in the preferences.")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The transport: one long-lived server through the bundled client.
+
+
+class _ServerJob:
+    def __init__(self, pending: Any, error_type: type) -> None:
+        self._pending = pending
+        self._error_type = error_type
+
+    def done(self) -> bool:
+        return bool(self._pending.done())
+
+    def result(self) -> dict[str, Any]:
+        try:
+            return self._pending.result(0)
+        except self._error_type as error:
+            raise JobError(getattr(error, "message", str(error)), detail=getattr(error, "stderr", "") or "",
+                           code=getattr(error, "code", None)) from error
+
+    def cancel(self) -> None:
+        self._pending.cancel()
+
+
+class ServerBackend:
+    """``python -m backend serve`` through ``backend.client.BackendClient`` (one process, many requests)."""
+
+    def __init__(self, python: str) -> None:
+        from .backend import client
+
+        self._client_module = client
+        self._client = client.BackendClient(python, env=backend_environment(), cwd=str(bundle_root()))
+        self.python = python
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._client.alive)
+
+    @property
+    def pid(self) -> int | None:
+        return self._client.pid
+
+    def start(self, timeout: float) -> dict[str, Any]:
+        try:
+            return self._client.start(timeout)
+        except self._client_module.BackendError as error:
+            log = (getattr(error, "stderr", "") or "").strip()
+            last = f" ({log.splitlines()[-1]})" if log else ""
+            raise JobError(f"The backend did not start with Python '{self.python}': {error.message}{last} Choose "
+                           "the backend's Python in the add-on preferences (Check Backend tests it).",
+                           detail=log) from error
+        except OSError as error:
+            raise JobError(f"The backend Python '{self.python}' could not be started ({error}).") from error
+
+    def submit(self, request: dict[str, Any], on_progress: ProgressCallback) -> BackendJob:
+        pending = self._client.generate(request, on_progress=on_progress)
+        return _ServerJob(pending, self._client_module.BackendError)
+
+    def poll(self) -> None:
+        self._client.poll()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self._client.shutdown(timeout)
+
+
+def make_backend(python: str) -> Backend:
+    """A fresh (not yet started) backend process for ``python``."""
+    return ServerBackend(python)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A run: several generations, one after another, on one backend.
+
+
+@dataclass
+class PlannedGeneration:
+    """One character's generation, fully gathered from the scene on the main thread.
+
+    Attributes:
+        key: an identifier the caller uses to apply the result (the armature object's name).
+        label: what progress and reports call it ("SMPLX · line_01").
+        request: ``GenerationRequest.to_dict()``.
+        temp_files: files to delete when the run is over (unpacked sounds, the result file).
+    """
+
+    key: str
+    label: str
+    request: dict[str, Any]
+    temp_files: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What happened to one planned generation: ``result`` on success, else ``error``."""
+
+    plan: PlannedGeneration
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class GenerationRun:
+    """Runs ``plans`` in order on the backend made by ``backend_factory``; advance it with ``step()``.
+
+    ``backend`` may be passed in (a warm process kept between runs); a dead one is replaced by a fresh one
+    from ``backend_factory``, so one crashing character does not fail the ones after it.
+    """
+
+    plans: list[PlannedGeneration]
+    backend_factory: Callable[[], Backend]
+    backend: Backend | None = None
+    start_timeout: float = 120.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    stage: str = "starting"
+    message: str = "Starting the backend"
+    fraction_current: float = 0.0
+    cancelled: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    _job: BackendJob | None = None
+    _index: int = 0
+    _starter: threading.Thread | None = None
+    _start_error: JobError | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once every plan has an outcome (or the run was cancelled and its job ended)."""
+        idle = self._job is None and (self._starter is None or not self._starter.is_alive())
+        return idle and (self.cancelled or self._index >= len(self.plans))
+
+    @property
+    def fraction(self) -> float:
+        """Overall progress in [0, 1]."""
+        if not self.plans:
+            return 1.0
+        return min(1.0, (self._index + max(0.0, self.fraction_current)) / len(self.plans))
+
+    @property
+    def current_label(self) -> str:
+        """The label of the generation in flight ('' when none), with its place in a batch ("2/3 ...")."""
+        if self._index >= len(self.plans):
+            return ""
+        label = self.plans[self._index].label
+        return f"{self._index + 1}/{len(self.plans)} {label}" if len(self.plans) > 1 else label
+
+    def cancel(self) -> None:
+        """Stop after the current request ends (the backend stops it between steps)."""
+        self.cancelled = True
+        self.message = "Cancelling"
+        if self._job is not None:
+            self._job.cancel()
+
+    def _on_progress(self, stage: str, done: float, message: str) -> None:
+        self.stage = stage or self.stage
+        if done is not None and done >= 0:
+            self.fraction_current = float(done)
+        self.message = message or stage or self.message
+
+    def _backend_ready(self) -> bool:
+        """Start a backend when there is none (or it died) on a worker thread; True once one is ready.
+
+        Starting waits for the process's handshake (imports, model set-up), so it never runs on the main
+        thread. A start failure raises ``JobError`` here, on the main thread.
+        """
+        if self._starter is not None:
+            if self._starter.is_alive():
+                return False
+            self._starter = None
+            if self._start_error is not None:
+                error, self._start_error = self._start_error, None
+                raise error
+            return True
+        if self.backend is not None and self.backend.alive:
+            return True
+        if self.backend is not None:
+            self.backend.shutdown(1.0)
+        self.backend = self.backend_factory()
+        self.message = "Starting the backend"
+        backend = self.backend
+
+        def start() -> None:
+            try:
+                backend.start(self.start_timeout)
+            except JobError as error:
+                self._start_error = error
+            except Exception as error:  # noqa: BLE001 - reported to the user on the main thread
+                self._start_error = JobError(f"The backend did not start: {error}")
+
+        self._starter = threading.Thread(target=start, name="expgest-backend-start", daemon=True)
+        self._starter.start()
+        return False
+
+    def step(self) -> bool:
+        """Advance the run without blocking; returns ``finished``."""
+        if self._job is None:
+            if self.cancelled or self._index >= len(self.plans):
+                return self._starter is None or not self._starter.is_alive()
+            plan = self.plans[self._index]
+            try:
+                if not self._backend_ready():
+                    return False
+                self.fraction_current = 0.0
+                self.message = f"Generating {plan.label}"
+                assert self.backend is not None
+                self._job = self.backend.submit(plan.request, self._on_progress)
+            except JobError as error:
+                self.backend = None if self.backend is not None and not self.backend.alive else self.backend
+                self._record(Outcome(plan, error=error.message, detail=error.detail))
+            return self.finished
+        assert self.backend is not None
+        self.backend.poll()
+        if not self._job.done():
+            return False
+        plan = self.plans[self._index]
+        try:
+            outcome = Outcome(plan, result=self._job.result())
+        except JobError as error:
+            outcome = Outcome(plan, error=error.message, detail=error.detail)
+        self._job = None
+        self._record(outcome)
+        return self.finished
+
+    def _record(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self._index += 1
+        self.fraction_current = 0.0
+
+    def run_blocking(self, poll_interval: float = 0.02) -> None:
+        """Drive ``step()`` until finished (scripts, tests and background mode)."""
+        while not self.step():
+            time.sleep(poll_interval)
+
+    def cleanup(self) -> None:
+        """Delete the plans' temporary files and folders."""
+        for plan in self.plans:
+            for path in plan.temp_files:
+                if os.path.isdir(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                elif os.path.exists(path):
+                    os.unlink(path)

@@ -1,0 +1,460 @@
+"""Operators: thin adapters between Blender and the pure parts (HOUSE_STYLE 3).
+
+``expgest.generate`` / ``expgest.generate_all``: ``invoke()`` starts a ``jobs.GenerationRun`` and a modal
+timer advances it (the main thread never waits on the backend); ``execute()`` runs the same steps to the
+end synchronously (scripts, tests, background mode). The scene is only written when the run is over and
+succeeded, in ``_finish``, inside the operator, so one generation is one undo step and a crash, an error or
+a cancel leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import bpy
+
+from . import jobs, keyframes, preferences, retarget, scene
+from .backend.errors import ExpGestError
+
+# The backend process, kept warm between runs (models stay loaded); stopped in unregister().
+_BACKEND: jobs.Backend | None = None
+_BACKEND_PYTHON: str = ""
+
+
+@dataclass
+class ActiveRun:
+    """The run in progress (at most one), with what is needed to apply its results."""
+
+    run: jobs.GenerationRun
+    plans: dict[str, scene.CharacterPlan]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    longest_tick_s: float = 0.0
+
+
+_ACTIVE: ActiveRun | None = None
+_EXIT_HOOK = False
+
+
+def _ensure_exit_hook() -> None:
+    """Stop the warm backend politely when Blender exits without unregistering the add-on (scripts, -b).
+
+    Registered after the first backend exists, so it runs before the client's own last-resort kill.
+    """
+    global _EXIT_HOOK
+    if not _EXIT_HOOK:
+        import atexit
+
+        atexit.register(shutdown_backend)
+        _EXIT_HOOK = True
+
+
+def active_run() -> ActiveRun | None:
+    """The run in progress, for the panel and ``expgest.cancel``."""
+    return _ACTIVE
+
+
+def shutdown_backend() -> None:
+    """Cancel any run and stop the warm backend (shutdown -> terminate -> kill inside the client)."""
+    global _BACKEND, _ACTIVE
+    if _ACTIVE is not None:
+        _ACTIVE.run.cancel()
+        _ACTIVE.run.cleanup()
+        _ACTIVE = None
+    if _BACKEND is not None:
+        _BACKEND.shutdown(3.0)
+        _BACKEND = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Choosing characters
+
+
+def _smplx_armatures(context: bpy.types.Context) -> list[bpy.types.Object]:
+    out = []
+    for obj in context.scene.objects:
+        if obj.type != "ARMATURE":
+            continue
+        try:
+            keyframes.read_armature_rest(obj)
+        except retarget.RetargetError:
+            continue
+        out.append(obj)
+    return sorted(out, key=lambda o: o.name)
+
+
+def pick_character(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
+    """The character to animate: ``name``, else the panel's choice, the active armature, the only armature.
+
+    Raises:
+        scene.SceneError: when none (or several, ambiguously) qualify.
+    """
+    if name:
+        obj = context.scene.objects.get(name)
+        if obj is None or obj.type != "ARMATURE":
+            raise scene.SceneError(f"There is no armature named '{name}' in scene '{context.scene.name}'.")
+        return obj
+    chosen = context.scene.expgest.character
+    if chosen is not None and chosen.name in context.scene.objects:
+        return chosen
+    active = context.active_object
+    if active is not None and active.type == "ARMATURE":
+        return active
+    armatures = [o for o in context.scene.objects if o.type == "ARMATURE"]
+    if len(armatures) == 1:
+        return armatures[0]
+    if not armatures:
+        raise scene.SceneError("There is no armature in the scene; add one with Add SMPL-X Character "
+                               "(Gestures panel) or import an SMPL-X body.")
+    raise scene.SceneError(f"The scene has {len(armatures)} armatures; select the character to animate "
+                           "(or pick it in the Gestures panel), or use Generate All.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Starting and finishing a run
+
+
+def _backend_for(python: str) -> jobs.Backend | None:
+    """The warm backend when it runs the same interpreter and is alive, else None (the run starts one)."""
+    global _BACKEND
+    if _BACKEND is not None and (_BACKEND_PYTHON != python or not _BACKEND.alive):
+        _BACKEND.shutdown(1.0)
+        _BACKEND = None
+    return _BACKEND
+
+
+def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) -> ActiveRun:
+    """Plan every character (reads the scene) and create the run; nothing is started or written yet.
+
+    Raises:
+        scene.SceneError: when the backend interpreter is not usable or no character can be planned.
+    """
+    global _ACTIVE
+    if _ACTIVE is not None:
+        raise scene.SceneError("A generation is already running; wait for it or cancel it.")
+    settings = preferences.resolve(context)
+    problem = preferences.quick_python_problem(settings.python)
+    if problem:
+        raise scene.SceneError(problem + " (Edit > Preferences > Add-ons > ExpGest Gestures, or set "
+                               f"{preferences.ENV_PYTHON}.)")
+    work_dir = scene.new_work_dir()
+    planned: list[jobs.PlannedGeneration] = []
+    plans: dict[str, scene.CharacterPlan] = {}
+    failures: list[tuple[str, str]] = []
+    for obj in characters:
+        try:
+            keyframes.read_armature_rest(obj)
+            job, plan = scene.plan_generation(context, obj, models=settings.models, device=settings.device,
+                                              work_dir=work_dir)
+        except (scene.SceneError, retarget.RetargetError, ExpGestError) as error:
+            failures.append((obj.name, str(error)))
+            continue
+        planned.append(job)
+        plans[obj.name] = plan
+    if not planned:
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise scene.SceneError("; ".join(message for _name, message in failures) or "Nothing to generate.")
+    python = settings.python
+    run = jobs.GenerationRun(plans=planned, backend_factory=lambda: jobs.make_backend(python),
+                             backend=_backend_for(python))
+    planned[-1].temp_files += (work_dir,)
+    _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures)
+    return _ACTIVE
+
+
+def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.Outcome) -> tuple[str, list[str]]:
+    """Load a result, retarget it, write the take; returns a one-line summary and notes. Raises on failure."""
+    from .backend.motion.motion import load_npz
+
+    plan = active.plans[outcome.plan.key]
+    obj = context.scene.objects[plan.object_name]
+    motion = load_npz(outcome.result["output"])
+    if abs(motion.fps - plan.fps) > 1e-6:
+        raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")
+    rest = keyframes.read_armature_rest(obj)
+    poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames)
+    tracks = retarget.retarget_motion(poses, trans, rest)
+    written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
+    notes = list(written.warnings) + list(outcome.result.get("warnings", []))
+    return f"'{written.strip}': {written.frames} frames from frame {written.frame_start}", notes
+
+
+def finish_run(context: bpy.types.Context, report) -> set[str]:
+    """Apply the finished run's results (the only scene writes), report, clean up; returns the operator result."""
+    global _ACTIVE, _BACKEND, _BACKEND_PYTHON
+    active = _ACTIVE
+    assert active is not None and active.run.finished
+    run = active.run
+    _ACTIVE = None
+    _BACKEND = run.backend
+    _BACKEND_PYTHON = preferences.resolve(context).python
+    if _BACKEND is not None:
+        _ensure_exit_hook()
+    props = context.scene.expgest
+    try:
+        if run.cancelled:
+            props.last_report, props.last_report_is_error = "Cancelled; nothing was changed.", False
+            report({"WARNING"}, props.last_report)
+            return {"CANCELLED"}
+        done: list[str] = []
+        notes: list[str] = []
+        failures = list(active.failures)
+        for outcome in run.outcomes:
+            if outcome.error is not None:
+                if outcome.detail:
+                    print(f"ExpGest: backend log for {outcome.plan.label}:\n{outcome.detail}")
+                failures.append((outcome.plan.key, outcome.error))
+                continue
+            try:
+                summary, take_notes = _apply_outcome(context, active, outcome)
+                done.append(summary)
+                notes += take_notes
+            except (retarget.RetargetError, ExpGestError, OSError, ValueError) as error:
+                failures.append((outcome.plan.key, str(error)))
+            except Exception as error:  # a bug: full traceback on the console, one line for the user
+                traceback.print_exc()
+                failures.append((outcome.plan.key, f"internal error: {error}"))
+        failed = [f"Failed '{name}': {why}" for name, why in failures]
+        lines = [f"Generated {line}" for line in done] + [f"Note: {note}" for note in notes] + failed
+        props.last_report = " | ".join(lines)
+        props.last_report_is_error = bool(failures)
+        for line in lines:
+            print(f"ExpGest: {line}")
+        for line in [f"Generated {line}" for line in done]:
+            report({"INFO"}, line)
+        for line in [f"Note: {note}" for note in notes]:
+            report({"WARNING"}, line)
+        # A batch that made some takes reports its failures as warnings (scripts keep going, the panel shows
+        # them); when nothing was made, they are errors.
+        for line in failed:
+            report({"WARNING"} if done else {"ERROR"}, line)
+        return {"FINISHED"} if done else {"CANCELLED"}
+    finally:
+        run.cleanup()
+
+
+def _tag_redraw(context: bpy.types.Context) -> None:
+    """Redraw the sidebars only (a whole 3D View redraw per progress tick would cost a frame each time)."""
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                for region in area.regions:
+                    if region.type == "UI":
+                        region.tag_redraw()
+
+
+class _GenerateBase:
+    """Shared invoke/modal/execute of the generate operators."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    _timer = None
+
+    def characters(self, context: bpy.types.Context) -> list[bpy.types.Object]:
+        raise NotImplementedError
+
+    def _begin(self, context: bpy.types.Context) -> bool:
+        try:
+            start_run(context, self.characters(context))
+        except scene.SceneError as error:
+            context.scene.expgest.last_report = str(error)
+            context.scene.expgest.last_report_is_error = True
+            self.report({"ERROR"}, str(error))
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not self._begin(context):
+            return {"CANCELLED"}
+        _ACTIVE.run.run_blocking()
+        return finish_run(context, self.report)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        if not self._begin(context):
+            return {"CANCELLED"}
+        manager = context.window_manager
+        self._timer = manager.event_timer_add(0.1, window=context.window)
+        manager.modal_handler_add(self)
+        _tag_redraw(context)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        active = _ACTIVE
+        if active is None:  # stopped from outside (add-on disabled)
+            self._stop_timer(context)
+            return {"CANCELLED"}
+        if event.type == "ESC" and event.value == "PRESS":
+            active.run.cancel()
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        tick = time.perf_counter()
+        finished = active.run.step()
+        active.longest_tick_s = max(active.longest_tick_s, time.perf_counter() - tick)
+        _tag_redraw(context)
+        if not finished:
+            return {"PASS_THROUGH"}
+        self._stop_timer(context)
+        return finish_run(context, self.report)
+
+    def _stop_timer(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+
+
+class EXPGEST_OT_generate(_GenerateBase, bpy.types.Operator):
+    """Generate gestures for the character from its sound strip, as a new take on its NLA"""
+
+    bl_idname = "expgest.generate"
+    bl_label = "Generate Gestures"
+
+    character: bpy.props.StringProperty(name="Character", default="",
+                                        description="Armature object name (empty: the panel's character)")
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _ACTIVE is None
+
+    def characters(self, context: bpy.types.Context) -> list[bpy.types.Object]:
+        return [pick_character(context, self.character)]
+
+    def _begin(self, context: bpy.types.Context) -> bool:
+        try:
+            self.characters(context)
+        except scene.SceneError as error:
+            context.scene.expgest.last_report, context.scene.expgest.last_report_is_error = str(error), True
+            self.report({"ERROR"}, str(error))
+            return False
+        return super()._begin(context)
+
+
+class EXPGEST_OT_generate_all(_GenerateBase, bpy.types.Operator):
+    """Generate gestures for every SMPL-X character in the scene from its own sound strip, one after another"""
+
+    bl_idname = "expgest.generate_all"
+    bl_label = "Generate All"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _ACTIVE is None
+
+    def characters(self, context: bpy.types.Context) -> list[bpy.types.Object]:
+        found = _smplx_armatures(context)
+        if not found:
+            raise scene.SceneError("There is no SMPL-X armature in the scene; add one with Add SMPL-X Character.")
+        return found
+
+
+class EXPGEST_OT_cancel(bpy.types.Operator):
+    """Cancel the running generation; the scene stays as it was"""
+
+    bl_idname = "expgest.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _ACTIVE is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        _ACTIVE.run.cancel()
+        return {"FINISHED"}
+
+
+def build_character_file(context: bpy.types.Context, folder: str, *, gender: str = "neutral") -> str:
+    """Ask the backend for a character with its skinned body (``python -m backend character``).
+
+    Runs synchronously (a few seconds, once per Add Character click).
+
+    Returns:
+        The ``.npz`` path.
+
+    Raises:
+        scene.SceneError: with what to fix when the backend cannot build it.
+    """
+    import os
+    import subprocess
+
+    settings = preferences.resolve(context)
+    problem = preferences.quick_python_problem(settings.python)
+    if problem:
+        raise scene.SceneError(problem)
+    output = os.path.join(folder, "character.npz")
+    args = [settings.python, "-m", "backend", "character", "-o", output, "--gender", gender]
+    if settings.smplx_dir:
+        args += ["--smplx-dir", settings.smplx_dir]
+    try:
+        result = subprocess.run(args, cwd=jobs.bundle_root(), env=jobs.backend_environment(), capture_output=True,
+                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise scene.SceneError(f"The backend could not build the body ({error}).") from error
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise scene.SceneError(f"The backend could not build the body: {last.removeprefix('error: ')}")
+    return output
+
+
+class EXPGEST_OT_add_character(bpy.types.Operator):
+    """Add a 55-bone SMPL-X armature (and optionally a skinned mannequin body) at the 3D cursor"""
+
+    bl_idname = "expgest.add_character"
+    bl_label = "Add SMPL-X Character"
+    bl_options = {"REGISTER", "UNDO"}
+
+    name: bpy.props.StringProperty(name="Name", default="SMPLX")
+    with_mesh: bpy.props.BoolProperty(name="Body Mesh", default=True,
+                                      description="Add a skinned body bound to the armature (built by the backend: "
+                                                  "the wooden mannequin, or your SMPL-X model when its folder is set)")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        import shutil
+        import tempfile
+
+        from . import rig
+
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        folder = tempfile.mkdtemp(prefix="expgest_character_")
+        try:
+            character = None
+            if self.with_mesh:
+                try:
+                    character = build_character_file(context, folder)
+                except scene.SceneError as error:
+                    self.report({"WARNING"}, f"{error} Added the skeleton without a body.")
+            obj = rig.build_character_object(context, name=self.name, character=character,
+                                             with_mesh=self.with_mesh)
+        except Exception as error:
+            traceback.print_exc()
+            self.report({"ERROR"}, f"Could not build the character: {error}")
+            return {"CANCELLED"}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        obj.location = obj.location + context.scene.cursor.location  # the rig lifts it onto the floor
+        context.scene.expgest.character = obj
+        self.report({"INFO"}, f"Added '{obj.name}'.")
+        return {"FINISHED"}
+
+
+class EXPGEST_OT_check_backend(bpy.types.Operator):
+    """Check that the backend's Python interpreter can run the bundled backend"""
+
+    bl_idname = "expgest.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        python = preferences.resolve(context).python
+        problem = jobs.check_interpreter(python)
+        context.scene.expgest.last_report = problem or f"The backend Python works: {python}"
+        context.scene.expgest.last_report_is_error = problem is not None
+        self.report({"ERROR"} if problem else {"INFO"}, context.scene.expgest.last_report)
+        return {"CANCELLED"} if problem else {"FINISHED"}
+
+
+CLASSES = (EXPGEST_OT_generate, EXPGEST_OT_generate_all, EXPGEST_OT_cancel, EXPGEST_OT_add_character,
+           EXPGEST_OT_check_backend)

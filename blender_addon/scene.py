@@ -1,0 +1,261 @@
+"""Reading the Video Sequencer and planning generations (bpy; no writes to the scene).
+
+Everything here reads: sound strips (file, trims, offsets -> exact seconds in the file), text strips of an
+annotation channel (-> timed annotations), the character's settings; it produces ``PlannedGeneration``
+records (``jobs.py``) that carry a validated ``GenerationRequest``. Packed sounds are written to a
+temporary file, which the run deletes when it is over.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import bpy
+
+from . import timing
+from .backend.request import AudioSource, EmotionSpan, GenerationRequest, TextAnnotation
+from .jobs import PlannedGeneration
+
+# Sampler steps per quality preset of the diffusion engine (the procedural engine ignores steps).
+QUALITY_STEPS = {"DRAFT": 50, "STANDARD": 250, "HIGH": 1000}
+
+
+class SceneError(Exception):
+    """Something in the scene prevents a generation; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class SoundStripInfo:
+    """A sound strip as the add-on sees it.
+
+    Attributes:
+        name: the strip's name.
+        channel: its channel.
+        muted: muted itself or through its channel.
+        clip: scene frames and file seconds that play.
+    """
+
+    name: str
+    channel: int
+    muted: bool
+    clip: timing.ClipRange
+    to_file_end: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One character's settings, read from ``object.expgest`` (a frozen copy, HOUSE_STYLE 3)."""
+
+    sound_strip: str
+    text_channel: int
+    annotation_kind: str
+    emotion: str
+    emotion_strength: float
+    engine: str
+    mode: str
+    seed: int
+    quality: str
+    speaker: int
+
+    @classmethod
+    def from_object(cls, obj: bpy.types.Object) -> Settings:
+        """Copy ``obj.expgest``."""
+        props = obj.expgest
+        return cls(sound_strip=props.sound_strip, text_channel=int(props.text_channel),
+                   annotation_kind=props.annotation_kind.lower(), emotion=props.emotion.lower(),
+                   emotion_strength=float(props.emotion_strength), engine=props.engine.lower(),
+                   mode=props.mode, seed=int(props.seed), quality=props.quality, speaker=int(props.speaker))
+
+
+def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene:
+    """The scene whose sequencer holds the dialogue: 5.0's ``context.sequencer_scene`` if it has strips."""
+    seq_scene = getattr(context, "sequencer_scene", None)
+    if seq_scene is not None and seq_scene.sequence_editor is not None:
+        return seq_scene
+    return context.scene
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    """Frames per second, ``render.fps / render.fps_base``."""
+    return scene.render.fps / scene.render.fps_base
+
+
+def _all_strips(scene: bpy.types.Scene) -> list:
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    return list(editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all)
+
+
+def _muted(scene: bpy.types.Scene, strip) -> bool:
+    channels = scene.sequence_editor.channels
+    channel_muted = strip.channel < len(channels) and channels[strip.channel].mute
+    return bool(strip.mute or channel_muted)
+
+
+def sound_strips(scene: bpy.types.Scene) -> list[SoundStripInfo]:
+    """Every sound strip of ``scene``'s sequencer (muted ones included, flagged), by start frame."""
+    fps = scene_fps(scene)
+    out = []
+    for strip in _all_strips(scene):
+        if strip.type != "SOUND":
+            continue
+        clip = timing.clip_range(strip.frame_start, strip.frame_final_start, strip.frame_final_end, fps,
+                                 float(getattr(strip, "sound_offset", 0.0)))
+        # Blender rounds a sound's length up to whole frames, so an untrimmed end lies up to a frame past
+        # the end of the file: ask for "to the end" then, and fit the result to the strip's frames.
+        to_file_end = strip.frame_final_end >= strip.frame_start + strip.frame_duration - 1e-6
+        out.append(SoundStripInfo(name=strip.name, channel=strip.channel, muted=_muted(scene, strip), clip=clip,
+                                  to_file_end=to_file_end))
+    return sorted(out, key=lambda s: (s.clip.frame_start, s.channel, s.name))
+
+
+def _find_strip(scene: bpy.types.Scene, name: str):
+    for strip in _all_strips(scene):
+        if strip.name == name:
+            return strip
+    return None
+
+
+def choose_sound_strip(scene: bpy.types.Scene, settings: Settings, character: str) -> SoundStripInfo:
+    """The strip a character speaks: its assigned strip, else the scene's only unmuted sound strip.
+
+    Raises:
+        SceneError: when the assigned strip is missing or muted, or no single strip can be chosen.
+    """
+    strips = sound_strips(scene)
+    if settings.sound_strip:
+        match = next((s for s in strips if s.name == settings.sound_strip), None)
+        if match is None:
+            raise SceneError(f"'{character}': its sound strip '{settings.sound_strip}' is not in the sequencer of "
+                             f"scene '{scene.name}'; pick another strip in the Gestures panel.")
+        if match.muted:
+            raise SceneError(f"'{character}': its sound strip '{match.name}' is muted; unmute it or pick another.")
+        return match
+    unmuted = [s for s in strips if not s.muted]
+    if len(unmuted) == 1:
+        return unmuted[0]
+    if not unmuted:
+        raise SceneError(f"'{character}': scene '{scene.name}' has no unmuted sound strip; add the dialogue "
+                         "audio to the Video Sequencer (Add > Sound).")
+    raise SceneError(f"'{character}': the sequencer has {len(unmuted)} sound strips; pick this character's strip "
+                     "in the Gestures panel.")
+
+
+def resolve_audio_file(scene: bpy.types.Scene, strip_name: str, temp_dir: str) -> tuple[str, tuple[str, ...]]:
+    """The absolute path of a strip's sound file; a packed sound is written to ``temp_dir`` first.
+
+    Returns:
+        (path, temporary files created).
+
+    Raises:
+        SceneError: when the file is missing.
+    """
+    strip = _find_strip(scene, strip_name)
+    sound = strip.sound
+    if sound is None:
+        raise SceneError(f"Sound strip '{strip_name}' has no sound data; remove it and add the audio again.")
+    if sound.packed_file is not None:
+        extension = os.path.splitext(bpy.path.basename(sound.filepath))[1] or ".wav"
+        path = os.path.join(temp_dir, f"packed_{len(os.listdir(temp_dir))}{extension}")
+        with open(path, "wb") as handle:
+            handle.write(bytes(sound.packed_file.data))
+        return path, (path,)
+    path = os.path.normpath(bpy.path.abspath(sound.filepath, library=sound.library))
+    if not os.path.isfile(path):
+        raise SceneError(f"Sound strip '{strip_name}': its file '{path}' is missing; relink it or save the .blend "
+                         "next to its audio.")
+    return path, ()
+
+
+def annotations(scene: bpy.types.Scene, clip: timing.ClipRange, channel: int,
+                default_kind: str) -> tuple[TextAnnotation, ...]:
+    """Unmuted text strips of ``channel`` that overlap ``clip``, as annotations timed from the clip start."""
+    if channel <= 0:
+        return ()
+    fps = scene_fps(scene)
+    out = []
+    for strip in _all_strips(scene):
+        if strip.type != "TEXT" or strip.channel != channel or _muted(scene, strip):
+            continue
+        span = timing.annotation_span(strip.frame_final_start, strip.frame_final_end, clip, fps)
+        parsed = timing.parse_annotation(strip.text, default_kind)
+        if span is None or parsed is None:
+            continue
+        out.append(TextAnnotation(start_s=span[0], end_s=span[1], text=parsed[1], kind=parsed[0]))
+    return tuple(sorted(out, key=lambda a: (a.start_s, a.end_s)))
+
+
+def _mode_for(settings: Settings, notes: tuple[TextAnnotation, ...]) -> str:
+    if settings.mode != "AUTO":
+        return settings.mode.lower()
+    kinds = {a.kind for a in notes}
+    if "motion" in kinds:
+        return "audio_text"
+    if "phrase" in kinds:
+        return "audio_phrase"
+    return "audio_only"
+
+
+@dataclass(frozen=True)
+class CharacterPlan:
+    """What the run needs to write a character's take when the backend is done."""
+
+    object_name: str
+    strip_name: str
+    frame_start: int
+    frames: int
+    fps: float
+
+
+def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models: str, device: str,
+                    work_dir: str) -> tuple[PlannedGeneration, CharacterPlan]:
+    """Gather one character's request from the scene (read-only).
+
+    Args:
+        context: Blender context (the active scene is the character's; the sequencer scene may differ).
+        obj: the armature.
+        models: the weights folder ('' = none).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``mps``.
+        work_dir: folder for the result file and unpacked sounds.
+
+    Returns:
+        The job for the backend and the bookkeeping to apply its result.
+
+    Raises:
+        SceneError: with the fix, when the scene does not allow it.
+    """
+    settings = Settings.from_object(obj)
+    seq_scene = sequencer_scene(context)
+    strip = choose_sound_strip(seq_scene, settings, obj.name)
+    audio_path, temp_files = resolve_audio_file(seq_scene, strip.name, work_dir)
+    notes = annotations(seq_scene, strip.clip, settings.text_channel, settings.annotation_kind)
+    fps = scene_fps(context.scene)
+    seq_fps = scene_fps(seq_scene)
+    frame_start = strip.clip.frame_start
+    if seq_scene != context.scene:  # the sequencer scene's timeline in the character scene's frames
+        frame_start = int(round((strip.clip.frame_start - seq_scene.frame_start) / seq_fps * fps
+                                + context.scene.frame_start))
+    duration = strip.clip.frames / seq_fps
+    output = os.path.join(work_dir, f"take_{len(os.listdir(work_dir))}_{abs(hash(obj.name)) % 10**8}.npz")
+    request = GenerationRequest(
+        audio=AudioSource(path=audio_path, start_s=strip.clip.source_start_s,
+                          end_s=None if strip.to_file_end else strip.clip.source_start_s + duration),
+        output=output, fps=fps, engine=settings.engine, mode=_mode_for(settings, notes),
+        models=models or None, text=notes,
+        emotion=(EmotionSpan(label=settings.emotion, strength=settings.emotion_strength),),
+        speaker=settings.speaker, seed=settings.seed, steps=QUALITY_STEPS[settings.quality], device=device)
+    params = request.to_dict()
+    GenerationRequest.from_dict(params)  # the backend's own validation, here, so errors show before starting
+    job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=params,
+                            temp_files=temp_files + (output,))
+    bookkeeping = CharacterPlan(object_name=obj.name, strip_name=strip.name, frame_start=frame_start,
+                                frames=int(round(duration * fps)), fps=fps)
+    return job, bookkeeping
+
+
+def new_work_dir() -> str:
+    """A fresh temporary folder for one run's files."""
+    return tempfile.mkdtemp(prefix="expgest_run_")

@@ -1,0 +1,125 @@
+"""Sequencer timing and annotation rules: pure Python, no bpy (tested in a plain interpreter).
+
+Frames are the sequencer's (scene) frames; seconds are measured in the sound file (``source``) or from the
+start of the part of the sound strip that plays (``clip``). ``scene.py`` reads the strips and calls these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ANNOTATION_KINDS: tuple[str, ...] = ("motion", "phrase", "transcript")
+
+
+@dataclass(frozen=True)
+class ClipRange:
+    """The part of a sound strip that plays.
+
+    Attributes:
+        frame_start: first scene frame that plays (``frame_final_start``).
+        frame_end: the frame after the last one that plays (``frame_final_end``).
+        source_start_s: seconds into the sound file at ``frame_start``.
+        source_end_s: seconds into the sound file at ``frame_end``.
+    """
+
+    frame_start: int
+    frame_end: int
+    source_start_s: float
+    source_end_s: float
+
+    @property
+    def frames(self) -> int:
+        """Number of scene frames that play."""
+        return self.frame_end - self.frame_start
+
+
+def clip_range(frame_start: float, frame_final_start: float, frame_final_end: float, fps: float,
+               sound_offset_s: float = 0.0) -> ClipRange:
+    """Which seconds of the sound file a sound strip plays.
+
+    A strip's content starts at ``frame_start`` (which may lie before the visible part when the strip is
+    trimmed on the left); ``frame_final_start`` / ``frame_final_end`` bound what plays. Blender 4.x adds
+    ``sound_offset`` (seconds skipped at the start of the file). So the file time at scene frame ``f`` is
+    ``(f - frame_start) / fps + sound_offset``.
+
+    Args:
+        frame_start: the strip's ``frame_start`` (frames, may be fractional in 5.0).
+        frame_final_start: ``frame_final_start`` (frames).
+        frame_final_end: ``frame_final_end`` (frames, exclusive).
+        fps: scene frame rate, ``render.fps / render.fps_base``.
+        sound_offset_s: ``strip.sound_offset`` (seconds; 0 where the property does not exist).
+
+    Returns:
+        The clip range; frames rounded to whole frames.
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    first = int(round(frame_final_start))
+    last = int(round(frame_final_end))
+    start_s = (frame_final_start - frame_start) / fps + sound_offset_s
+    end_s = start_s + (frame_final_end - frame_final_start) / fps
+    return ClipRange(frame_start=first, frame_end=last, source_start_s=max(0.0, start_s), source_end_s=end_s)
+
+
+def annotation_span(text_start: float, text_end: float, clip: ClipRange, fps: float) -> tuple[float, float] | None:
+    """Seconds (from the clip's start) that a text strip covers, clipped to the clip; None if no overlap.
+
+    Args:
+        text_start: the text strip's ``frame_final_start``.
+        text_end: its ``frame_final_end`` (exclusive).
+        clip: the sound clip it annotates.
+        fps: scene frame rate.
+
+    Returns:
+        ``(start_s, end_s)`` with ``0 <= start_s < end_s <= clip duration``, or None.
+    """
+    start = max(text_start, clip.frame_start)
+    end = min(text_end, clip.frame_end)
+    if end <= start:
+        return None
+    return (start - clip.frame_start) / fps, (end - clip.frame_start) / fps
+
+
+def parse_annotation(text: str, default_kind: str) -> tuple[str, str] | None:
+    """Split an annotation into its kind and text: ``"motion: walks away"`` -> ``("motion", "walks away")``.
+
+    A prefix (case-insensitive) among ``motion:``, ``phrase:``, ``transcript:`` decides the kind; otherwise
+    the channel's default kind applies.
+
+    Args:
+        text: the text strip's text.
+        default_kind: one of ``ANNOTATION_KINDS``.
+
+    Returns:
+        ``(kind, text)``, or None when the text is empty.
+    """
+    if default_kind not in ANNOTATION_KINDS:
+        raise ValueError(f"default_kind must be one of {ANNOTATION_KINDS}, got {default_kind!r}")
+    stripped = text.strip()
+    head, sep, rest = stripped.partition(":")
+    if sep and head.strip().lower() in ANNOTATION_KINDS:
+        kind, stripped = head.strip().lower(), rest.strip()
+    else:
+        kind = default_kind
+    return (kind, stripped) if stripped else None
+
+
+def take_name(character: str, strip: str, number: int) -> str:
+    """The name of a take's Action and NLA strip: ``"<character> · <strip> · take N"``."""
+    return f"{character} \u00b7 {strip} \u00b7 take {number}"
+
+
+def next_take_number(existing_names: list[str] | tuple[str, ...], character: str, strip: str) -> int:
+    """One more than the highest take number among names made by ``take_name`` for this pair (1 if none).
+
+    Blender may append ``.001`` to a duplicate name; that suffix is ignored.
+    """
+    prefix = take_name(character, strip, 0)[:-1]
+    highest = 0
+    for name in existing_names:
+        if not name.startswith(prefix):
+            continue
+        number = name[len(prefix):].split(".")[0]
+        if number.isdigit():
+            highest = max(highest, int(number))
+    return highest + 1

@@ -1,0 +1,106 @@
+"""The **Gestures** tab of the 3D View sidebar (draw only)."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators, preferences, scene
+
+
+def _character(context: bpy.types.Context) -> bpy.types.Object | None:
+    try:
+        return operators.pick_character(context)
+    except scene.SceneError:
+        return None
+
+
+class EXPGEST_PT_gestures(bpy.types.Panel):
+    """Generate co-speech gestures for SMPL-X characters"""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Gestures"
+    bl_label = "Generate Gestures"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = preferences.resolve(context)
+        problem = preferences.quick_python_problem(settings.python)
+        if problem:
+            box = layout.box()
+            box.label(text=problem, icon="ERROR")
+            box.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = \
+                __package__
+            box.label(text=f"or set {preferences.ENV_PYTHON}")
+        layout.prop(context.scene.expgest, "character")
+        obj = _character(context)
+        if obj is None:
+            layout.label(text="No character chosen", icon="INFO")
+        else:
+            self._draw_character(layout, context, obj)
+        layout.operator("expgest.add_character", icon="ARMATURE_DATA")
+        self._draw_run(layout, context)
+
+    def _draw_character(self, layout, context, obj) -> None:
+        props = obj.expgest
+        box = layout.box()
+        box.label(text=obj.name, icon="OUTLINER_OB_ARMATURE")
+        col = box.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        seq_scene = scene.sequencer_scene(context)
+        editor = seq_scene.sequence_editor
+        if editor is not None:
+            collection = "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
+            col.prop_search(props, "sound_strip", editor, collection, text="Sound Strip", icon="SOUND")
+            if not props.sound_strip:
+                try:
+                    chosen = scene.choose_sound_strip(seq_scene, scene.Settings.from_object(obj), obj.name)
+                    col.label(text=f"Uses '{chosen.name}', the only sound strip", icon="INFO")
+                except scene.SceneError:
+                    col.label(text="Pick this character's sound strip", icon="ERROR")
+        else:
+            col.label(text="No sequencer strips in this scene", icon="SOUND")
+        col.prop(props, "text_channel", text="Text Channel")
+        if props.text_channel:
+            col.prop(props, "annotation_kind", text="Text Kind")
+        col.prop(props, "emotion")
+        col.prop(props, "emotion_strength")
+        col.prop(props, "engine")
+        if props.engine == "expgest":
+            col.prop(props, "mode")
+            col.prop(props, "quality")
+            col.prop(props, "speaker")
+        col.prop(props, "seed")
+
+    def _draw_run(self, layout, context) -> None:
+        active = operators.active_run()
+        if active is None:
+            col = layout.column(align=True)
+            col.scale_y = 1.4
+            col.operator("expgest.generate", icon="PLAY")
+            col.operator("expgest.generate_all", icon="COMMUNITY")
+        else:
+            run = active.run
+            text = f"{run.current_label}: {run.message}" if run.current_label else run.message
+            if hasattr(layout, "progress"):  # Blender 4.0+
+                layout.progress(factor=run.fraction, type="BAR", text=text)
+            else:
+                filled = int(round(run.fraction * 20))
+                layout.label(text=f"[{'#' * filled}{'.' * (20 - filled)}] {run.fraction:.0%}")
+                layout.label(text=text)
+            layout.operator("expgest.cancel", icon="CANCEL")
+        report = context.scene.expgest.last_report
+        if report:
+            box = layout.box()
+            if "backend" in report.lower() and context.scene.expgest.last_report_is_error:
+                row = box.row(align=True)
+                row.operator("expgest.check_backend", icon="FILE_REFRESH")
+                row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
+            for part in report.split(" | "):
+                failed = part.startswith("Failed") or (context.scene.expgest.last_report_is_error
+                                                       and len(report.split(" | ")) == 1)
+                box.label(text=part, icon="ERROR" if failed else "INFO")
+
+
+CLASSES = (EXPGEST_PT_gestures,)

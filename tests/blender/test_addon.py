@@ -1,0 +1,420 @@
+"""The add-on installed from its zip in real Blender (bpy 5.0.1), driving the real backend process."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import time
+
+import bpy
+import numpy as np
+import pytest
+from blender_helpers import MODULE, add_character, add_sound, add_text, scene_state
+
+pytestmark = pytest.mark.blender
+
+
+def _nla_strip(obj):
+    (track,) = [t for t in obj.animation_data.nla_tracks]
+    (strip,) = list(track.strips)
+    return strip
+
+
+def _fcurves(action, obj):
+    if bpy.app.version >= (4, 4, 0):
+        slot = action.slots[0]
+        strip = action.layers[0].strips[0]
+        return list(strip.channelbag(slot).fcurves)
+    return list(action.fcurves)
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30])
+def test_generate_needs_no_setup_and_keys_cover_the_strip(clean_scene, short_speech, fps):
+    clean_scene.render.fps = fps
+    obj = add_character()
+    sound = add_sound(clean_scene, short_speech, frame_start=11)
+    result = bpy.ops.expgest.generate()
+    assert result == {"FINISHED"}, clean_scene.expgest.last_report
+    strip = _nla_strip(obj)
+    assert strip.name == "SMPLX \u00b7 speech \u00b7 take 1"
+    assert strip.frame_start == sound.frame_final_start == 11
+    assert strip.frame_end == sound.frame_final_end
+    curves = _fcurves(strip.action, obj)
+    assert len(curves) == 55 * 4 + 3
+    frames = sound.frame_final_duration
+    for curve in curves:
+        assert len(curve.keyframe_points) == frames
+        assert curve.keyframe_points[0].co[0] == 11
+        assert curve.keyframe_points[-1].co[0] == 11 + frames - 1
+    # Something moves: the right shoulder's rotation is not constant.
+    values = np.array([[c.evaluate(f) for f in range(11, 11 + frames)] for c in curves
+                       if 'right_shoulder' in c.data_path])
+    assert values.std(axis=1).max() > 1e-3
+    assert obj.animation_data.action is None  # the take lives on the NLA only
+
+
+def test_an_active_action_is_kept_and_the_user_is_told(clean_scene, short_speech):
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    own = bpy.data.actions.new("hand keyed")
+    obj.animation_data_create().action = own
+    assert bpy.ops.expgest.generate() == {"FINISHED"}
+    assert obj.animation_data.action == own and "hand keyed" in bpy.data.actions
+    assert "active action 'hand keyed'" in clean_scene.expgest.last_report
+
+
+def test_a_second_click_adds_take_2_and_keeps_take_1(clean_scene, short_speech):
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}
+    obj.expgest.seed = 3
+    assert bpy.ops.expgest.generate() == {"FINISHED"}
+    names = sorted(s.name for t in obj.animation_data.nla_tracks for s in t.strips)
+    assert names == ["SMPLX \u00b7 speech \u00b7 take 1", "SMPLX \u00b7 speech \u00b7 take 2"]
+    assert sorted(a.name for a in bpy.data.actions) == names
+
+
+def _run_and_keep_motion(ops, obj, tmp_path):
+    """Run a generation step by step, keep a copy of the backend's Motion file, apply it."""
+    active = ops.start_run(bpy.context, [obj])
+    active.run.run_blocking()
+    (outcome,) = active.run.outcomes
+    assert outcome.error is None, outcome.error
+    kept = tmp_path / "motion.npz"
+    shutil.copy(outcome.result["output"], kept)
+    reports = []
+    assert ops.finish_run(bpy.context, lambda level, text: reports.append(text)) == {"FINISHED"}, reports
+    motion_module = importlib.import_module(MODULE + ".backend.motion.motion")
+    return motion_module.load_npz(kept)
+
+
+def _world_heads(obj, names):
+    return np.array([list(obj.matrix_world @ obj.pose.bones[n].head) for n in names])
+
+
+def test_fk_of_the_armature_equals_fk_of_the_motion(clean_scene, short_speech, ops, tmp_path):
+    retarget = importlib.import_module(MODULE + ".retarget")
+    skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
+    obj = add_character()
+    obj.rotation_euler = (0.0, 0.0, 0.7)  # any object transform
+    obj.location = (1.0, -2.0, obj.location.z)
+    sound = add_sound(clean_scene, short_speech, frame_start=5)
+    motion = _run_and_keep_motion(ops, obj, tmp_path)
+    assert abs(motion.num_frames - sound.frame_final_duration) <= 1  # the file ends inside the last frame
+    joints = retarget.smplx_joint_positions(motion.poses, motion.trans)  # (T, 55, 3) SMPL-X frame
+    rest_pelvis = np.array(obj.data.bones["pelvis"].head_local)
+    offset = rest_pelvis - retarget.SMPLX_TO_BLENDER @ skeleton.REST_JOINTS[0]
+    names = skeleton.JOINT_NAMES
+    worst = worst_rest = 0.0
+    for k in sorted({0, 1, motion.num_frames // 3, motion.num_frames // 2, motion.num_frames - 1}):
+        clean_scene.frame_set(5 + k)
+        world = np.array(obj.matrix_world)
+        expected_arm = joints[k] @ retarget.SMPLX_TO_BLENDER.T + offset
+        expected = expected_arm @ world[:3, :3].T + world[:3, 3]
+        got = _world_heads(obj, names)
+        worst = max(worst, float(np.abs(got - expected).max()))
+        rest = np.array([list(obj.matrix_world @ obj.data.bones[n].head_local) for n in names])
+        worst_rest = max(worst_rest, float(np.abs(got - rest).max()))
+    assert worst < 1e-3, f"largest joint error {worst * 1000:.3f} mm"
+    assert worst_rest > 0.05  # and the pose really moved away from the rest pose
+
+
+def _foreign_smplx_armature(name="Foreign"):
+    """An SMPL-X add-on style armature: Y-up data, object turned 90 degrees, a 'root' bone, odd rolls."""
+    skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
+    armature = bpy.data.armatures.new(name)
+    obj = bpy.data.objects.new(name, armature)
+    bpy.context.scene.collection.objects.link(obj)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    root = armature.edit_bones.new("root")
+    root.head, root.tail = (0, 0, 0), (0, 0.1, 0)
+    rng = np.random.default_rng(0)
+    bones = []
+    for j, joint in enumerate(skeleton.JOINT_NAMES):
+        bone = armature.edit_bones.new(joint)
+        head = skeleton.REST_JOINTS[j]
+        bone.head = head.tolist()
+        bone.tail = (head + rng.normal(size=3) * 0.05 + [0, 0.02, 0]).tolist()
+        bone.roll = float(rng.uniform(-3, 3))
+        bone.parent = root if skeleton.PARENTS[j] < 0 else bones[skeleton.PARENTS[j]]
+        bones.append(bone)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
+    obj.scale = (1.3, 1.3, 1.3)
+    return obj
+
+
+def test_existing_smplx_armature_with_any_rest_orientation_is_driven(clean_scene, short_speech, ops, tmp_path):
+    retarget = importlib.import_module(MODULE + ".retarget")
+    skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
+    obj = _foreign_smplx_armature()
+    add_sound(clean_scene, short_speech, frame_start=1)
+    motion = _run_and_keep_motion(ops, obj, tmp_path)
+    joints = retarget.smplx_joint_positions(motion.poses, motion.trans)
+    for k in (0, motion.num_frames // 2, motion.num_frames - 1):
+        clean_scene.frame_set(1 + k)
+        world = np.array(obj.matrix_world)
+        expected = joints[k] @ world[:3, :3].T + world[:3, 3]  # armature data is the SMPL-X frame itself
+        got = _world_heads(obj, skeleton.JOINT_NAMES)
+        assert np.abs(got - expected).max() < 1e-3 * 1.3
+
+
+def test_generate_all_three_characters_on_one_backend(clean_scene, short_speech, tmp_path, ops):
+    second = tmp_path / "second.wav"
+    shutil.copy(short_speech, second)
+    for index in range(3):
+        obj = add_character(f"Char{index}")
+        add_sound(clean_scene, short_speech if index != 1 else second, name=f"line{index}", channel=index + 1,
+                  frame_start=1 + 40 * index)
+        obj.expgest.sound_strip = f"line{index}"
+    active = ops.start_run(bpy.context, ops._smplx_armatures(bpy.context))
+    backends = set()
+    while not active.run.step():
+        backends.add(id(active.run.backend))
+        time.sleep(0.02)
+    assert len(active.run.outcomes) == 3 and len({id(active.run.backend)} | backends - {id(None)}) == 1
+    assert ops.finish_run(bpy.context, lambda *a: None) == {"FINISHED"}
+    for index in range(3):
+        obj = bpy.data.objects[f"Char{index}"]
+        strip = _nla_strip(obj)
+        assert strip.name == f"Char{index} \u00b7 line{index} \u00b7 take 1"
+        assert strip.frame_start == 1 + 40 * index
+
+
+def test_generate_all_continues_past_a_failing_character(clean_scene, short_speech):
+    for index in range(3):
+        obj = add_character(f"Char{index}")
+        add_sound(clean_scene, short_speech, name=f"line{index}", channel=index + 1)
+        obj.expgest.sound_strip = f"line{index}"
+    bpy.data.objects["Char1"].expgest.sound_strip = "no_such_strip"
+    assert bpy.ops.expgest.generate_all() == {"FINISHED"}  # two takes made; the failure is a warning
+    report = clean_scene.expgest.last_report
+    assert "Failed 'Char1'" in report and "no_such_strip" in report
+    assert bpy.data.objects["Char0"].animation_data and bpy.data.objects["Char2"].animation_data
+    assert bpy.data.objects["Char1"].animation_data is None
+
+
+def _start_and_wait_for_job(ops, obj):
+    active = ops.start_run(bpy.context, [obj])
+    deadline = time.monotonic() + 60
+    while active.run._job is None and time.monotonic() < deadline:
+        active.run.step()
+        time.sleep(0.01)
+    assert active.run._job is not None
+    return active
+
+
+def test_cancel_leaves_the_scene_unchanged(clean_scene, speech_wav, ops):
+    obj = add_character()
+    add_sound(clean_scene, speech_wav)
+    before = scene_state(clean_scene)
+    active = _start_and_wait_for_job(ops, obj)
+    assert bpy.ops.expgest.cancel() == {"FINISHED"}  # what the Cancel button (and Esc in the modal) do
+    assert active.run.cancelled
+    active.run.run_blocking()
+    assert ops.finish_run(bpy.context, lambda *a: None) == {"CANCELLED"}
+    assert scene_state(clean_scene) == before
+    assert "Cancelled" in clean_scene.expgest.last_report
+
+
+def test_backend_killed_mid_run_leaves_the_scene_unchanged_and_recovers(clean_scene, speech_wav, ops):
+    obj = add_character()
+    add_sound(clean_scene, speech_wav)
+    before = scene_state(clean_scene)
+    active = _start_and_wait_for_job(ops, obj)
+    os.kill(active.run.backend.pid, signal.SIGKILL)
+    active.run.run_blocking()
+    assert ops.finish_run(bpy.context, lambda *a: None) == {"CANCELLED"}
+    assert scene_state(clean_scene) == before
+    assert clean_scene.expgest.last_report_is_error and "Failed 'SMPLX'" in clean_scene.expgest.last_report
+    assert bpy.ops.expgest.generate() == {"FINISHED"}  # a fresh backend takes over
+
+
+def test_missing_sound_file_is_reported_and_nothing_changes(clean_scene, short_speech, tmp_path):
+    add_character()
+    gone = tmp_path / "gone.wav"
+    shutil.copy(short_speech, gone)
+    add_sound(clean_scene, gone)
+    gone.unlink()
+    before = scene_state(clean_scene)
+    with pytest.raises(RuntimeError, match="is missing"):
+        bpy.ops.expgest.generate()
+    assert "is missing" in clean_scene.expgest.last_report
+    assert scene_state(clean_scene) == before
+
+
+def test_muted_strips_and_muted_channels_are_skipped(clean_scene, short_speech):
+    add_character()
+    muted = add_sound(clean_scene, short_speech, name="muted", channel=1)
+    muted.mute = True
+    add_sound(clean_scene, short_speech, name="in_muted_channel", channel=2)
+    clean_scene.sequence_editor.channels[2].mute = True
+    with pytest.raises(RuntimeError, match="no unmuted sound strip"):
+        bpy.ops.expgest.generate()
+    add_sound(clean_scene, short_speech, name="live", channel=3, frame_start=7)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}
+    assert _nla_strip(bpy.data.objects["SMPLX"]).name.endswith("live \u00b7 take 1")
+
+
+def test_packed_sound_is_unpacked_to_a_temporary_file(clean_scene, short_speech, tmp_path):
+    add_character()
+    own = tmp_path / "packed.wav"
+    shutil.copy(short_speech, own)
+    strip = add_sound(clean_scene, own)
+    strip.sound.pack()
+    own.unlink()
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+
+
+def test_no_armature_or_ambiguous_armatures_are_reported(clean_scene, short_speech):
+    add_sound(clean_scene, short_speech)
+    with pytest.raises(RuntimeError, match="no armature"):
+        bpy.ops.expgest.generate()
+    add_character("A")
+    add_character("B")
+    clean_scene.expgest.character = None
+    bpy.context.view_layer.objects.active = None
+    with pytest.raises(RuntimeError, match="select the character"):
+        bpy.ops.expgest.generate()
+
+
+def test_trims_and_text_strips_become_exact_seconds_and_annotations(clean_scene, short_speech, ops):
+    scene_module = importlib.import_module(MODULE + ".scene")
+    obj = add_character()
+    sound = add_sound(clean_scene, short_speech, frame_start=1)
+    sound.frame_offset_start = 9  # trimmed: plays from 0.3 s into the file at frame 10
+    add_text(clean_scene, "phrase: Kick", channel=5, frame_start=12, length=15)
+    add_text(clean_scene, "waves with both hands", channel=5, frame_start=30, length=500)
+    add_text(clean_scene, "other channel", channel=6, frame_start=12, length=15)
+    obj.expgest.text_channel = 5
+    job, plan = scene_module.plan_generation(bpy.context, obj, models="", device="cpu",
+                                             work_dir=scene_module.new_work_dir())
+    audio = job.request["audio"]
+    assert audio["start_s"] == pytest.approx(0.3) and plan.frame_start == 10
+    assert audio["end_s"] is None  # untrimmed end: to the end of the file (the strip rounds it up to a frame)
+    sound.frame_offset_end = 5
+    job, plan = scene_module.plan_generation(bpy.context, obj, models="", device="cpu",
+                                             work_dir=scene_module.new_work_dir())
+    audio = job.request["audio"]
+    assert audio["end_s"] - audio["start_s"] == pytest.approx(sound.frame_final_duration / 30)
+    texts = job.request["text"]
+    assert [(t["kind"], t["text"]) for t in texts] == [("phrase", "Kick"), ("motion", "waves with both hands")]
+    assert texts[0]["start_s"] == pytest.approx(2 / 30) and texts[0]["end_s"] == pytest.approx(17 / 30)
+    assert texts[1]["end_s"] == pytest.approx(sound.frame_final_duration / 30)
+
+
+def test_a_broken_backend_python_is_reported_with_the_fix(clean_scene, short_speech, monkeypatch):
+    add_character()
+    add_sound(clean_scene, short_speech)
+    monkeypatch.setenv("EXPGEST_BACKEND_PYTHON", "/nonexistent/python")
+    with pytest.raises(RuntimeError, match="Backend Python not found"):
+        bpy.ops.expgest.generate()
+    assert "Preferences" in clean_scene.expgest.last_report
+
+
+def test_a_backend_python_that_cannot_run_the_backend_is_reported(clean_scene, short_speech, monkeypatch, ops):
+    add_character()
+    add_sound(clean_scene, short_speech)
+    before = scene_state(clean_scene)
+    ops.shutdown_backend()
+    monkeypatch.setenv("EXPGEST_BACKEND_PYTHON", "/bin/false")
+    with pytest.raises(RuntimeError, match="did not start with Python '/bin/false'"):
+        bpy.ops.expgest.generate()
+    assert scene_state(clean_scene) == before
+
+
+@pytest.mark.skipif("sequencer_scene" not in bpy.types.WorkSpace.bl_rna.properties, reason="Blender 5.0+ only")
+def test_strips_come_from_the_sequencer_scene_when_it_differs(clean_scene, short_speech):
+    obj = add_character()
+    dialogue = bpy.data.scenes.new("Dialogue")
+    dialogue.render.fps = 30
+    add_sound(dialogue, short_speech, name="line", frame_start=20)
+    bpy.context.workspace.sequencer_scene = dialogue
+    editor = bpy.context.scene.sequence_editor
+    assert editor is None or not list(editor.strips_all)  # the active scene has no strips of its own
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    strip = _nla_strip(obj)
+    assert strip.name == "SMPLX \u00b7 line \u00b7 take 1" and strip.frame_start == 20
+
+
+def test_add_character_with_a_skinned_body_from_the_backend(clean_scene):
+    assert bpy.ops.expgest.add_character(name="Body", with_mesh=True) == {"FINISHED"}
+    armature = bpy.data.objects["Body"]
+    bodies = [o for o in clean_scene.objects if o.type == "MESH" and o.parent == armature]
+    assert len(bodies) == 1 and len(bodies[0].data.vertices) > 1000
+    assert any(m.type == "ARMATURE" and m.object == armature for m in bodies[0].modifiers)
+    assert clean_scene.expgest.character == armature
+    assert len(armature.data.bones) == 55
+
+
+@pytest.mark.parametrize("fps", [24, 30])
+def test_fk_with_root_motion_and_random_poses_matches_within_a_millimetre(clean_scene, fps):
+    """The writer and the retargeter together on a synthetic Motion with large rotations and translation."""
+    retarget = importlib.import_module(MODULE + ".retarget")
+    keyframes = importlib.import_module(MODULE + ".keyframes")
+    skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
+    clean_scene.render.fps = fps
+    obj = add_character()
+    obj.rotation_euler = (0.2, -0.3, 1.1)
+    obj.scale = (0.5, 0.5, 0.5)
+    rng = np.random.default_rng(fps)
+    frames = 40
+    poses = np.cumsum(rng.normal(size=(frames, 165)) * 0.15, axis=0)
+    trans = np.cumsum(rng.normal(size=(frames, 3)) * 0.05, axis=0) + [0.2, 0.9, -0.1]
+    tracks = retarget.retarget_motion(poses, trans, keyframes.read_armature_rest(obj))
+    written = keyframes.apply_take(obj, tracks, strip_name="synthetic", frame_start=3)
+    assert written.frames == frames
+    joints = retarget.smplx_joint_positions(poses, trans)
+    offset = np.array(obj.data.bones["pelvis"].head_local) - retarget.SMPLX_TO_BLENDER @ skeleton.REST_JOINTS[0]
+    worst = 0.0
+    for k in range(0, frames, 3):
+        clean_scene.frame_set(3 + k)
+        world = np.array(obj.matrix_world)
+        expected = (joints[k] @ retarget.SMPLX_TO_BLENDER.T + offset) @ world[:3, :3].T + world[:3, 3]
+        worst = max(worst, float(np.abs(_world_heads(obj, skeleton.JOINT_NAMES) - expected).max()))
+    assert worst < 1e-3, f"largest joint error {worst * 1000:.3f} mm"
+
+
+def test_relative_sound_paths_of_a_saved_file_are_resolved(clean_scene, short_speech, tmp_path):
+    add_character()
+    folder = tmp_path / "project"
+    (folder / "audio").mkdir(parents=True)
+    shutil.copy(short_speech, folder / "audio" / "line.wav")
+    strip = add_sound(clean_scene, folder / "audio" / "line.wav")
+    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "scene.blend"))
+    bpy.ops.file.make_paths_relative()
+    assert strip.sound.filepath.startswith("//")
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+
+
+def test_expgest_engine_needs_weights_and_takes_them_from_the_environment(clean_scene, short_speech, monkeypatch,
+                                                                          tmp_path):
+    scene_module = importlib.import_module(MODULE + ".scene")
+    preferences = importlib.import_module(MODULE + ".preferences")
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    obj.expgest.engine = "expgest"
+    obj.expgest.quality = "DRAFT"
+    monkeypatch.delenv("EXPGEST_MODELS", raising=False)
+    with pytest.raises(RuntimeError, match="expgest engine needs the folder"):
+        bpy.ops.expgest.generate()
+    monkeypatch.setenv("EXPGEST_MODELS", str(tmp_path))
+    settings = preferences.resolve(bpy.context)
+    job, _plan = scene_module.plan_generation(bpy.context, obj, models=settings.models, device=settings.device,
+                                              work_dir=scene_module.new_work_dir())
+    assert job.request["models"] == str(tmp_path) and job.request["engine"] == "expgest"
+    assert job.request["steps"] == scene_module.QUALITY_STEPS["DRAFT"]
+
+
+def test_the_zip_bundles_backend_and_models_without_caches_or_weights(addon_zip):
+    import zipfile
+
+    names = zipfile.ZipFile(addon_zip).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names
+    assert "backend/client.py" in names and "backend/motion/skeleton.py" in names
+    assert any(n.startswith("models/") for n in names)
+    assert "rig.py" in names and "retarget.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pt", ".safetensors", ".npz"))]
