@@ -262,7 +262,7 @@ class BackendClient:
             threading.Thread(target=_stderr_loop, args=(self_ref, self._process.stderr), name="expgest-client-stderr",
                              daemon=True),
         ]
-        for thread in self._threads:
+        for thread in reversed(self._threads):  # stderr first: the reader may join it at once on a dead process
             thread.start()
         try:
             info = self.request("initialize", {"protocol_version": PROTOCOL_VERSION, "client": "expgest-client"},
@@ -531,7 +531,7 @@ class BackendClient:
         except subprocess.TimeoutExpired:  # closed stdout but still running: it is broken, stop it
             process.kill()
             status = process.wait()
-        if len(self._threads) > 1:
+        if len(self._threads) > 1 and self._threads[1].ident is not None:
             self._threads[1].join(2.0)  # let the stderr reader catch the last lines
         if self._closing:
             error = BackendError(SERVER_EXITED, "The backend was shut down before answering.")
