@@ -65,6 +65,7 @@ def main() -> int:
     scene.frame_start = int(strip.frame_final_start)
     scene.frame_end = int(strip.frame_final_end) - 1
     blend = out_dir / "demo.blend"
+    bpy.context.preferences.filepaths.save_version = 0  # no demo.blend1 backup beside the result
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     bpy.ops.file.make_paths_relative()
     bpy.ops.wm.save_mainfile()
