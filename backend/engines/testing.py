@@ -46,6 +46,7 @@ class SleepEngine:
     """Sleeps ``request.steps`` × ``EXPGEST_TEST_STEP_S`` seconds, reporting each unit."""
 
     name = "_test_sleep"
+    warnings: tuple[str, ...] = ()
 
     def generate(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                  cancel: CancelToken) -> Motion:
@@ -62,6 +63,7 @@ class QuietEngine:
     """Works ``request.steps`` × ``EXPGEST_TEST_STEP_S`` seconds without reporting progress."""
 
     name = "_test_quiet"
+    warnings: tuple[str, ...] = ()
 
     def generate(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                  cancel: CancelToken) -> Motion:
@@ -78,6 +80,7 @@ class RaiseEngine:
     """Always fails with an unexpected exception."""
 
     name = "_test_raise"
+    warnings: tuple[str, ...] = ()
 
     def generate(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                  cancel: CancelToken) -> Motion:
@@ -90,6 +93,7 @@ class CrashEngine:
     """Kills the process, as a segfault in a native library would."""
 
     name = "_test_crash"
+    warnings: tuple[str, ...] = ()
 
     def generate(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                  cancel: CancelToken) -> Motion:
