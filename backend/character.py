@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputError, RequestError, WeightsError
+from .errors import RequestError, WeightsError
+from .fileio import write_atomic
 from .motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS
 
 GENDERS = ("neutral", "male", "female")
@@ -293,16 +294,4 @@ def _version(distribution: str) -> str:
 def _write_npz_atomic(path: Path, arrays: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        raise OutputError(f"Could not write the character file '{path}': {error.strerror or error}. "
-                          "Choose a folder you can write to.") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, buffer.getvalue(), what="character file")

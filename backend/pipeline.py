@@ -14,7 +14,6 @@ Steps:
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 import time
@@ -160,20 +159,14 @@ def write_motion(motion, path: Path) -> None:
     Raises:
         OutputError: the disk is full, the folder is not writable, or another OS error.
     """
-    try:
-        if path.suffix.lower() == ".bvh":
-            from .motion.bvh import export_bvh
+    if path.suffix.lower() == ".bvh":
+        from .motion.bvh import export_bvh
 
-            export_bvh(motion, path)
-        else:
-            from .motion.motion import save_npz
+        export_bvh(motion, path)
+    else:
+        from .motion.motion import save_npz
 
-            save_npz(motion, path)
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise OutputError(f"The disk is full: could not write {path}. Free some space or choose another "
-                              "output folder.") from None
-        raise OutputError(f"Could not write {path}: {error.strerror or error}. Choose another output path.") from None
+        save_npz(motion, path)
 
 
 def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_progress,

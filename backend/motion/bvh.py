@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import INVALID_PARAMS, ExpGestError, OutputError
+from ..errors import INVALID_PARAMS, ExpGestError
+from ..fileio import write_atomic
 from .fk import chain_transforms
 from .motion import Motion
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_euler
@@ -308,23 +309,6 @@ def _depth_first(parents: Sequence[int]) -> list[int]:
     return order
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(f"Cannot write the BVH file {path}: {exc.strerror}. Choose a folder you can "
-                              "write to with enough free space.") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def bvh_text(names: Sequence[str], parents: Sequence[int], offsets: np.ndarray, rotations_deg: np.ndarray,
              root_positions: np.ndarray, frame_time: float, channel_order: str = "ZYX",
              end_sites: Mapping[int, Sequence[float]] | None = None, precision: int = 6) -> str:
@@ -410,7 +394,7 @@ def write_bvh(names: Sequence[str], parents: Sequence[int], offsets: np.ndarray,
     path = Path(path)
     text = bvh_text(names, parents, offsets, rotations_deg, root_positions, frame_time, channel_order, end_sites,
                     precision)
-    _atomic_write(path, text.encode("utf-8"))
+    write_atomic(path, text.encode("utf-8"), what="BVH file")
     return path
 
 
@@ -474,7 +458,7 @@ def export_bvh(motion: Motion, path: str | os.PathLike[str], *, units: str = "cm
     path = Path(path)
     text = motion_to_bvh_text(motion, units=units, channel_order=channel_order, rest_joints=rest_joints,
                               precision=precision)
-    _atomic_write(path, text.encode("utf-8"))
+    write_atomic(path, text.encode("utf-8"), what="BVH file")
     return path
 
 

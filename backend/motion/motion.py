@@ -8,10 +8,10 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from ..fileio import write_atomic
 from .skeleton import NUM_JOINTS
 
 
@@ -79,17 +79,7 @@ def save_npz(motion: Motion, path: str | os.PathLike[str]) -> None:
     The file is written to a temporary name in the same folder and renamed into place, so a reader never
     sees a half-written file.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(motion.to_npz_bytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, motion.to_npz_bytes(), what="motion file")
 
 
 def load_npz(path: str | os.PathLike[str], *, hand_mean: np.ndarray | None = None) -> Motion:
