@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from backend.engines.expgest import decode as D
+from backend.errors import EngineError
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_short_sequences_smooth_in_default_mode_only():
     out = D.smooth(x, "default")
     assert out.shape == x.shape and not np.allclose(out, x)
     np.testing.assert_array_equal(D.smooth(x[:3], "default"), x[:3])
-    with pytest.raises(ValueError):
+    with pytest.raises(EngineError, match="behaviour 'default'"):
         D.smooth(x, "faithful")
 
 

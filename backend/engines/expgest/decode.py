@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from scipy.signal import savgol_filter
 
-from ...errors import OutputError
+from ...errors import EngineError, OutputError
 from ...motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 
 Behaviour = Literal["default", "faithful"]
@@ -128,6 +128,9 @@ def smooth(x: np.ndarray, behaviour: Behaviour = "default") -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     window = SG_WINDOW
+    if behaviour == "faithful" and len(x) < SG_WINDOW:
+        raise EngineError(f"The faithful ExpGest smoothing needs at least {SG_WINDOW} frames (0.75 s of audio), got "
+                          f"{len(x)}. Use a longer audio range or behaviour 'default'.")
     if behaviour == "default" and len(x) < SG_WINDOW:
         window = len(x) if len(x) % 2 == 1 else len(x) - 1
         if window <= SG_POLYORDER + 2:

@@ -412,6 +412,10 @@ class ExpGestEngine:
     def _hybrid_conditions(self, request: GenerationRequest, plan: stitching.WindowPlan, info: dict[str, Any]
                            ) -> Callable[[int], tuple[dict[str, torch.Tensor], None]]:
         components = self.components
+        if any(e.label != "neutral" for e in request.emotion):
+            # The emotion classifier only fits the audio_only streams (451/690 channels, spec §5.4).
+            log.warning("The %s mode has no emotion control; the emotion setting is ignored.", self.mode)
+            info["notes"] = ["emotion ignored: only the audio_only mode supports emotion guidance"]
         spans = [(a.start_s, a.end_s, a.text) for a in request.text if a.kind in ("phrase", "motion")]
         texts = stitching.assign_by_time(spans, plan)
         info["window_texts"] = ["" if t is None else t for t in texts]
