@@ -283,3 +283,17 @@ def test_geometry_per_mode():
         == stitching.AUDIO_ONLY_GEOMETRY
     assert ExpGestEngine(None, "audio_pharse", "cpu", components=_hybrid_components()).geometry \
         == stitching.HYBRID_GEOMETRY
+
+
+def test_default_translation_puts_the_smplx_pelvis_at_beat_hips():
+    from backend.engines.expgest import decode
+    from backend.motion.skeleton import REST_JOINTS
+
+    for behaviour in ("default", "faithful"):
+        engine = ExpGestEngine(None, "audio_only", device="cpu", behaviour=behaviour,
+                               components=_audio_only_components(False))
+        generated = engine.generate_features(_speech(1.0), _request(), no_progress, CancelToken())
+        hips = decode.decode_beat(generated.features, behaviour).positions[:, 0] * 0.01
+        motion = engine.to_motion(generated)
+        expected = hips - REST_JOINTS[0] if behaviour == "default" else hips   # SMPL-X pelvis = rest + trans
+        np.testing.assert_allclose(motion.trans, expected, atol=1e-5)
