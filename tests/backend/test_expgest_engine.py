@@ -297,3 +297,46 @@ def test_default_translation_puts_the_smplx_pelvis_at_beat_hips():
         motion = engine.to_motion(generated)
         expected = hips - REST_JOINTS[0] if behaviour == "default" else hips   # SMPL-X pelvis = rest + trans
         np.testing.assert_allclose(motion.trans, expected, atol=1e-5)
+
+
+def test_missing_weights_folder_is_a_weights_error(tmp_path):
+    pytest.importorskip("models.layout", reason="needs the encoders branch (models.layout)")
+    from backend.errors import WeightsError
+
+    engine = ExpGestEngine(tmp_path / "nothing-here", "audio_only", device="cpu")
+    with pytest.raises(WeightsError):
+        engine.generate(_speech(1.0), _request(), no_progress, CancelToken())
+
+
+def test_warnings_name_ignored_inputs_and_draft_quality():
+    engine = ExpGestEngine(None, "audio_phrase", device="cpu", components=_hybrid_components())
+    request = _request(mode="audio_phrase", emotion="anger",
+                       text=[{"start_s": 0.0, "end_s": 1.0, "text": "hi", "kind": "transcript"}])
+    engine.generate(_speech(1.0), request, no_progress, CancelToken())
+    assert len(engine.warnings) == 3
+    assert any("emotion" in w for w in engine.warnings) and any("transcript" in w for w in engine.warnings)
+    assert any("Draft quality: 3 of" in w for w in engine.warnings)
+    audio_only = ExpGestEngine(None, "audio_only", device="cpu", components=_audio_only_components(False))
+    audio_only.generate(_speech(1.0), _request(steps=1000, text=[{"start_s": 0.0, "end_s": 1.0, "text": "walk",
+                                                                   "kind": "motion"}]), no_progress, CancelToken())
+    assert len(audio_only.warnings) == 1 and "motion" in audio_only.warnings[0]
+
+
+@pytest.mark.parametrize("mode", ["audio_only", "audio_phrase"])
+def test_end_to_end_from_a_tiny_weights_folder(tmp_path, mode):
+    """The real loaders (layout, checkpoints, WavLM unilm file, ASR/BERT folders or OpenAI CLIP) at tiny sizes."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    tiny_weights = pytest.importorskip("tiny_weights", reason="needs tests/backend/tiny_weights.py (main)")
+    pytest.importorskip("models.layout", reason="needs the encoders branch (models.layout)")
+    folder = tiny_weights.make_weights_folder(tmp_path / "weights", (mode,))
+    engine = ExpGestEngine(folder, mode, device="cpu")
+    text = [] if mode == "audio_only" else [{"start_s": 0.0, "end_s": 2.0, "text": "a person waves",
+                                             "kind": "phrase"}]
+    motion = engine.generate(_speech(2.0), _request(mode=mode, steps=2, text=text, emotion="happiness"),
+                             no_progress, CancelToken())
+    assert motion.poses.shape == (40, 165) and motion.fps == 20.0 and np.isfinite(motion.poses).all()
+    again = ExpGestEngine(folder, mode, device="cpu")
+    assert again.components is engine.components   # loaded once per (folder, mode, device)

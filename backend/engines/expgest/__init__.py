@@ -1,4 +1,8 @@
 """The ExpGest diffusion engine: sampling loop, guidance wrappers, window stitching, decoding and the engine.
 
-Imports torch lazily through its submodules; ``from backend.engines.expgest.engine import ExpGestEngine``.
+Importing this package imports torch (through ``engine``); the pipeline imports it only for the expgest engine.
 """
+
+from .engine import ExpGestEngine
+
+__all__ = ["ExpGestEngine"]

@@ -16,7 +16,6 @@ Everything heavy is loaded once per (weights folder, mode, device) and cached fo
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +35,6 @@ from . import decode, stitching
 from .guidance import ClassifierFreeGuidance, EmotionGuidance
 from .sampler import sample_ddim
 from .streams import AUDIO_ONLY_LAYOUT, HYBRID_LAYOUT, StreamLayout
-
-log = logging.getLogger(__name__)
 
 Mode = Literal["audio_only", "audio_phrase", "audio_text"]
 Behaviour = Literal["default", "faithful"]
@@ -161,10 +158,17 @@ def load_components(models_dir: str | Path, mode: Mode, device: torch.device) ->
             return _CACHE[key]
         from models.encoders.wavlm import load_wavlm
         from models.expgest.checkpoint import load_denoiser
+        from models.expgest.config import AudioOnlyConfig, HybridConfig
         from models.layout import find_weights
 
         layout = find_weights(models_dir, mode)
         denoiser = load_denoiser(layout.denoiser, None, device)
+        config = denoiser.config
+        found = ("audio_only" if isinstance(config, AudioOnlyConfig) else
+                 f"audio_{config.variant}" if isinstance(config, HybridConfig) else type(config).__name__)
+        if found != mode:
+            raise WeightsError(f"{layout.denoiser} is the {found} model, but the {mode} mode was requested. Put the "
+                               f"{mode} model.pt in its own folder (see models/README.md) or choose mode {found}.")
         expected = {"audio_only": 1141, "audio_phrase": 994, "audio_text": 994}[mode]
         mean = _load_statistics(layout.mean, "mean")
         std = _load_statistics(layout.std, "std")
@@ -238,6 +242,7 @@ class ExpGestEngine:
         self.precision = precision
         self.behaviour: Behaviour = behaviour  # type: ignore[assignment]
         self._components = components
+        self.warnings: list[str] = []
 
     @property
     def components(self) -> ExpGestComponents:
@@ -281,6 +286,7 @@ class ExpGestEngine:
         Returns:
             The features (decode with ``to_motion`` or ``decode_bvh``).
         """
+        self.warnings = []
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if audio.size == 0:
             raise EngineError("The audio is empty; choose a range with sound in it.")
@@ -295,6 +301,15 @@ class ExpGestEngine:
         steps_total = plan.n_windows * len(scheduler.timesteps)
         report_every = max(1, len(scheduler.timesteps) // 50)
         info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps)}
+        if request.steps < scheduler.num_train_timesteps:
+            self.warnings.append(f"Draft quality: {request.steps} of the model's 1000 denoising steps (a respaced "
+                                 "schedule); gestures can come out smaller and stiffer than with all 1000 steps.")
+        ignored = {"audio_only": ("phrase", "motion")}.get(self.mode, ("transcript",))
+        unused = sorted({a.kind for a in request.text if a.kind in ignored})
+        if unused:
+            self.warnings.append(f"Text annotations of kind {', '.join(unused)} are not used by the {self.mode} "
+                                 "mode (audio_only reads transcripts; audio_phrase and audio_text read phrase and "
+                                 "motion texts); choose the mode that matches your annotations.")
         conditions = (self._audio_only_conditions(request, plan, window_waves, progress, info)
                       if self.mode == "audio_only" else self._hybrid_conditions(request, plan, info))
 
@@ -414,8 +429,8 @@ class ExpGestEngine:
         components = self.components
         if any(e.label != "neutral" for e in request.emotion):
             # The emotion classifier only fits the audio_only streams (451/690 channels, spec §5.4).
-            log.warning("The %s mode has no emotion control; the emotion setting is ignored.", self.mode)
-            info["notes"] = ["emotion ignored: only the audio_only mode supports emotion guidance"]
+            self.warnings.append(f"The {self.mode} mode has no emotion control, so the emotion setting was ignored; "
+                                 "use the audio_only mode for emotional gestures.")
         spans = [(a.start_s, a.end_s, a.text) for a in request.text if a.kind in ("phrase", "motion")]
         texts = stitching.assign_by_time(spans, plan)
         info["window_texts"] = ["" if t is None else t for t in texts]
