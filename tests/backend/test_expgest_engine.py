@@ -228,6 +228,7 @@ def test_bf16_precision_runs_close_to_fp32():
     a = fp32.generate_features(_speech(1.0), _request(), no_progress, CancelToken()).features
     b = bf16.generate_features(_speech(1.0), _request(), no_progress, CancelToken()).features
     assert np.isfinite(b).all() and b.shape == a.shape and not np.array_equal(a, b)
+    assert any("bf16 on the CPU" in w for w in bf16.warnings) and not any("bf16" in w for w in fp32.warnings)
 
 
 def test_hybrid_windows_are_180_frames_with_text_per_window():
@@ -303,9 +304,8 @@ def test_missing_weights_folder_is_a_weights_error(tmp_path):
     pytest.importorskip("models.layout", reason="needs the encoders branch (models.layout)")
     from backend.errors import WeightsError
 
-    engine = ExpGestEngine(tmp_path / "nothing-here", "audio_only", device="cpu")
     with pytest.raises(WeightsError):
-        engine.generate(_speech(1.0), _request(), no_progress, CancelToken())
+        ExpGestEngine(tmp_path / "nothing-here", "audio_only", device="cpu")
 
 
 def test_warnings_name_ignored_inputs_and_draft_quality():

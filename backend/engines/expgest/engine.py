@@ -214,7 +214,7 @@ class ExpGestEngine:
     """The ExpGest engine (``backend.engines.base.Engine``).
 
     Args:
-        models_dir: weights folder (``models/README.md``); networks load on the first ``generate``.
+        models_dir: weights folder (``models/README.md``); everything loads here (cached per process).
         mode: ``audio_only`` | ``audio_phrase`` (alias ``audio_pharse``) | ``audio_text``.
         device: ``auto`` (CUDA → MPS → CPU) | ``cpu`` | ``cuda`` | ``mps``.
         precision: ``fp32`` | ``bf16`` (autocast around the denoiser; sampling arithmetic stays float32).
@@ -241,15 +241,15 @@ class ExpGestEngine:
         self.device = resolve_device(device)
         self.precision = precision
         self.behaviour: Behaviour = behaviour  # type: ignore[assignment]
-        self._components = components
         self.warnings: list[str] = []
+        if components is None:
+            assert models_dir is not None
+            components = load_components(models_dir, self.mode, self.device)
+        self._components = components
 
     @property
     def components(self) -> ExpGestComponents:
-        """The loaded networks (loaded on first use, then cached)."""
-        if self._components is None:
-            assert self.models_dir is not None
-            self._components = load_components(self.models_dir, self.mode, self.device)
+        """The loaded networks and encoders."""
         return self._components
 
     @property
@@ -301,6 +301,9 @@ class ExpGestEngine:
         steps_total = plan.n_windows * len(scheduler.timesteps)
         report_every = max(1, len(scheduler.timesteps) // 50)
         info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps)}
+        if self.precision == "bf16" and self.device.type == "cpu":
+            self.warnings.append("bf16 on the CPU runs through slow emulated kernels (measured 7 to 30 times slower "
+                                 "than fp32 here); use fp32 on the CPU and bf16 on a GPU.")
         if request.steps < scheduler.num_train_timesteps:
             self.warnings.append(f"Draft quality: {request.steps} of the model's 1000 denoising steps (a respaced "
                                  "schedule); gestures can come out smaller and stiffer than with all 1000 steps.")
