@@ -245,9 +245,9 @@ def sample_windows(sample_fn: Callable[[int, np.ndarray | None], np.ndarray], pl
         align: the alignment pass (None: no alignment).
 
     Returns:
-        (n_frames, C) float32 normalised motion, frame k at audio time k / 20 s. In ``faithful`` mode the
-        stitched frames are W·stride − 8 and the tail is padded later by ``fit_length`` (see there); here the
-        unpadded stitched sequence is returned, so callers must call ``fit_length``.
+        float32 normalised motion, frame k at audio time k / 20 s: (W·stride, C) in ``default`` (the last window
+        keeps its final frames), (W·stride − 8, C) in ``faithful``. Cut or pad it to the wanted length with
+        ``fit_length`` (after de-normalising, as the reference does).
     """
     geometry = plan.geometry
     n_seed = geometry.n_seed
