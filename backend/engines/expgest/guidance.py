@@ -1,0 +1,130 @@
+"""Guidance as wrappers around a denoiser (each wrapper is itself a ``StreamDenoiser``).
+
+* ``ClassifierFreeGuidance`` turns an ExpGest network (``forward(x_body, x_hand, timesteps, y, uncond)``) into a
+  two-stream x̂₀ predictor: x̂₀ = x̂₀(∅) + s · (x̂₀(c) − x̂₀(∅)) (Ho & Salimans 2022, applied to x̂₀ as ExpGest does),
+  the conditional and unconditional branches evaluated as one batch of 2.
+* ``EmotionGuidance`` adds the noise-aware emotion classifier's gradient to any x̂₀ predictor through the
+  scheduler's score correction (``DDIMCosineScheduler.guide_x0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+from ...sampling import DDIMCosineScheduler
+from .sampler import StreamDenoiser, Streams
+
+# The emotion classifier's gradient scale in ExpGest (hard-wired there); the user's strength multiplies it.
+EMOTION_GUIDANCE_SCALE = 3.0
+# Stream names as the emotion classifier calls them, in the order the reference evaluates them.
+STREAM_PARTS = ("body", "hand")
+
+
+class ExpGestNetwork(Protocol):
+    """The ExpGest denoisers of ``models/expgest`` (audio_only and both hybrids)."""
+
+    def __call__(self, x_body: torch.Tensor, x_hand: torch.Tensor, timesteps: torch.Tensor,
+                 y: dict[str, torch.Tensor], uncond: bool | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class EmotionClassifierLike(Protocol):
+    """``models.expgest`` ``EmotionClassifier``: 3·∇ log p(target | x_t) per stream."""
+
+    def guidance_gradient(self, x: torch.Tensor, part: str, target: torch.Tensor, scale: float = 3.0,
+                          eps: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def _repeat_batch(y: dict[str, torch.Tensor], copies: int) -> dict[str, torch.Tensor]:
+    return {key: torch.cat([value] * copies, dim=0) for key, value in y.items()}
+
+
+class ClassifierFreeGuidance:
+    """x̂₀ = u + s · (c − u) with c, u the network's conditional and unconditional x̂₀.
+
+    The unconditional branch is the network's own ``uncond=True`` path (ExpGest zeroes the style/speaker
+    embedding, the seed input and, in hybrids, the CLIP feature; audio and semantics are kept). Both branches run
+    as one batch of 2 (rows: cond, uncond); the network has no cross-batch operations, so this equals two calls.
+
+    Args:
+        network: an ExpGest denoiser.
+        y: conditions for one sample (every tensor has batch 1).
+        scale: s; 1 skips the unconditional call, 0 skips the conditional one.
+        batched: False evaluates cond and uncond as two batch-1 calls (exactly the reference's call pattern).
+    """
+
+    def __init__(self, network: ExpGestNetwork, y: dict[str, torch.Tensor], scale: float = 3.0,
+                 batched: bool = True) -> None:
+        self.network = network
+        self.y = y
+        self.scale = float(scale)
+        self.batched = batched
+        self._y2 = _repeat_batch(y, 2)
+
+    def _branch(self, x_t: Streams, timestep: int, uncond: bool) -> Streams:
+        timesteps = torch.full((x_t[0].shape[0],), timestep, dtype=torch.int64, device=x_t[0].device)
+        return tuple(self.network(x_t[0], x_t[1], timesteps, self.y, uncond))
+
+    def __call__(self, x_t: Streams, timestep: int) -> Streams:
+        """Guided x̂₀ for both streams (float32, shapes of ``x_t``)."""
+        if self.scale == 1.0:
+            return self._branch(x_t, timestep, False)
+        if self.scale == 0.0:
+            return self._branch(x_t, timestep, True)
+        if self.batched:
+            x2 = [torch.cat([x, x], dim=0) for x in x_t]
+            batch = x_t[0].shape[0]
+            timesteps = torch.full((2 * batch,), timestep, dtype=torch.int64, device=x2[0].device)
+            uncond = torch.tensor([False] * batch + [True] * batch, device=x2[0].device)
+            outputs = self.network(x2[0], x2[1], timesteps, self._y2, uncond)
+            cond = tuple(out[:batch] for out in outputs)
+            uncond_out = tuple(out[batch:] for out in outputs)
+        else:
+            cond = self._branch(x_t, timestep, False)
+            uncond_out = self._branch(x_t, timestep, True)
+        # s is a 1-element float32 tensor, as in the reference, so the combination is float32 throughout.
+        scale = torch.tensor([self.scale], dtype=torch.float32, device=x_t[0].device)
+        return tuple(u + scale * (c - u) for c, u in zip(cond, uncond_out, strict=True))
+
+
+class EmotionGuidance:
+    """Emotion-classifier guidance on top of any two-stream x̂₀ predictor.
+
+    Per step, for the body then the hand stream: g = 3·strength · ∇_{x_t} log softmax(classifier(x_t))[target]
+    (the gradient at the *noisy* x_t; the classifier is noise-aware), then x̂₀ ← ``scheduler.guide_x0``.
+
+    Args:
+        denoiser: the (CFG-wrapped) x̂₀ predictor.
+        classifier: the emotion classifier (``guidance_gradient``).
+        scheduler: the scheduler whose tables define the correction.
+        target: [B] int64 emotion index (BEAT order).
+        strength: user strength; 0 turns guidance off (the wrapper then returns the plain prediction).
+        eps_provider: ``(timestep, part) -> Tensor | None``: the classifier's VAE reparameterisation noise for
+            that call (None: the classifier draws it). Makes runs reproducible and fixtures replayable.
+    """
+
+    def __init__(self, denoiser: StreamDenoiser, classifier: EmotionClassifierLike, scheduler: DDIMCosineScheduler,
+                 target: torch.Tensor, strength: float = 1.0,
+                 eps_provider: Callable[[int, str], torch.Tensor | None] | None = None) -> None:
+        self.denoiser = denoiser
+        self.classifier = classifier
+        self.scheduler = scheduler
+        self.target = target
+        self.strength = float(strength)
+        self.eps_provider = eps_provider
+
+    def __call__(self, x_t: Streams, timestep: int) -> Streams:
+        """Guided x̂₀ for both streams."""
+        pred_x0 = self.denoiser(x_t, timestep)
+        if self.strength == 0.0:
+            return pred_x0
+        guided = []
+        for part, x0, x in zip(STREAM_PARTS, pred_x0, x_t, strict=True):
+            eps = self.eps_provider(timestep, part) if self.eps_provider is not None else None
+            with torch.enable_grad():
+                grad = self.classifier.guidance_gradient(x.detach(), part, self.target,
+                                                         scale=EMOTION_GUIDANCE_SCALE * self.strength, eps=eps)
+            guided.append(self.scheduler.guide_x0(x0, timestep, x, grad.detach()))
+        return tuple(guided)
