@@ -43,4 +43,7 @@ if [ ! -f "$VENVS/backend/.deps" ] || [ "$(cat "$VENVS/backend/.deps")" != "$BAC
     echo "$BACKEND_STAMP" > "$VENVS/backend/.deps"
 fi
 make_venv blender "v1 bpy==5.0.1" bpy==5.0.1 pytest pytest-timeout
-log "ready: $VENVS/backend (backend) and $VENVS/blender (bpy)"
+# A second Blender for the test matrix (4.5 LTS: legacy Action API proxies, renamed Sequencer types).
+# bpy 4.2.x from PyPI is built without Audaspace (no sound strips), so 4.2 is covered by the code paths only.
+make_venv blender45 "v1 bpy==4.5.15" bpy==4.5.15 pytest pytest-timeout
+log "ready: $VENVS/backend (backend), $VENVS/blender (bpy 5.0.1), $VENVS/blender45 (bpy 4.5.15)"
