@@ -102,13 +102,12 @@ def sound_strips(scene: bpy.types.Scene) -> list[SoundStripInfo]:
     for strip in _all_strips(scene):
         if strip.type != "SOUND":
             continue
-        clip = timing.clip_range(strip.frame_start, strip.frame_final_start, strip.frame_final_end, fps,
-                                 float(getattr(strip, "sound_offset", 0.0)))
         # Blender rounds a sound's length up to whole frames, so an untrimmed end lies up to a frame past
-        # the end of the file: ask for "to the end" then, and fit the result to the strip's frames.
-        to_file_end = strip.frame_final_end >= strip.frame_start + strip.frame_duration - 1e-6
+        # the end of the file: the clip then asks for "to the end", and the result is fitted to its frames.
+        clip = timing.clip_range(strip.frame_start, strip.frame_final_start, strip.frame_final_end, fps,
+                                 float(getattr(strip, "sound_offset", 0.0)), sound_frames=strip.frame_duration)
         out.append(SoundStripInfo(name=strip.name, channel=strip.channel, muted=_muted(scene, strip), clip=clip,
-                                  to_file_end=to_file_end))
+                                  to_file_end=clip.to_file_end))
     return sorted(out, key=lambda s: (s.clip.frame_start, s.channel, s.name))
 
 
@@ -230,6 +229,9 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     settings = Settings.from_object(obj)
     seq_scene = sequencer_scene(context)
     strip = choose_sound_strip(seq_scene, settings, obj.name)
+    if strip.clip.frames <= 0:
+        raise SceneError(f"'{obj.name}': its sound strip '{strip.name}' plays no sound (its Sound Offset or trims "
+                         "leave nothing of the file); change them or pick another strip.")
     audio_path, temp_files = resolve_audio_file(seq_scene, strip.name, work_dir)
     notes = annotations(seq_scene, strip.clip, settings.text_channel, settings.annotation_kind)
     fps = scene_fps(context.scene)

@@ -13,19 +13,21 @@ ANNOTATION_KINDS: tuple[str, ...] = ("motion", "phrase", "transcript")
 
 @dataclass(frozen=True)
 class ClipRange:
-    """The part of a sound strip that plays.
+    """The part of a sound strip where its sound plays.
 
     Attributes:
-        frame_start: first scene frame that plays (``frame_final_start``).
-        frame_end: the frame after the last one that plays (``frame_final_end``).
+        frame_start: first scene frame where the sound plays.
+        frame_end: the frame after the last one where it plays.
         source_start_s: seconds into the sound file at ``frame_start``.
         source_end_s: seconds into the sound file at ``frame_end``.
+        to_file_end: the clip plays the file to its end (its end frame is the sound's, rounded up).
     """
 
     frame_start: int
     frame_end: int
     source_start_s: float
     source_end_s: float
+    to_file_end: bool = False
 
     @property
     def frames(self) -> int:
@@ -34,13 +36,15 @@ class ClipRange:
 
 
 def clip_range(frame_start: float, frame_final_start: float, frame_final_end: float, fps: float,
-               sound_offset_s: float = 0.0) -> ClipRange:
-    """Which seconds of the sound file a sound strip plays.
+               sound_offset_s: float = 0.0, sound_frames: float | None = None) -> ClipRange:
+    """Which seconds of the sound file a sound strip plays, and at which scene frames.
 
     A strip's content starts at ``frame_start`` (which may lie before the visible part when the strip is
-    trimmed on the left); ``frame_final_start`` / ``frame_final_end`` bound what plays. Blender 4.x adds
-    ``sound_offset`` (seconds skipped at the start of the file). So the file time at scene frame ``f`` is
-    ``(f - frame_start) / fps + sound_offset``.
+    trimmed on the left); ``frame_final_start`` / ``frame_final_end`` bound what is visible. Blender 4.x
+    adds ``sound_offset``, which *delays* the sound inside the strip (measured on 4.5 and 5.0 with a
+    mixdown: an offset of +0.4 s starts the file 0.4 s after the strip's start, -0.4 s skips its first
+    0.4 s). So the file time at scene frame ``f`` is ``(f - frame_start) / fps - sound_offset``, and the
+    sound plays only where that lies inside the file (``sound_frames``, the strip's ``frame_duration``).
 
     Args:
         frame_start: the strip's ``frame_start`` (frames, may be fractional in 5.0).
@@ -48,17 +52,26 @@ def clip_range(frame_start: float, frame_final_start: float, frame_final_end: fl
         frame_final_end: ``frame_final_end`` (frames, exclusive).
         fps: scene frame rate, ``render.fps / render.fps_base``.
         sound_offset_s: ``strip.sound_offset`` (seconds; 0 where the property does not exist).
+        sound_frames: the sound's length in scene frames (``frame_duration``); None: not clipped to it.
 
     Returns:
-        The clip range; frames rounded to whole frames.
+        The clip range; frames rounded to whole frames. It is empty (``frames <= 0``) when the sound does
+        not play in the visible part of the strip.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    first = int(round(frame_final_start))
+    sound_first = frame_start + sound_offset_s * fps  # scene frame where the file's first sample plays
+    first = int(round(max(frame_final_start, sound_first)))
     last = int(round(frame_final_end))
-    start_s = (frame_final_start - frame_start) / fps + sound_offset_s
-    end_s = start_s + (frame_final_end - frame_final_start) / fps
-    return ClipRange(frame_start=first, frame_end=last, source_start_s=max(0.0, start_s), source_end_s=end_s)
+    to_file_end = False
+    if sound_frames is not None:
+        sound_last = sound_first + sound_frames
+        to_file_end = frame_final_end >= sound_last - 1e-6
+        last = min(last, int(round(sound_last)))
+    start_s = max(0.0, (first - frame_start) / fps - sound_offset_s)
+    end_s = start_s + max(0, last - first) / fps
+    return ClipRange(frame_start=first, frame_end=max(first, last), source_start_s=start_s, source_end_s=end_s,
+                     to_file_end=to_file_end)
 
 
 def annotation_span(text_start: float, text_end: float, clip: ClipRange, fps: float) -> tuple[float, float] | None:

@@ -418,3 +418,42 @@ def test_the_zip_bundles_backend_and_models_without_caches_or_weights(addon_zip)
     assert any(n.startswith("models/") for n in names)
     assert "rig.py" in names and "retarget.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pt", ".safetensors", ".npz"))]
+
+
+def _loud_span_s(path) -> tuple[float, float, float]:
+    """(first, last loud sample, length) of a 16-bit WAV file, in seconds."""
+    import wave
+
+    with wave.open(str(path)) as handle:
+        rate, channels = handle.getframerate(), handle.getnchannels()
+        samples = np.frombuffer(handle.readframes(handle.getnframes()), np.int16).reshape(-1, channels)[:, 0]
+    loud = np.nonzero(np.abs(samples.astype(np.int32)) > 0.05 * np.abs(samples).max())[0]
+    return loud[0] / rate, loud[-1] / rate, len(samples) / rate
+
+
+@pytest.mark.parametrize("offset", [0.4, -0.4])
+def test_sound_offset_puts_the_take_where_blender_plays_the_voice(clean_scene, short_speech, tmp_path, ops, offset):
+    scene_module = importlib.import_module(MODULE + ".scene")
+    obj = add_character()
+    sound = add_sound(clean_scene, short_speech, frame_start=1)
+    if not hasattr(sound, "sound_offset"):
+        pytest.skip("no Sound Offset before Blender 4.x")
+    sound.sound_offset = offset
+    # Where Blender really plays the file: a mixdown of the scene, compared with the file itself.
+    clean_scene.frame_start, clean_scene.frame_end = 1, sound.frame_final_end + 30
+    mix = tmp_path / "mix.wav"
+    assert bpy.ops.sound.mixdown(filepath=str(mix), container="WAV", codec="PCM", format="S16",
+                                 mixrate=48000) == {"FINISHED"}
+    file_first, file_last, file_length = _loud_span_s(short_speech)
+    mix_first, mix_last, _length = _loud_span_s(mix)
+    # Scene seconds (from the strip's start) of the file's time 0: from the voice's onset when the sound is
+    # delayed (its start plays), from its end when the file's start is skipped (its end plays).
+    delay = mix_first - file_first if offset > 0 else mix_last - file_last
+    assert abs(abs(delay) - 0.4) < 0.01
+    job, _plan = scene_module.plan_generation(bpy.context, obj, models="", device="cpu",
+                                              work_dir=scene_module.new_work_dir())
+    assert job.request["audio"]["start_s"] == pytest.approx(max(0.0, -delay), abs=0.01)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    strip = _nla_strip(obj)
+    assert strip.frame_start == pytest.approx(1 + max(0.0, delay) * 30, abs=1)
+    assert strip.frame_end == pytest.approx(min(sound.frame_final_end, 1 + (delay + file_length) * 30), abs=1)

@@ -15,10 +15,25 @@ def test_trimmed_strip_plays_exact_seconds_of_the_file():
 
 def test_sound_offset_and_fractional_fps():
     fps = 30000 / 1001
+    # A negative Sound Offset skips the file's first seconds; the sound then ends before an untrimmed strip.
     clip = timing.clip_range(frame_start=5.0, frame_final_start=5.0, frame_final_end=65.0, fps=fps,
-                             sound_offset_s=1.25)
-    assert clip.source_start_s == pytest.approx(1.25)
-    assert clip.source_end_s == pytest.approx(1.25 + 60 / fps)
+                             sound_offset_s=-0.5, sound_frames=60)
+    assert clip.source_start_s == pytest.approx(0.5)
+    assert clip.frame_start == 5 and clip.frame_end == 5 + 60 - round(0.5 * fps) and clip.to_file_end
+    assert clip.source_end_s == pytest.approx(0.5 + clip.frames / fps)
+
+
+def test_a_positive_sound_offset_delays_the_sound_inside_the_strip():
+    clip = timing.clip_range(frame_start=1, frame_final_start=1, frame_final_end=78, fps=30.0, sound_offset_s=0.4,
+                             sound_frames=77)
+    assert (clip.frame_start, clip.frame_end) == (13, 78) and not clip.to_file_end
+    assert clip.source_start_s == 0.0 and clip.source_end_s == pytest.approx(65 / 30)
+    trimmed = timing.clip_range(frame_start=1, frame_final_start=31, frame_final_end=78, fps=30.0,
+                                sound_offset_s=0.4, sound_frames=77)
+    assert trimmed.frame_start == 31 and trimmed.source_start_s == pytest.approx(18 / 30)
+    silent = timing.clip_range(frame_start=1, frame_final_start=1, frame_final_end=10, fps=30.0, sound_offset_s=0.4,
+                               sound_frames=77)
+    assert silent.frames == 0
 
 
 def test_annotation_spans_are_clipped_to_the_clip():
