@@ -14,6 +14,29 @@ def _character(context: bpy.types.Context) -> bpy.types.Object | None:
         return None
 
 
+def _chars_that_fit(region_px: int, ui_scale: float) -> int:
+    """About how many characters of UI text fit beside an icon in a region ``region_px`` pixels wide."""
+    if region_px <= 0:
+        return 60
+    return max(24, int((region_px - 50 * ui_scale) / (6.5 * ui_scale)))
+
+
+def report_lines(text: str, width: int) -> list[str]:
+    """A report as label lines: its own line breaks kept, long lines wrapped at ``width`` characters.
+
+    Blender labels draw one line and cut long text in the middle, so a backend message with a list of
+    missing files (several lines) would lose exactly the part that says what to do.
+    """
+    import textwrap
+
+    lines = []
+    for raw in text.splitlines() or [""]:
+        indent = len(raw) - len(raw.lstrip(" "))
+        lines += textwrap.wrap(raw.strip(), max(8, width - indent), initial_indent=" " * indent,
+                               subsequent_indent=" " * (indent + 2), break_on_hyphens=False) or [""]
+    return [line for line in lines if line.strip()] or [""]
+
+
 class EXPGEST_PT_gestures(bpy.types.Panel):
     """Generate co-speech gestures for SMPL-X characters"""
 
@@ -97,10 +120,13 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
                 row = box.row(align=True)
                 row.operator("expgest.check_backend", icon="FILE_REFRESH")
                 row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
-            for part in report.split(" | "):
-                failed = part.startswith("Failed") or (context.scene.expgest.last_report_is_error
-                                                       and len(report.split(" | ")) == 1)
-                box.label(text=part, icon="ERROR" if failed else "INFO")
+            region = getattr(context, "region", None)
+            width = _chars_that_fit(region.width if region is not None else 0, context.preferences.view.ui_scale)
+            parts = report.split(" | ")
+            for part in parts:
+                failed = part.startswith("Failed") or (context.scene.expgest.last_report_is_error and len(parts) == 1)
+                for index, line in enumerate(report_lines(part, width)):
+                    box.label(text=line, icon=("ERROR" if failed else "INFO") if index == 0 else "BLANK1")
 
 
 CLASSES = (EXPGEST_PT_gestures,)

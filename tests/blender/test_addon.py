@@ -457,3 +457,23 @@ def test_sound_offset_puts_the_take_where_blender_plays_the_voice(clean_scene, s
     strip = _nla_strip(obj)
     assert strip.frame_start == pytest.approx(1 + max(0.0, delay) * 30, abs=1)
     assert strip.frame_end == pytest.approx(min(sound.frame_final_end, 1 + (delay + file_length) * 30), abs=1)
+
+
+def test_a_weights_folder_without_the_files_is_reported_in_full_and_nothing_changes(clean_scene, short_speech,
+                                                                                   monkeypatch, tmp_path, addon):
+    ui = importlib.import_module(MODULE + ".ui")
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    obj.expgest.engine = "expgest"
+    monkeypatch.setenv("EXPGEST_MODELS", str(tmp_path))  # exists, but holds none of the weights
+    before = scene_state(clean_scene)
+    with pytest.raises(RuntimeError, match="missing"):
+        bpy.ops.expgest.generate()
+    assert scene_state(clean_scene) == before
+    report = clean_scene.expgest.last_report
+    assert clean_scene.expgest.last_report_is_error and "\n" in report  # the backend lists every missing file
+    # The panel draws one label per line: every line fits the sidebar and no word of the message is lost.
+    lines = [line for part in report.split(" | ") for line in ui.report_lines(part, 40)]
+    assert all(len(line) <= 40 for line in lines)
+    assert "".join("".join(lines).split()) == "".join(report.replace(" | ", "").split())
+    assert any("models check" in line for line in lines)
