@@ -85,8 +85,19 @@ def _smplx_armatures(context: bpy.types.Context) -> list[bpy.types.Object]:
     return sorted(out, key=lambda o: o.name)
 
 
+def _armature_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
+    """``obj`` if it is an armature, else the armature that deforms it (a character's body mesh), or None."""
+    if obj is None or obj.type == "ARMATURE":
+        return obj
+    for modifier in getattr(obj, "modifiers", ()):
+        if modifier.type == "ARMATURE" and modifier.object is not None:
+            return modifier.object
+    return obj.parent if obj.parent is not None and obj.parent.type == "ARMATURE" else None
+
+
 def pick_character(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
-    """The character to animate: ``name``, else the panel's choice, the active armature, the only armature.
+    """The character to animate: ``name``, else the panel's choice, the active armature (or the armature of
+    the active body mesh), the only armature.
 
     Raises:
         scene.SceneError: when none (or several, ambiguously) qualify.
@@ -99,8 +110,8 @@ def pick_character(context: bpy.types.Context, name: str = "") -> bpy.types.Obje
     chosen = context.scene.expgest.character
     if chosen is not None and chosen.name in context.scene.objects:
         return chosen
-    active = context.active_object
-    if active is not None and active.type == "ARMATURE":
+    active = _armature_of(context.active_object)
+    if active is not None:
         return active
     armatures = [o for o in context.scene.objects if o.type == "ARMATURE"]
     if len(armatures) == 1:
@@ -144,6 +155,8 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) ->
     plans: dict[str, scene.CharacterPlan] = {}
     failures: list[tuple[str, str]] = []
     for obj in characters:
+        if obj.mode == "EDIT":  # bone edits not yet left Edit Mode: the rest pose the keys are solved for
+            obj.update_from_editmode()
         try:
             keyframes.read_armature_rest(obj)
             job, plan = scene.plan_generation(context, obj, models=settings.models, device=settings.device,
@@ -172,6 +185,8 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
 
     plan = active.plans[outcome.plan.key]
     obj = context.scene.objects[plan.object_name]
+    if obj.mode == "EDIT":  # the user entered Edit Mode during the run
+        obj.update_from_editmode()
     motion = load_npz(outcome.result["output"])
     if abs(motion.fps - plan.fps) > 1e-6:
         raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")

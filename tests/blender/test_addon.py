@@ -477,3 +477,42 @@ def test_a_weights_folder_without_the_files_is_reported_in_full_and_nothing_chan
     assert all(len(line) <= 40 for line in lines)
     assert "".join("".join(lines).split()) == "".join(report.replace(" | ", "").split())
     assert any("models check" in line for line in lines)
+
+
+def _pose_after_generating(scene, short_speech, *, leave_edit_mode_first: bool):
+    """World joint positions at frame 30 of a take made after moving the right elbow in Edit Mode."""
+    skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    obj = add_character()
+    add_sound(scene, short_speech)
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    obj.data.edit_bones["right_elbow"].head.z += 0.1
+    obj.data.edit_bones["right_shoulder"].tail.z += 0.1
+    if leave_edit_mode_first:
+        bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, scene.expgest.last_report
+    bpy.ops.object.mode_set(mode="OBJECT")
+    scene.frame_set(30)
+    return _world_heads(obj, skeleton.JOINT_NAMES)
+
+
+def test_generate_in_edit_mode_solves_for_the_edited_rest_pose(clean_scene, short_speech):
+    expected = _pose_after_generating(clean_scene, short_speech, leave_edit_mode_first=True)
+    got = _pose_after_generating(clean_scene, short_speech, leave_edit_mode_first=False)
+    assert np.abs(got - expected).max() < 1e-5
+
+
+def test_the_selected_body_mesh_picks_its_character(clean_scene, short_speech):
+    add_character("A")
+    b = add_character("B")
+    add_sound(clean_scene, short_speech)
+    clean_scene.expgest.character = None
+    body = bpy.data.objects.new("B_body", bpy.data.meshes.new("B_body"))
+    clean_scene.collection.objects.link(body)
+    body.modifiers.new("Armature", "ARMATURE").object = b
+    bpy.context.view_layer.objects.active = body
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    assert b.animation_data and not bpy.data.objects["A"].animation_data
