@@ -155,6 +155,11 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) ->
     plans: dict[str, scene.CharacterPlan] = {}
     failures: list[tuple[str, str]] = []
     for obj in characters:
+        if obj.library is not None:  # a take on linked data shows now and is gone after saving
+            failures.append((obj.name, f"'{obj.name}' is linked from '{obj.library.filepath}', and Blender does "
+                                       "not save animation added to linked objects; make it editable with Object > "
+                                       "Library Override > Make, then generate again."))
+            continue
         if obj.mode == "EDIT":  # bone edits not yet left Edit Mode: the rest pose the keys are solved for
             obj.update_from_editmode()
         try:

@@ -516,3 +516,41 @@ def test_the_selected_body_mesh_picks_its_character(clean_scene, short_speech):
     bpy.context.view_layer.objects.active = body
     assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
     assert b.animation_data and not bpy.data.objects["A"].animation_data
+
+
+def _link_character(scene, library_path, *, override: bool):
+    with bpy.data.libraries.load(str(library_path), link=True) as (_source, linked):
+        linked.collections = ["Cast"]
+    (collection,) = linked.collections
+    if override:
+        return collection.override_hierarchy_create(scene, bpy.context.view_layer).objects["Linked"]
+    scene.collection.children.link(collection)
+    return collection.objects["Linked"]
+
+
+@pytest.mark.parametrize("override", [False, True])
+def test_a_linked_character_is_refused_and_a_library_override_keeps_its_take(clean_scene, short_speech, tmp_path,
+                                                                              override):
+    cast = bpy.data.collections.new("Cast")
+    clean_scene.collection.children.link(cast)
+    obj = add_character("Linked")
+    for collection in obj.users_collection:
+        collection.objects.unlink(obj)
+    cast.objects.link(obj)
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "library.blend"))
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    obj = _link_character(scene, tmp_path / "library.blend", override=override)
+    add_sound(scene, short_speech)
+    if not override:
+        before = scene_state(scene)
+        with pytest.raises(RuntimeError, match="Library Override"):
+            bpy.ops.expgest.generate()
+        assert scene_state(scene) == before
+        return
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, scene.expgest.last_report
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "shot.blend"))
+    reloaded = bpy.context.scene.objects["Linked"]
+    assert [t.name for t in reloaded.animation_data.nla_tracks] == ["Linked \u00b7 speech \u00b7 take 1"]
