@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .engines.base import CancelToken
-from .errors import CANCELLED, INTERNAL_ERROR, INVALID_REQUEST, ExpGestError
+from .errors import CANCELLED, INTERNAL_ERROR, INVALID_REQUEST, EngineError, ExpGestError
 from .handlers import RequestContext, ServerState, get_handler
 from .protocol import (
     MAX_MESSAGE_BYTES,
@@ -338,6 +338,12 @@ def _error_for(request_id: RequestId, method: str, error: Exception) -> Response
         return error_response(request_id, error.code, error.message, dict(error.data))
     if isinstance(error, ProtocolError):
         return error_response(request_id, error.code, error.message, error.data)
+    if isinstance(error, ModuleNotFoundError) and error.name:  # an interpreter without the backend's requirements
+        missing = EngineError(f"The backend's Python ({sys.executable}) lacks the package '{error.name}'. Install "
+                              "the backend's requirements into it (numpy, scipy, soundfile; torch and transformers "
+                              "for the expgest engine), or choose another interpreter.")
+        log.info("%s %r failed: %s", method, request_id, missing.message)
+        return error_response(request_id, missing.code, missing.message, {"module": error.name})
     log.error("%s %r raised %s", method, request_id, "".join(traceback.format_exception(error)).rstrip())
     return error_response(request_id, INTERNAL_ERROR,
                           f"Internal error in {method}: {type(error).__name__}: {error}. This is a bug in the "

@@ -80,26 +80,45 @@ def backend_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def check_interpreter(python: str, timeout: float = 20.0) -> str | None:
-    """Whether ``python`` can run the bundled backend; None if it can, else a sentence saying what to fix.
+_CHECK_SCRIPT = (
+    "import importlib.util as u\n"
+    "import backend.server, backend.pipeline, backend.audio, backend.engines.procedural\n"
+    "print('torch-ok' if u.find_spec('torch') and u.find_spec('transformers') else 'no-torch')\n"
+)
 
-    Runs ``python -c "import backend, numpy"`` from the bundle (a fraction of a second).
+
+def probe_interpreter(python: str, timeout: float = 20.0) -> tuple[str | None, bool]:
+    """Whether ``python`` can run the bundled backend, and whether it has the expgest engine's requirements.
+
+    Imports what a generation with the procedural engine imports (the server, pipeline, audio and engine
+    modules: numpy, scipy, soundfile) from the bundle, in about a second.
+
+    Returns:
+        (None if it can run the backend, else a sentence saying what to fix; True if torch and
+        transformers are installed too).
     """
     if not python:
         return ("No backend Python is set. Choose the Python interpreter of the backend's environment in the "
-                "add-on preferences, or set EXPGEST_BACKEND_PYTHON.")
+                "add-on preferences, or set EXPGEST_BACKEND_PYTHON."), False
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
-        return f"The backend Python '{python}' does not exist or is not executable; choose another in the preferences."
+        return (f"The backend Python '{python}' does not exist or is not executable; choose another in the "
+                "preferences."), False
     try:
-        result = subprocess.run([python, "-c", "import backend, numpy"], cwd=bundle_root(),
-                                env=backend_environment(), capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([python, "-c", _CHECK_SCRIPT], cwd=bundle_root(), env=backend_environment(),
+                                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as error:
-        return f"The backend Python '{python}' could not be started ({error}); choose another in the preferences."
+        return (f"The backend Python '{python}' could not be started ({error}); choose another in the "
+                "preferences."), False
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
         return (f"The backend Python '{python}' cannot run the backend ({last}). Install the backend's "
-                f"requirements into it, or choose another interpreter in the preferences.")
-    return None
+                f"requirements into it, or choose another interpreter in the preferences."), False
+    return None, "torch-ok" in result.stdout
+
+
+def check_interpreter(python: str, timeout: float = 20.0) -> str | None:
+    """``probe_interpreter``'s first half: None if ``python`` can run the backend, else what to fix."""
+    return probe_interpreter(python, timeout)[0]
 
 
 # ---------------------------------------------------------------------------------------------------

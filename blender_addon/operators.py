@@ -469,8 +469,10 @@ class EXPGEST_OT_check_backend(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         python = preferences.resolve(context).python
-        problem = jobs.check_interpreter(python)
-        context.scene.expgest.last_report = problem or f"The backend Python works: {python}"
+        problem, has_torch = jobs.probe_interpreter(python)
+        works = f"The backend Python works: {python}" + (
+            "" if has_torch else " (procedural engine only: the ExpGest engine also needs torch and transformers)")
+        context.scene.expgest.last_report = problem or works
         context.scene.expgest.last_report_is_error = problem is not None
         self.report({"ERROR"} if problem else {"INFO"}, context.scene.expgest.last_report)
         return {"CANCELLED"} if problem else {"FINISHED"}

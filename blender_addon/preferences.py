@@ -84,15 +84,30 @@ def resolve(context: bpy.types.Context) -> Resolved:
     stored_python = bpy.path.abspath(prefs.backend_python) if prefs and prefs.backend_python else ""
     env_models = os.environ.get(ENV_MODELS, "")
     stored_models = bpy.path.abspath(prefs.models_dir) if prefs and prefs.models_dir else ""
-    return Resolved(python=env_python or stored_python, python_from_env=bool(env_python),
+    return Resolved(python=interpreter_in(env_python or stored_python), python_from_env=bool(env_python),
                     models=env_models or stored_models, device=prefs.device if prefs else "auto",
                     smplx_dir=bpy.path.abspath(prefs.smplx_dir) if prefs and prefs.smplx_dir else "")
+
+
+def interpreter_in(path: str) -> str:
+    """``path``, or the Python interpreter inside it when it is an environment's folder (or its ``bin``)."""
+    if not path or not os.path.isdir(path):
+        return path
+    for name in ("bin/python3", "bin/python", "Scripts/python.exe", "python3", "python", "python.exe"):
+        candidate = os.path.join(path, name)
+        if os.path.isfile(candidate):
+            return candidate
+    return path
 
 
 def quick_python_problem(python: str) -> str | None:
     """A cheap check (no subprocess) that the interpreter is set and exists; the sentence to show, or None."""
     if not python:
         return "Set the backend's Python interpreter in the add-on preferences."
+    if os.path.isdir(python):
+        return f"Backend Python: '{python}' is a folder without a Python interpreter (bin/python) in it"
     if not os.path.isfile(python):
         return f"Backend Python not found: {python}"
+    if not os.access(python, os.X_OK):
+        return f"Backend Python is not executable: {python}"
     return None

@@ -554,3 +554,48 @@ def test_a_linked_character_is_refused_and_a_library_override_keeps_its_take(cle
     bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "shot.blend"))
     reloaded = bpy.context.scene.objects["Linked"]
     assert [t.name for t in reloaded.animation_data.nla_tracks] == ["Linked \u00b7 speech \u00b7 take 1"]
+
+
+def _python_without_soundfile(tmp_path, backend_python):
+    """The backend's interpreter with 'soundfile' hidden, as in a Python that lacks the backend's requirements."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "soundfile.py").write_text("raise ModuleNotFoundError(\"No module named 'soundfile'\", "
+                                          "name='soundfile')\n")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{blocker}:$PYTHONPATH" exec "{backend_python}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_a_python_without_the_backend_requirements_is_caught_by_check_backend_and_named_by_generate(
+        clean_scene, short_speech, monkeypatch, tmp_path, backend_python, ops):
+    add_character()
+    add_sound(clean_scene, short_speech)
+    ops.shutdown_backend()
+    monkeypatch.setenv("EXPGEST_BACKEND_PYTHON", _python_without_soundfile(tmp_path, backend_python))
+    with pytest.raises(RuntimeError, match="soundfile"):
+        bpy.ops.expgest.check_backend()
+    before = scene_state(clean_scene)
+    with pytest.raises(RuntimeError, match="lacks the package 'soundfile'"):
+        bpy.ops.expgest.generate()
+    assert "bug" not in clean_scene.expgest.last_report
+    assert scene_state(clean_scene) == before
+    ops.shutdown_backend()
+
+
+def test_the_environment_folder_as_backend_python_finds_its_interpreter(clean_scene, short_speech, monkeypatch,
+                                                                         backend_python, addon):
+    from pathlib import Path
+
+    add_character()
+    add_sound(clean_scene, short_speech)
+    monkeypatch.delenv("EXPGEST_BACKEND_PYTHON")
+    preferences = bpy.context.preferences.addons[MODULE].preferences
+    venv = Path(backend_python).parent.parent  # what a user picks in the file browser: the venv's folder
+    preferences.backend_python = str(venv)
+    try:
+        assert bpy.ops.expgest.check_backend() == {"FINISHED"}, clean_scene.expgest.last_report
+        assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    finally:
+        preferences.backend_python = ""
