@@ -599,3 +599,17 @@ def test_the_environment_folder_as_backend_python_finds_its_interpreter(clean_sc
         assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
     finally:
         preferences.backend_python = ""
+
+
+def test_a_character_renamed_during_the_run_is_reported_and_nothing_is_written(clean_scene, short_speech, ops):
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    active = ops.start_run(bpy.context, [obj])
+    obj.name = "Renamed while generating"  # the UI stays live during a modal run
+    before = scene_state(clean_scene)
+    active.run.run_blocking()
+    reports = []
+    assert ops.finish_run(bpy.context, lambda level, text: reports.append(text)) == {"CANCELLED"}
+    assert scene_state(clean_scene) == before
+    assert "'SMPLX' was renamed or deleted" in clean_scene.expgest.last_report
+    assert "internal error" not in clean_scene.expgest.last_report
