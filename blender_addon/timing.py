@@ -117,9 +117,39 @@ def parse_annotation(text: str, default_kind: str) -> tuple[str, str] | None:
     return (kind, stripped) if stripped else None
 
 
+NAME_BYTES = 63  # what an NLA track or strip name holds (and any ID name before Blender 5.0): 64 bytes with the NUL
+_TAKE_SUFFIX_BYTES = len(" \u00b7 take 9999".encode())  # room kept for the take number, so the prefix never moves
+
+
+def _fit(text: str, size: int) -> str:
+    """``text`` in at most ``size`` UTF-8 bytes: cut in the middle at character boundaries, with an ellipsis
+    (the ends usually tell takes apart: ``line_01`` / ``line_02``, ``Bob`` / ``Bob.001``)."""
+    if len(text.encode()) <= size:
+        return text
+    head, tail = text[:len(text) // 2], text[len(text) // 2:]
+    while head + tail and len((head + "\u2026" + tail).encode()) > size:
+        if len(head.encode()) * 2 >= len(tail.encode()) * 3 or not tail:  # keep about 3/5 head, 2/5 tail
+            head = head[:-1]
+        else:
+            tail = tail[1:]
+    return head + "\u2026" + tail
+
+
 def take_name(character: str, strip: str, number: int) -> str:
-    """The name of a take's Action and NLA strip: ``"<character> · <strip> · take N"``."""
-    return f"{character} \u00b7 {strip} \u00b7 take {number}"
+    """The name of a take's Action and NLA strip: ``"<character> · <strip> · take N"``.
+
+    Blender cuts longer names at 63 bytes, possibly inside a multi-byte character (the name then cannot be
+    read back), so long character and strip names are shortened here with an ellipsis; the take number is
+    always kept whole.
+    """
+    separator = " \u00b7 "
+    room = NAME_BYTES - _TAKE_SUFFIX_BYTES - len(separator.encode())
+    if len(character.encode()) + len(strip.encode()) > room:
+        half = room // 2
+        character_room = max(half, room - len(strip.encode()))
+        character = _fit(character, character_room)
+        strip = _fit(strip, room - len(character.encode()))
+    return f"{character}{separator}{strip} \u00b7 take {number}"
 
 
 def next_take_number(existing_names: list[str] | tuple[str, ...], character: str, strip: str) -> int:

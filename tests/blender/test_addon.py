@@ -613,3 +613,16 @@ def test_a_character_renamed_during_the_run_is_reported_and_nothing_is_written(c
     assert scene_state(clean_scene) == before
     assert "'SMPLX' was renamed or deleted" in clean_scene.expgest.last_report
     assert "internal error" not in clean_scene.expgest.last_report
+
+
+def test_long_character_and_strip_names_make_readable_takes_that_keep_counting(clean_scene, short_speech):
+    obj = add_character("Character_With_A_Long_Name")
+    add_sound(clean_scene, short_speech, name="dialogue_line_042_final_mix.wav")
+    before = len(bpy.data.actions)
+    for _ in range(2):
+        assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    names = [strip.name for track in obj.animation_data.nla_tracks for strip in track.strips]  # readable
+    assert [name.rsplit(" \u00b7 ", 1)[1] for name in names] == ["take 1", "take 2"]
+    assert [t.name for t in obj.animation_data.nla_tracks] == names
+    assert sorted(a.name for a in bpy.data.actions)[before:] == sorted(names)
+    assert all(len(name.encode()) <= 63 for name in names)

@@ -61,3 +61,17 @@ def test_take_numbers_continue_after_the_highest_existing_take():
     assert timing.next_take_number(names, "Bob", "line 1") == 4
     assert timing.next_take_number(names, "Ann", "line 1") == 1
     assert timing.take_name("Bob", "line 1", 4) == "Bob \u00b7 line 1 \u00b7 take 4"
+
+
+def test_take_names_fit_blenders_63_bytes_and_keep_counting():
+    character, strip = "Character_With_A_Long_Name", "dialogue_line_042_final_mix.wav"
+    names = []
+    for number in (1, 2, 10, 9999):
+        name = timing.take_name(character, strip, number)
+        assert len(name.encode()) <= timing.NAME_BYTES and name.endswith(f" \u00b7 take {number}")
+        names.append(name)
+    assert timing.next_take_number(names, character, strip) == 10000
+    assert timing.take_name("Bob", "line 1", 2) == "Bob \u00b7 line 1 \u00b7 take 2"  # short names stay whole
+    wide = timing.take_name("Персонаж_с_длинным_именем", "реплика_номер_сорок_два", 3)  # two bytes a letter
+    assert len(wide.encode()) <= timing.NAME_BYTES
+    wide.encode().decode()  # never cut inside a character
