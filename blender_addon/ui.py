@@ -18,7 +18,7 @@ def _chars_that_fit(region_px: int, ui_scale: float) -> int:
     """About how many characters of UI text fit beside an icon in a region ``region_px`` pixels wide."""
     if region_px <= 0:
         return 60
-    return max(24, int((region_px - 50 * ui_scale) / (6.5 * ui_scale)))
+    return max(12, int((region_px - 64 * ui_scale) / (7.0 * ui_scale)))  # box, icon; ~7 px a character
 
 
 def report_lines(text: str, width: int) -> list[str]:
