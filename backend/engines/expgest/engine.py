@@ -305,8 +305,8 @@ class ExpGestEngine:
             self.warnings.append("bf16 on the CPU runs through slow emulated kernels (measured 7 to 30 times slower "
                                  "than fp32 here); use fp32 on the CPU and bf16 on a GPU.")
         if request.steps < scheduler.num_train_timesteps:
-            self.warnings.append(f"Draft quality: {request.steps} of the model's 1000 denoising steps (a respaced "
-                                 "schedule); gestures can come out smaller and stiffer than with all 1000 steps.")
+            self.warnings.append(f"{request.steps} of the model's 1000 denoising steps (a respaced schedule, for "
+                                 "speed); gestures can come out smaller and stiffer than with all 1000 steps.")
         ignored = {"audio_only": ("phrase", "motion")}.get(self.mode, ("transcript",))
         unused = sorted({a.kind for a in request.text if a.kind in ignored})
         if unused:
