@@ -35,6 +35,7 @@ class ActiveRun:
 
 
 _ACTIVE: ActiveRun | None = None
+MP3_LENGTH_SLACK_S = 0.25  # how much shorter than its strip a sound played to its end may decode
 _EXIT_HOOK = False
 
 
@@ -199,7 +200,12 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     if abs(motion.fps - plan.fps) > 1e-6:
         raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")
     rest = keyframes.read_armature_rest(obj)
-    poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames)
+    tolerance = 1
+    if plan.to_file_end and len(motion.poses) < plan.frames:
+        # Blender estimates a compressed file's length (an MP3 strip can be frames longer than its audio):
+        # the take then holds its last pose to the strip's end.
+        tolerance = max(1, int(round(MP3_LENGTH_SLACK_S * plan.fps)))
+    poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames, tolerance=tolerance)
     tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
     notes = list(written.warnings) + list(outcome.result.get("warnings", []))

@@ -166,7 +166,42 @@ def resolve_audio_file(scene: bpy.types.Scene, strip_name: str, temp_dir: str) -
     if not os.path.isfile(path):
         raise SceneError(f"Sound strip '{strip_name}': its file '{path}' is missing; relink it or save the .blend "
                          "next to its audio.")
+    if os.path.splitext(path)[1].lower() not in BACKEND_AUDIO_EXTENSIONS:
+        decoded = _decode_with_blender(path, strip_name, temp_dir)
+        return decoded, (decoded,)
     return path, ()
+
+
+# What the backend reads itself (libsndfile); other sounds Blender plays (AAC in .m4a, a movie's audio) are
+# decoded by Blender's own Audaspace first.
+BACKEND_AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
+
+
+def _decode_with_blender(path: str, strip_name: str, temp_dir: str) -> str:
+    """The samples Blender plays for ``path`` (``aud.Sound.data()``), as a 16-bit WAV file in ``temp_dir``."""
+    import wave
+
+    import aud
+    import numpy as np
+
+    try:
+        sound = aud.Sound(path)
+        rate = int(round(sound.specs[0]))
+        samples = np.asarray(sound.data(), dtype=np.float32)
+    except Exception as error:  # aud raises its own aud.error
+        raise SceneError(f"Sound strip '{strip_name}': Blender cannot decode '{path}' ({error}); convert it to "
+                         ".wav and add it again.") from error
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.size == 0:
+        raise SceneError(f"Sound strip '{strip_name}': '{path}' holds no audio samples.")
+    output = os.path.join(temp_dir, f"decoded_{len(os.listdir(temp_dir))}.wav")
+    with wave.open(output, "wb") as handle:
+        handle.setnchannels(samples.shape[1])
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+    return output
 
 
 def annotations(scene: bpy.types.Scene, clip: timing.ClipRange, channel: int,
@@ -207,6 +242,7 @@ class CharacterPlan:
     frame_start: int
     frames: int
     fps: float
+    to_file_end: bool = False
 
 
 def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models: str, device: str,
@@ -254,7 +290,7 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=params,
                             temp_files=temp_files + (output,))
     bookkeeping = CharacterPlan(object_name=obj.name, strip_name=strip.name, frame_start=frame_start,
-                                frames=int(round(duration * fps)), fps=fps)
+                                frames=int(round(duration * fps)), fps=fps, to_file_end=strip.to_file_end)
     return job, bookkeeping
 
 

@@ -626,3 +626,19 @@ def test_long_character_and_strip_names_make_readable_takes_that_keep_counting(c
     assert [t.name for t in obj.animation_data.nla_tracks] == names
     assert sorted(a.name for a in bpy.data.actions)[before:] == sorted(names)
     assert all(len(name.encode()) <= 63 for name in names)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to encode the test files")
+@pytest.mark.parametrize("extension", ["mp3", "m4a", "mp4"])
+def test_compressed_and_movie_sounds_play_as_blender_decodes_them(clean_scene, short_speech, tmp_path, extension):
+    import subprocess
+
+    encoded = tmp_path / f"line.{extension}"
+    video = ["-f", "lavfi", "-i", "color=c=gray:s=64x64:d=3"] if extension == "mp4" else []
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *video, "-i", str(short_speech), *(
+        ["-c:v", "libx264", "-c:a", "aac", "-shortest"] if extension == "mp4" else []), str(encoded)], check=True)
+    obj = add_character()
+    sound = add_sound(clean_scene, encoded, frame_start=4)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    strip = _nla_strip(obj)
+    assert (strip.frame_start, strip.frame_end) == (sound.frame_final_start, sound.frame_final_end)
