@@ -25,11 +25,12 @@ def register() -> None:
     """Register classes and attach ``Object.expgest`` / ``Scene.expgest``."""
     import bpy
 
-    from . import properties
+    from . import operators, properties
 
     for cls in _classes():
         bpy.utils.register_class(cls)
     properties.attach()
+    bpy.app.handlers.load_pre.append(operators.on_load_pre)
 
 
 def unregister() -> None:
@@ -38,6 +39,8 @@ def unregister() -> None:
 
     from . import operators, properties
 
+    if operators.on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(operators.on_load_pre)
     operators.shutdown_backend()
     properties.detach()
     for cls in reversed(_classes()):

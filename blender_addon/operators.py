@@ -57,6 +57,28 @@ def active_run() -> ActiveRun | None:
     return _ACTIVE
 
 
+def abandon_run() -> None:
+    """Drop the run in progress without applying it: its scene is going away (another file is loaded) or its
+    modal operator was stopped by Blender. Its backend is stopped (it may be mid-request) and its files deleted,
+    so a new generation can start at once."""
+    global _ACTIVE
+    active = _ACTIVE
+    if active is None:
+        return
+    _ACTIVE = None
+    active.run.cancel()
+    if active.run.backend is not None:
+        active.run.backend.shutdown(1.0)
+    active.run.cleanup()
+    print("ExpGest: the generation in progress was dropped (its scene was closed); nothing was written.")
+
+
+@bpy.app.handlers.persistent
+def on_load_pre(*_args) -> None:
+    """``bpy.app.handlers.load_pre``: a run never outlives the file it was started in."""
+    abandon_run()
+
+
 def shutdown_backend() -> None:
     """Cancel any run and stop the warm backend (shutdown -> terminate -> kill inside the client)."""
     global _BACKEND, _ACTIVE
@@ -330,6 +352,11 @@ class _GenerateBase:
             return {"PASS_THROUGH"}
         self._stop_timer(context)
         return finish_run(context, self.report)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender stops the modal operator itself (a file is loaded, the window closes): drop the run."""
+        self._stop_timer(context)
+        abandon_run()
 
     def _stop_timer(self, context: bpy.types.Context) -> None:
         if self._timer is not None:

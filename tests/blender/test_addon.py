@@ -642,3 +642,19 @@ def test_compressed_and_movie_sounds_play_as_blender_decodes_them(clean_scene, s
     assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
     strip = _nla_strip(obj)
     assert (strip.frame_start, strip.frame_end) == (sound.frame_final_start, sound.frame_final_end)
+
+
+def test_opening_another_file_during_a_run_drops_it_and_generate_works_again(clean_scene, speech_wav,
+                                                                               short_speech, ops):
+    obj = add_character()
+    add_sound(clean_scene, speech_wav)
+    active = _start_and_wait_for_job(ops, obj)  # the backend is working on it, as during a modal run
+    work_files = [path for plan in active.run.plans for path in plan.temp_files]
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)  # File > New (GUI: the modal ends too)
+    assert ops.active_run() is None and bpy.ops.expgest.generate.poll()
+    assert not any(os.path.exists(path) for path in work_files)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    add_character()
+    add_sound(scene, short_speech)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, scene.expgest.last_report

@@ -59,3 +59,22 @@ def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, back
     print(f"\nGUI: {result['seconds']:.1f} s click-to-keys, longest stall {result['longest_stall_s']:.2f} s "
           f"(idle baseline {result['baseline_longest_stall_s']:.2f} s), "
           f"longest operator tick {result['longest_operator_tick_s'] * 1000:.0f} ms")
+
+
+def test_opening_a_file_during_a_modal_run_lets_go_of_it(speech_wav, backend_python, tmp_path):
+    dist = tmp_path / "dist"
+    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--legacy", "--output-dir", str(dist)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    (legacy_zip,) = dist.glob("*-legacy.zip")
+    env = dict(os.environ, BLENDER_USER_SCRIPTS=tempfile.mkdtemp(), BLENDER_USER_CONFIG=tempfile.mkdtemp(),
+               EXPGEST_BACKEND_PYTHON=backend_python)
+    result_file = tmp_path / "result.json"
+    run = subprocess.run(["timeout", "200", "xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", BLENDER,
+                          "--factory-startup", "--python", str(ROOT / "tests" / "blender" / "gui_load_during_run.py"),
+                          "--", str(legacy_zip), str(speech_wav), str(result_file)],
+                         capture_output=True, text=True, env=env)
+    assert result_file.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(result_file.read_text())
+    assert result == {"invoke": ["RUNNING_MODAL"], "running_before_load": True, "running_after_load": False,
+                      "generate_poll": True}, (result, run.stdout[-3000:])
