@@ -212,8 +212,8 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     from .backend.motion.motion import load_npz
 
     plan = active.plans[outcome.plan.key]
-    obj = context.scene.objects.get(plan.object_name)
-    if obj is None or obj.type != "ARMATURE":
+    obj = bpy.data.objects.get(plan.object_name)  # not context.scene: the user may have switched scenes
+    if obj is None or obj.type != "ARMATURE" or not obj.users_scene:
         raise retarget.RetargetError(f"'{plan.object_name}' was renamed or deleted while it was generated (or "
                                      "the scene changed); nothing was written, generate it again.")
     if obj.mode == "EDIT":  # the user entered Edit Mode during the run

@@ -658,3 +658,16 @@ def test_opening_another_file_during_a_run_drops_it_and_generate_works_again(cle
     add_character()
     add_sound(scene, short_speech)
     assert bpy.ops.expgest.generate() == {"FINISHED"}, scene.expgest.last_report
+
+
+def test_switching_scenes_during_a_run_still_writes_the_take_on_its_character(clean_scene, short_speech, ops):
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    active = ops.start_run(bpy.context, [obj])
+    other = bpy.data.scenes.new("Other shot")
+    bpy.context.window_manager.windows[0].scene = other  # the UI stays live during a modal run
+    assert bpy.context.scene == other
+    active.run.run_blocking()
+    assert ops.finish_run(bpy.context, lambda *a: None) == {"FINISHED"}, other.expgest.last_report
+    assert _nla_strip(obj).name == "SMPLX \u00b7 speech \u00b7 take 1"
+    assert not [o for o in other.objects]
