@@ -123,6 +123,19 @@ def write_action(obj: bpy.types.Object, tracks: retarget.BoneTracks, name: str, 
     return action, slot
 
 
+def _extrapolation(existing_starts: list[float], frame_start: int) -> str:
+    """How a new take (on the top NLA track) extends past its frames without hiding what is below it.
+
+    A take held before its start would cover every earlier take or NLA strip of the character (a second
+    line's take hid the first line's), and one held after its end would cover later ones. So: hold both ways
+    when it is the character's only NLA animation, hold forward (into the pause after the line) when
+    nothing below starts later, else play only its own frames.
+    """
+    if not existing_starts:
+        return "HOLD"
+    return "NOTHING" if max(existing_starts) > frame_start else "HOLD_FORWARD"
+
+
 def apply_take(obj: bpy.types.Object, tracks: retarget.BoneTracks, *, strip_name: str,
                frame_start: int) -> WrittenTake:
     """Write a take: new Action, new NLA track on top, strip at ``frame_start`` named after the take.
@@ -155,9 +168,11 @@ def apply_take(obj: bpy.types.Object, tracks: retarget.BoneTracks, *, strip_name
         if animation_data.action is not None:
             warnings.append(f"'{obj.name}' has an active action '{animation_data.action.name}' that plays on top of "
                             "the NLA takes; push it down or unlink it to see the new take.")
+        starts = [s.frame_start for t in animation_data.nla_tracks for s in t.strips]
         track = animation_data.nla_tracks.new()
         track.name = name
         strip = track.strips.new(name, int(frame_start), action)
+        strip.extrapolation = _extrapolation(starts, frame_start)
         if slot is not None and strip.action_slot != slot:
             strip.action_slot = slot
         strip.action_frame_start = frame_start

@@ -671,3 +671,28 @@ def test_switching_scenes_during_a_run_still_writes_the_take_on_its_character(cl
     assert ops.finish_run(bpy.context, lambda *a: None) == {"FINISHED"}, other.expgest.last_report
     assert _nla_strip(obj).name == "SMPLX \u00b7 speech \u00b7 take 1"
     assert not [o for o in other.objects]
+
+
+def _take_pose(strip, bone, frame):
+    """A take's own rotation of ``bone`` at ``frame`` (its Action evaluated directly, not through the NLA)."""
+    curves = [c for c in _fcurves(strip.action, None) if c.data_path == f'pose.bones["{bone}"].rotation_quaternion']
+    return np.array([c.evaluate(frame) for c in sorted(curves, key=lambda c: c.array_index)])
+
+
+@pytest.mark.parametrize("order", [("line1", "line2", "line1"), ("line2", "line1", "line2")])
+def test_takes_of_other_lines_never_hide_each_other(clean_scene, short_speech, order):
+    obj = add_character()
+    first = add_sound(clean_scene, short_speech, name="line1", frame_start=1)
+    second = add_sound(clean_scene, short_speech, name="line2", channel=2, frame_start=200)
+    own = bpy.data.actions.new("walk")  # the animator's own NLA strip, earlier than both lines
+    obj.animation_data_create().nla_tracks.new().strips.new("walk", -50, own)
+    for line in order:
+        obj.expgest.sound_strip = line
+        assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    takes = {s.name: s for t in obj.animation_data.nla_tracks for s in t.strips if " take " in s.name}
+    newest = {line: takes[max(n for n in takes if f"\u00b7 {line} \u00b7" in n)] for line in ("line1", "line2")}
+    for line, sound in (("line1", first), ("line2", second)):
+        for frame in (sound.frame_final_start + 5, sound.frame_final_end - 2):
+            clean_scene.frame_set(frame)
+            got = np.array(obj.pose.bones["right_elbow"].rotation_quaternion)
+            assert np.abs(got - _take_pose(newest[line], "right_elbow", frame)).max() < 1e-4, (line, frame)
