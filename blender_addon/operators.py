@@ -370,7 +370,9 @@ class EXPGEST_OT_generate(_GenerateBase, bpy.types.Operator):
     bl_idname = "expgest.generate"
     bl_label = "Generate Gestures"
 
-    character: bpy.props.StringProperty(name="Character", default="",
+    # Hidden: a visible property opens Blender's Adjust Last Operation panel, where any edit undoes the take
+    # and re-runs the whole generation through execute(), blocking the UI with no progress and no Cancel.
+    character: bpy.props.StringProperty(name="Character", default="", options={"HIDDEN", "SKIP_SAVE"},
                                         description="Armature object name (empty: the panel's character)")
 
     @classmethod

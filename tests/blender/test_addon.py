@@ -696,3 +696,12 @@ def test_takes_of_other_lines_never_hide_each_other(clean_scene, short_speech, o
             clean_scene.frame_set(frame)
             got = np.array(obj.pose.bones["right_elbow"].rotation_quaternion)
             assert np.abs(got - _take_pose(newest[line], "right_elbow", frame)).max() < 1e-4, (line, frame)
+
+
+def test_generate_operators_offer_no_redo_panel(addon):
+    """Blender shows Adjust Last Operation for a registered, undoable operator with visible properties; editing
+    one there undoes the take and re-runs the generation synchronously (frozen UI, no Cancel)."""
+    for operator in (bpy.ops.expgest.generate, bpy.ops.expgest.generate_all):
+        properties = operator.get_rna_type().properties
+        assert [p.identifier for p in properties if p.identifier != "rna_type" and not p.is_hidden] == []
+    assert bpy.ops.expgest.generate.get_rna_type().properties["character"].is_skip_save
