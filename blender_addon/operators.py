@@ -230,7 +230,7 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames, tolerance=tolerance)
     tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
-    notes = list(written.warnings) + list(outcome.result.get("warnings", []))
+    notes = list(plan.notes) + list(written.warnings) + list(outcome.result.get("warnings", []))
     return f"'{written.strip}': {written.frames} frames from frame {written.frame_start}", notes
 
 

@@ -222,6 +222,17 @@ def annotations(scene: bpy.types.Scene, clip: timing.ClipRange, channel: int,
     return tuple(sorted(out, key=lambda a: (a.start_s, a.end_s)))
 
 
+def unused_text_channels(scene: bpy.types.Scene, clip: timing.ClipRange, channel: int) -> list[int]:
+    """Channels other than ``channel`` with unmuted, non-empty text strips overlapping ``clip`` (sorted)."""
+    found = set()
+    for strip in _all_strips(scene):
+        if strip.type != "TEXT" or strip.channel == channel or _muted(scene, strip) or not strip.text.strip():
+            continue
+        if timing.annotation_span(strip.frame_final_start, strip.frame_final_end, clip, scene_fps(scene)):
+            found.add(strip.channel)
+    return sorted(found)
+
+
 def _mode_for(settings: Settings, notes: tuple[TextAnnotation, ...]) -> str:
     if settings.mode != "AUTO":
         return settings.mode.lower()
@@ -243,6 +254,7 @@ class CharacterPlan:
     frames: int
     fps: float
     to_file_end: bool = False
+    notes: tuple[str, ...] = ()
 
 
 def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models: str, device: str,
@@ -289,8 +301,15 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     GenerationRequest.from_dict(params)  # the backend's own validation, here, so errors show before starting
     job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=params,
                             temp_files=temp_files + (output,))
+    notes_for_user = ()
+    if settings.text_channel <= 0:
+        unused = unused_text_channels(seq_scene, strip.clip, settings.text_channel)
+        if unused:
+            notes_for_user = (f"'{obj.name}': text strips on channel {', '.join(map(str, unused))} overlap "
+                              f"'{strip.name}' but were not used: set the character's Text Channel to use them.",)
     bookkeeping = CharacterPlan(object_name=obj.name, strip_name=strip.name, frame_start=frame_start,
-                                frames=int(round(duration * fps)), fps=fps, to_file_end=strip.to_file_end)
+                                frames=int(round(duration * fps)), fps=fps, to_file_end=strip.to_file_end,
+                                notes=notes_for_user)
     return job, bookkeeping
 
 

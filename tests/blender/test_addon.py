@@ -705,3 +705,15 @@ def test_generate_operators_offer_no_redo_panel(addon):
         properties = operator.get_rna_type().properties
         assert [p.identifier for p in properties if p.identifier != "rna_type" and not p.is_hidden] == []
     assert bpy.ops.expgest.generate.get_rna_type().properties["character"].is_skip_save
+
+
+def test_text_strips_without_a_text_channel_are_named_not_silently_ignored(clean_scene, short_speech):
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    add_text(clean_scene, "wave", channel=4, frame_start=5, length=30)
+    add_text(clean_scene, "far away", channel=6, frame_start=500, length=30)  # not during the line
+    assert bpy.ops.expgest.generate() == {"FINISHED"}
+    assert "text strips on channel 4 overlap 'speech' but were not used" in clean_scene.expgest.last_report
+    obj.expgest.text_channel = 4
+    assert bpy.ops.expgest.generate() == {"FINISHED"}
+    assert "not used" not in clean_scene.expgest.last_report
