@@ -35,7 +35,7 @@ class ActiveRun:
 
 
 _ACTIVE: ActiveRun | None = None
-MP3_LENGTH_SLACK_S = 0.25  # how much shorter than its strip a sound played to its end may decode
+COMPRESSED_LENGTH_SLACK_S = 0.25  # how far a sound played to its end may decode from its strip's length
 _EXIT_HOOK = False
 
 
@@ -223,10 +223,11 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
         raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")
     rest = keyframes.read_armature_rest(obj)
     tolerance = 1
-    if plan.to_file_end and len(motion.poses) < plan.frames:
-        # Blender estimates a compressed file's length (an MP3 strip can be frames longer than its audio):
-        # the take then holds its last pose to the strip's end.
-        tolerance = max(1, int(round(MP3_LENGTH_SLACK_S * plan.fps)))
+    if plan.to_file_end:
+        # Blender estimates a compressed file's length (an MP3 strip can be frames longer than its audio, an
+        # AAC file decodes frames longer than its strip): the take holds its last pose to the strip's end, or
+        # drops what lies past it (Blender does not play it).
+        tolerance = max(1, int(round(COMPRESSED_LENGTH_SLACK_S * plan.fps)))
     poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames, tolerance=tolerance)
     tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
