@@ -161,6 +161,9 @@ def resolve_audio_file(scene: bpy.types.Scene, strip_name: str, temp_dir: str) -
         path = os.path.join(temp_dir, f"packed_{len(os.listdir(temp_dir))}{extension}")
         with open(path, "wb") as handle:
             handle.write(bytes(sound.packed_file.data))
+        if extension.lower() not in BACKEND_AUDIO_EXTENSIONS:
+            decoded = _decode_with_blender(path, strip_name, temp_dir)
+            return decoded, (path, decoded)
         return path, (path,)
     path = os.path.normpath(bpy.path.abspath(sound.filepath, library=sound.library))
     if not os.path.isfile(path):
