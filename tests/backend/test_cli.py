@@ -72,6 +72,15 @@ def test_invalid_option_names_the_field(repo_root, speech_wav, tmp_path):
 
 
 @pytest.mark.e2e
+def test_engine_warning_is_printed_once(repo_root, speech_wav, tmp_path):
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "o.npz"), "--end", "4",
+                   "--text", "1-3:juggle three balls")
+    assert done.returncode == 0, done.stderr
+    mentions = [line for line in done.stderr.splitlines() if "juggle three balls" in line and "%" not in line]
+    assert len(mentions) == 1 and mentions[0].startswith("warning: "), done.stderr
+
+
+@pytest.mark.e2e
 def test_info(repo_root):
     done = run_cli(repo_root, "info", "--json")
     assert done.returncode == 0
