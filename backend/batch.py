@@ -122,9 +122,15 @@ def scan_folder(folder: Path, out_dir: Path, defaults: dict[str, Any], *, recurs
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     items = []
+    used: dict[Path, str] = {}
     for audio in files:
         relative = audio.relative_to(folder)
         output = (out_dir / relative).with_suffix(".npz").resolve()
+        if output in used:
+            items.append(BatchItem(str(relative), None, output, f"writes the same output as {used[output]} "
+                                                                f"({output.name}); rename one of the two files."))
+            continue
+        used[output] = str(relative)
         items.append(BatchItem(str(relative), {**defaults, "audio": str(audio.resolve()), "output": str(output)},
                                output))
     return items

@@ -60,6 +60,21 @@ def test_folder_batch_then_resume_skips_everything(tmp_path):
     assert "[3/3]" in second.stderr
 
 
+def test_folder_files_sharing_a_stem_are_not_skipped_as_done(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    make_tone(audio / "take.flac", seconds=0.5)
+    make_tone(audio / "take.wav", seconds=1.0)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run must not call take.wav done because take.flac wrote take.npz
+        done = _batch(str(audio), "--out", str(out), "--fps", "24", "--json")
+        summary = json.loads(done.stdout)
+        assert done.returncode == 1 and "take.wav" not in summary["written"] + summary["skipped"], done.stderr
+        assert [f["item"] for f in summary["failed"]] == ["take.wav"]
+        assert "take.flac" in summary["failed"][0]["error"] and "rename" in summary["failed"][0]["error"]
+    assert_valid_npz(out / "take.npz", frames=12)
+
+
 def test_manifest_failures_are_summarised_and_do_not_stop_the_batch(tmp_path):
     make_tone(tmp_path / "ok.wav")
     lines = [
