@@ -313,6 +313,9 @@ class ExpGestEngine:
             self.warnings.append(f"Text annotations of kind {', '.join(unused)} are not used by the {self.mode} "
                                  "mode (audio_only reads transcripts; audio_phrase and audio_text read phrase and "
                                  "motion texts); choose the mode that matches your annotations.")
+        if request.speaker != 0 and self.mode != "audio_phrase":
+            self.warnings.append(f"The {self.mode} mode has no speaker control, so speaker {request.speaker} was "
+                                 "ignored; use the audio_phrase mode to choose a speaker style.")
         conditions = (self._audio_only_conditions(request, plan, window_waves, progress, info)
                       if self.mode == "audio_only" else self._hybrid_conditions(request, plan, info))
 
