@@ -121,6 +121,18 @@ def test_generate_expgest_from_a_weights_folder(repo_root, speech_wav, tiny_weig
     assert check.returncode == 0 and "complete" in check.stdout
 
 
+@pytest.mark.e2e
+def test_text_over_77_clip_tokens_is_one_clear_warning(repo_root, speech_wav, tiny_weights_folder, tmp_path):
+    long_text = "a person walks forward then turns around and waves both hands above the head " * 4
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "t.npz"), "--engine", "expgest",
+                   "--models", str(tiny_weights_folder), "--mode", "audio_text", "--steps", "2", "--end", "4",
+                   "--text", f"0-4:{long_text}")
+    assert done.returncode == 0, done.stderr
+    assert "indexing errors" not in done.stderr  # the cut is deliberate, not a transformers accident
+    notes = [line for line in done.stderr.splitlines() if "77 tokens" in line]
+    assert len(notes) == 1 and notes[0].startswith("warning: ") and "shorten" in notes[0], done.stderr
+
+
 def test_text_changes_the_motion_inside_its_range_only(tiny_weights_folder, tmp_path):
     """audio_text mode: an annotation on 9–17 s (the second 180-frame window) changes that window only."""
     import soundfile

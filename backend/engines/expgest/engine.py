@@ -445,6 +445,10 @@ class ExpGestEngine:
         if distinct:
             with torch.no_grad():
                 encoded = components.clip.encode(list(distinct)).float().to(self.device)
+            for text, cut in zip(distinct, getattr(components.clip, "last_truncated", ()), strict=False):
+                if cut:
+                    self.warnings.append(f"The text '{text[:60]}…' is longer than the 77 tokens CLIP reads, so only "
+                                         "its beginning was used; shorten it to one short sentence.")
             features = {text: encoded[i:i + 1] for i, text in enumerate(distinct)}
         speaker = torch.zeros(1, N_SPEAKERS, device=self.device)
         speaker[0, request.speaker] = 1.0
