@@ -75,6 +75,24 @@ def test_folder_files_sharing_a_stem_are_not_skipped_as_done(tmp_path):
     assert_valid_npz(out / "take.npz", frames=12)
 
 
+@pytest.mark.parametrize("case, expected", [
+    ("audio file", "use the generate command"),
+    ("binary manifest", "not a text manifest"),
+    ("out is a file", "Cannot create the output folder"),
+])
+def test_wrong_source_or_out_is_one_clear_line(tmp_path, case, expected):
+    audio = make_tone(tmp_path / "line.wav", seconds=0.5)
+    source, out = audio, tmp_path / "out"
+    if case == "binary manifest":
+        source = tmp_path / "takes.jsonl"
+        source.write_bytes(b"\x80\xff\x00 not text")
+    elif case == "out is a file":
+        source, out = tmp_path, audio
+    done = _batch(str(source), "--out", str(out))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().startswith("error:") and expected in done.stderr
+
+
 def test_manifest_failures_are_summarised_and_do_not_stop_the_batch(tmp_path):
     make_tone(tmp_path / "ok.wav")
     lines = [
