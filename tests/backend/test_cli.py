@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,20 @@ def test_text_over_77_clip_tokens_is_one_clear_warning(repo_root, speech_wav, ti
     assert "indexing errors" not in done.stderr  # the cut is deliberate, not a transformers accident
     notes = [line for line in done.stderr.splitlines() if "77 tokens" in line]
     assert len(notes) == 1 and notes[0].startswith("warning: ") and "shorten" in notes[0], done.stderr
+
+
+@pytest.mark.e2e
+def test_truncated_statistics_file_is_one_clear_line(repo_root, speech_wav, tiny_weights_folder, tmp_path):
+    root = shutil.copytree(tiny_weights_folder, tmp_path / "weights")
+    mean = root / "audio_only_model" / "mean.npz"
+    mean.write_bytes(mean.read_bytes()[:1000])  # an interrupted download
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "m.npz"), "--engine", "expgest",
+                   "--models", str(root), "--steps", "2", "--end", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: Could not read the statistics file" in done.stderr and str(mean) in done.stderr
+    check = run_cli(repo_root, "models", "check", str(root), "--mode", "audio_only")
+    assert check.returncode == 1
+    assert "INVALID  audio_only_model/mean.npz — not a readable numpy file" in check.stdout, check.stdout
 
 
 def test_text_changes_the_motion_inside_its_range_only(tiny_weights_folder, tmp_path):

@@ -17,6 +17,8 @@ Everything heavy is loaded once per (weights folder, mode, device) and cached fo
 from __future__ import annotations
 
 import threading
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +126,14 @@ def resolve_device(device: str) -> torch.device:
 def _load_statistics(path: Path, key: str) -> np.ndarray:
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                if key not in data.files:
+                    raise WeightsError(f"{path} has no '{key}' array (found {data.files}). Use the released file.")
+                data = data[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated or not numpy
         raise WeightsError(f"Could not read the statistics file {path}: {exc}. Replace it with the file from the "
-                           "released ExpGest weights.") from exc
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if key not in data.files:
-            raise WeightsError(f"{path} has no '{key}' array (found {data.files}). Use the released file.")
-        data = data[key]
+                           "released ExpGest weights.") from None
     return np.asarray(data, dtype=np.float64).reshape(-1)
 
 
