@@ -135,7 +135,7 @@ def test_text_over_77_clip_tokens_is_one_clear_warning(repo_root, speech_wav, ti
 
 
 @pytest.mark.e2e
-def test_truncated_statistics_file_is_one_clear_line(repo_root, speech_wav, tiny_weights_folder, tmp_path):
+def test_broken_statistics_files_are_one_clear_line(repo_root, speech_wav, tiny_weights_folder, tmp_path):
     root = shutil.copytree(tiny_weights_folder, tmp_path / "weights")
     mean = root / "audio_only_model" / "mean.npz"
     mean.write_bytes(mean.read_bytes()[:1000])  # an interrupted download
@@ -146,6 +146,12 @@ def test_truncated_statistics_file_is_one_clear_line(repo_root, speech_wav, tiny
     check = run_cli(repo_root, "models", "check", str(root), "--mode", "audio_only")
     assert check.returncode == 1
     assert "INVALID  audio_only_model/mean.npz — not a readable numpy file" in check.stdout, check.stdout
+    np.savez(root / "audio_only_model" / "std.npz", std=np.full(1141, np.nan))  # finite checks: same as check
+    shutil.copy(tiny_weights_folder / "audio_only_model" / "mean.npz", mean)
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "m.npz"), "--engine", "expgest",
+                   "--models", str(root), "--steps", "2", "--end", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "NaN" in done.stderr and not (tmp_path / "m.npz").exists()
 
 
 def test_text_changes_the_motion_inside_its_range_only(tiny_weights_folder, tmp_path):

@@ -179,6 +179,9 @@ def load_components(models_dir: str | Path, mode: Mode, device: torch.device) ->
             if stats.shape != (expected,):
                 raise WeightsError(f"The {mode} {name} file {getattr(layout, name)} has {stats.size} values, expected "
                                    f"{expected}. Use the statistics file that came with this mode's model.pt.")
+            if not np.isfinite(stats).all():
+                raise WeightsError(f"The {mode} {name} file {getattr(layout, name)} contains NaN or infinite values. "
+                                   "Replace it with the file from the released ExpGest weights.")
         components = ExpGestComponents(denoiser=denoiser, mean=mean, std=std, wavlm=load_wavlm(layout.wavlm, device))
         if mode == "audio_only":
             from models.encoders.asr import load_asr
