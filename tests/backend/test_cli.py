@@ -81,6 +81,27 @@ def test_engine_warning_is_printed_once(repo_root, speech_wav, tmp_path):
     assert len(mentions) == 1 and mentions[0].startswith("warning: "), done.stderr
 
 
+def test_every_command_and_option_is_explained():
+    import argparse
+
+    from backend.cli import build_parser
+
+    unexplained = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        if name != "python -m backend" and not parser.description:
+            unexplained.append(f"{name} (description)")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, sub in action.choices.items():
+                    walk(sub, f"{name} {command}")
+            elif not action.help:
+                unexplained.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "python -m backend")
+    assert unexplained == []
+
+
 @pytest.mark.e2e
 def test_info(repo_root):
     done = run_cli(repo_root, "info", "--json")
