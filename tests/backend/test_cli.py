@@ -35,6 +35,8 @@ def test_generate_npz_has_exact_frames(repo_root, speech_wav, tmp_path, fps):
     assert motion.fps == pytest.approx(fps)
     assert np.abs(motion.poses).max() > 0.05  # it moves
     assert "reading audio" in done.stderr and "writing" in done.stderr  # progress on stderr, not stdout
+    done_lines = [line.strip() for line in done.stderr.splitlines() if line.endswith(" done")]
+    assert done_lines == ["100.0% done"], done.stderr  # the engine finishing is not the generation being done
 
 
 @pytest.mark.e2e
