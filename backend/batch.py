@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .client import BackendClient, BackendError
+from .errors import RequestError
 from .protocol import SERVER_EXITED
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
@@ -78,42 +79,49 @@ def read_manifest(manifest: Path, out_dir: Path, defaults: dict[str, Any]) -> li
 
     Returns:
         One item per request line, in file order.
+
+    Raises:
+        RequestError: the file is not UTF-8 text.
     """
     items: list[BatchItem] = []
     base = manifest.resolve().parent
     used: dict[Path, str] = {}
-    with open(manifest, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            text = text.strip()
-            if not text or text.startswith("#"):
-                continue
-            label = f"line {number}"
-            try:
-                line = json.loads(text)
-            except ValueError as error:
-                items.append(BatchItem(label, None, None, f"not valid JSON ({error}); fix or remove the line."))
-                continue
-            if not isinstance(line, dict):
-                items.append(BatchItem(label, None, None, "expected a JSON object of generate params."))
-                continue
-            audio_value = line.get("audio")
-            audio_path = audio_value.get("path") if isinstance(audio_value, dict) else audio_value
-            if not isinstance(audio_path, str) or not audio_path:
-                items.append(BatchItem(label, None, None, "needs \"audio\": a path or {\"path\": ...}."))
-                continue
-            audio = Path(audio_path).expanduser()
-            audio = audio if audio.is_absolute() else base / audio
-            label = f"line {number} ({audio.name})"
-            output = _resolve_output(line.get("output"), out_dir, audio).resolve()
-            params = {**defaults, **line}
-            params["audio"] = {**audio_value, "path": str(audio)} if isinstance(audio_value, dict) else str(audio)
-            params["output"] = str(output)
-            if output in used:
-                items.append(BatchItem(label, None, output, f"writes the same output as {used[output]}; give each "
-                                                            "line its own \"output\"."))
-                continue
-            used[output] = label
-            items.append(BatchItem(label, params, output))
+    try:
+        lines = manifest.read_text(encoding="utf-8").split("\n")  # not splitlines(): JSON may hold U+2028
+    except UnicodeDecodeError:
+        raise RequestError("source", f"{manifest} is not a text manifest (not UTF-8); give a .jsonl file with one "
+                                     "JSON object per line, or a folder of audio files.") from None
+    for number, text in enumerate(lines, start=1):
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        label = f"line {number}"
+        try:
+            line = json.loads(text)
+        except ValueError as error:
+            items.append(BatchItem(label, None, None, f"not valid JSON ({error}); fix or remove the line."))
+            continue
+        if not isinstance(line, dict):
+            items.append(BatchItem(label, None, None, "expected a JSON object of generate params."))
+            continue
+        audio_value = line.get("audio")
+        audio_path = audio_value.get("path") if isinstance(audio_value, dict) else audio_value
+        if not isinstance(audio_path, str) or not audio_path:
+            items.append(BatchItem(label, None, None, "needs \"audio\": a path or {\"path\": ...}."))
+            continue
+        audio = Path(audio_path).expanduser()
+        audio = audio if audio.is_absolute() else base / audio
+        label = f"line {number} ({audio.name})"
+        output = _resolve_output(line.get("output"), out_dir, audio).resolve()
+        params = {**defaults, **line}
+        params["audio"] = {**audio_value, "path": str(audio)} if isinstance(audio_value, dict) else str(audio)
+        params["output"] = str(output)
+        if output in used:
+            items.append(BatchItem(label, None, output, f"writes the same output as {used[output]}; give each "
+                                                        "line its own \"output\"."))
+            continue
+        used[output] = label
+        items.append(BatchItem(label, params, output))
     return items
 
 
@@ -122,9 +130,15 @@ def scan_folder(folder: Path, out_dir: Path, defaults: dict[str, Any], *, recurs
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     items = []
+    used: dict[Path, str] = {}
     for audio in files:
         relative = audio.relative_to(folder)
         output = (out_dir / relative).with_suffix(".npz").resolve()
+        if output in used:
+            items.append(BatchItem(str(relative), None, output, f"writes the same output as {used[output]} "
+                                                                f"({output.name}); rename one of the two files."))
+            continue
+        used[output] = str(relative)
         items.append(BatchItem(str(relative), {**defaults, "audio": str(audio.resolve()), "output": str(output)},
                                output))
     return items

@@ -213,6 +213,7 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     cancel.check()
 
     def engine_progress(stage: str, done: float | None = None, message: str = "") -> None:
+        stage = "motion generated" if stage == "done" else stage  # resampling and writing still follow
         progress(stage, None if done is None else 0.05 + 0.9 * max(0.0, min(1.0, done)), message)
 
     start = time.perf_counter()

@@ -152,7 +152,8 @@ def resolve_root(folder: str | Path) -> Path:
     """The folder that holds the tree: ``folder`` itself, or ``folder/mydiffusion_zeggs`` for a checkout."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise WeightsError(f"The weights folder {folder} does not exist. Point --models (or the add-on "
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise WeightsError(f"The weights folder {folder} {what}. Point --models (or the add-on "
                            f"preferences) at the folder that holds audio_only_model/, WavLM/ … (see models/README.md).")
     nested = folder / "mydiffusion_zeggs"
     own = any((folder / MODE_FILES[m][0]).is_dir() for m in MODES) or (folder / "WavLM").is_dir()

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import RequestError
+from ..errors import OutputError, RequestError
 from .generate import add_generation_options, request_from_args
 
 
@@ -37,13 +37,16 @@ def _client_factory(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..batch import ProgressBar, format_summary, read_manifest, run_batch, scan_folder
+    from ..batch import AUDIO_SUFFIXES, ProgressBar, format_summary, read_manifest, run_batch, scan_folder
 
     source = Path(args.source).expanduser()
     out_dir = Path(args.out).expanduser().resolve()
     defaults = _defaults(args)
     if source.is_dir():
         items = scan_folder(source, out_dir, defaults, recursive=args.recursive)
+    elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:
+        raise RequestError("source", f"{source} is one audio file; use the generate command for it, or give batch "
+                                     "the folder that holds it or a .jsonl manifest.")
     elif source.is_file():
         items = read_manifest(source, out_dir, defaults)
     else:
@@ -51,7 +54,11 @@ def _run(args: argparse.Namespace) -> int:
     if not items:
         raise RequestError("source", f"{source} holds no requests: give a manifest with at least one line, or a "
                                      "folder with .wav, .flac, .ogg or .mp3 files.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"Cannot create the output folder {out_dir} ({error.strerror or error}). Choose a folder "
+                          "you can write to.") from None
     summary = run_batch(items, _client_factory(args), force=args.force, progress=ProgressBar(len(items)))
     print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
     if summary.interrupted:

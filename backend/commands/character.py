@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the character and print its JSON summary on stdout."""
     from ..character import build_character
+    from ..errors import RequestError
+    from ..pipeline import check_output_folder
 
-    summary = build_character(args.gender, args.betas, args.smplx_dir, args.with_mesh, output=args.output)
+    output = Path(args.output).expanduser().resolve()
+    if output.suffix.lower() != ".npz":
+        raise RequestError("output", "must end in .npz (the character file the add-on reads).")
+    check_output_folder(output)  # creates missing folders, as generate does
+    summary = build_character(args.gender, args.betas, args.smplx_dir, args.with_mesh, output=output)
     print(json.dumps(summary))
     return 0

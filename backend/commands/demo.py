@@ -84,12 +84,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``demo`` sub-command."""
-    parser = subparsers.add_parser("demo", help="bundled speech → animated SMPL-X character (.blend + preview)")
+    parser = subparsers.add_parser("demo", help="bundled speech → animated SMPL-X character (.blend + preview)",
+                                   description="What scripts/demo.sh runs: the add-on in Blender (bpy) animates an "
+                                               "SMPL-X character from speech with the procedural engine, saves "
+                                               "OUT/demo.blend and renders OUT/preview.mp4.")
     parser.add_argument("--audio", default=str(DEMO_AUDIO), help="speech to animate (default: the bundled clip)")
     parser.add_argument("--out", default=str(ROOT / "out" / "demo"), help="output folder (default out/demo)")
-    parser.add_argument("--emotion", default="happiness")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--emotion", default="happiness", help="emotion of the gestures (default happiness)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--fps", type=int, default=30, help="scene frame rate (default 30)")
     parser.add_argument("--preview-step", type=int, default=2, help="render every n-th frame (default 2)")
     parser.add_argument("--no-preview", action="store_true", help="skip the rendered preview")
     parser.add_argument("--blender-python", help="Python with bpy (default .venv/blender/bin/python)")

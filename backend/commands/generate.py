@@ -46,13 +46,16 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", metavar="JSON",
                         help="JSON file with a list of {start_s, end_s, text, kind}")
     parser.add_argument("--speaker", type=int, default=0, help="speaker/style index 0-3 (audio_phrase mode)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed (default 0); the same seed and inputs give the same motion")
     parser.add_argument("--steps", type=int, default=1000,
                         help="denoising steps (expgest; 1000 = the paper; fewer = draft quality)")
     parser.add_argument("--draft", action="store_true", help="expgest draft preset: 100 steps, lower quality")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (expgest)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="where expgest runs (default auto: a GPU when PyTorch sees one, else the CPU)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="expgest arithmetic (default fp32; bf16 is for GPUs, slow on the CPU)")
     parser.add_argument("--faithful", action="store_true",
                         help="reproduce the original ExpGest numerics, defects included")
     parser.add_argument("--max-duration", type=float, default=1800.0, help="longest audio accepted, seconds")

@@ -65,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``info`` sub-command."""
-    parser = subparsers.add_parser("info", help="show versions, engines and devices")
-    parser.add_argument("--json", action="store_true")
+    parser = subparsers.add_parser("info", help="show versions, engines and devices",
+                                   description="Show the backend version, Python, the engines and compute devices "
+                                               "available, and the versions of the packages it uses.")
+    parser.add_argument("--json", action="store_true", help="print the same as JSON")
     parser.set_defaults(func=_run)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,15 +119,15 @@ def _check_stats(path: Path, role: str, mode: str) -> tuple[str, str]:
 
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if role not in loaded.files:
+                    return "invalid", f"the npz has no '{role}' array (found {loaded.files})"
+                array = loaded[role]
+        else:
+            array = loaded
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # truncated or not numpy
         return "invalid", f"not a readable numpy file without pickles ({_one_line(error)})"
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if role not in loaded.files:
-                return "invalid", f"the npz has no '{role}' array (found {loaded.files})"
-            array = loaded[role]
-    else:
-        array = loaded
     expected = FRAME_DIMS[mode]
     if array.size != expected or not np.issubdtype(array.dtype, np.number):
         return "invalid", f"expected {expected} numbers, found shape {array.shape} {array.dtype}"

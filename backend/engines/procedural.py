@@ -280,13 +280,13 @@ class ProceduralEngine:
                            f"({note.start_s:g}–{note.end_s:g} s): it only performs {', '.join(ACTION_WORDS)}; "
                            "use the expgest engine for free-form motion descriptions.")
                 self.warnings.append(message)
-                _log.warning(message)
+                _log.info(message)  # reported through self.warnings; a warning would print twice
                 continue
             if end - start < 0.2:
                 message = (f"The motion text '{note.text}' ({note.start_s:g}–{note.end_s:g} s) covers less than 0.2 s "
                            f"of the {duration:.2f} s audio range and was ignored; widen its time range.")
                 self.warnings.append(message)
-                _log.warning(message)
+                _log.info(message)
                 continue
             side = 0 if re.search(r"\bleft\b", text) else 1
             actions.extend((name, side, start, end) for name in found)

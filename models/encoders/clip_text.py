@@ -26,9 +26,10 @@ Key correspondence (OpenAI → Hugging Face), per block ``i``:
 
 Output: ``encode`` returns the projected feature of the end-of-text token, float32 ``(B, 512)``, computed in
 float32 (ExpGest's demo ran CLIP in float16 on the GPU; differences are at fp16 rounding level). Texts longer than
-77 tokens are cut to 77 (start token + 75 + end token, as ``clip.tokenize(truncate=True)``) and a warning is logged.
-The Hugging Face tokenizer lower-cases and normalises whitespace like OpenAI's, but does not run ``ftfy`` or HTML
-unescaping, so only text with broken Unicode or HTML entities can tokenise differently.
+77 tokens are cut to 77 (start token + 75 + end token, as ``clip.tokenize(truncate=True)``) and flagged in
+``last_truncated`` (the engine warns the user). The Hugging Face tokenizer lower-cases and normalises whitespace
+like OpenAI's, but does not run ``ftfy`` or HTML unescaping, so only text with broken Unicode or HTML entities can
+tokenise differently.
 """
 
 from __future__ import annotations
@@ -327,7 +328,8 @@ class ClipTextEncoder:
 
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts) or not texts:
             raise TypeError("encode expects a non-empty list of strings")
-        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+        # verbose=False: no transformers notice about "indexing errors"; the cut below is deliberate
+        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
         truncated = [n > CONTEXT_LENGTH for n in full_lengths]
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=CONTEXT_LENGTH,
                                return_tensors="pt")
@@ -337,7 +339,7 @@ class ClipTextEncoder:
         self.last_truncated = truncated
         for text, cut in zip(texts, truncated, strict=True):
             if cut:
-                log.warning("CLIP text longer than %d tokens was truncated: %r", CONTEXT_LENGTH, text[:80])
+                log.info("CLIP text longer than %d tokens was truncated: %r", CONTEXT_LENGTH, text[:80])
         return features.float(), truncated
 
     def encode(self, texts: list[str]) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,16 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
                            f"folder at the directory that holds it.", data={"path": str(p)})
     if p.stat().st_size == 0:
         raise WeightsError(f"Weights file '{p}' is empty. Download it again.", data={"path": str(p)})
+    is_zip = zipfile.is_zipfile(p)
+    if p.suffix != ".safetensors" and not is_zip:
+        try:
+            with open(p, "rb") as handle:
+                head = handle.read(16)
+        except OSError as exc:
+            raise WeightsError(_unreadable(p, exc), data={"path": str(p)}) from None
+        if not head.startswith((b"\x80", b"PK")):  # neither a pickle nor (a damaged) torch zip file
+            raise WeightsError(f"Weights file '{p}' could not be read: it is not a PyTorch checkpoint (it begins "
+                               f"with {head!r}). Put the released checkpoint file there.", data={"path": str(p)})
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -131,7 +142,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
         else:
             # Zip-format files are memory-mapped: tensors the network ignores (e.g. the two BERT copies
             # in audio_only model.pt, ~0.9 GB) are then never read into memory.
-            obj = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
+            with warnings.catch_warnings():  # torch's note on pickle protocols > 2 means nothing to a user
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                obj = torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only" in str(exc):
             raise WeightsError(

@@ -60,6 +60,39 @@ def test_folder_batch_then_resume_skips_everything(tmp_path):
     assert "[3/3]" in second.stderr
 
 
+def test_folder_files_sharing_a_stem_are_not_skipped_as_done(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    make_tone(audio / "take.flac", seconds=0.5)
+    make_tone(audio / "take.wav", seconds=1.0)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run must not call take.wav done because take.flac wrote take.npz
+        done = _batch(str(audio), "--out", str(out), "--fps", "24", "--json")
+        summary = json.loads(done.stdout)
+        assert done.returncode == 1 and "take.wav" not in summary["written"] + summary["skipped"], done.stderr
+        assert [f["item"] for f in summary["failed"]] == ["take.wav"]
+        assert "take.flac" in summary["failed"][0]["error"] and "rename" in summary["failed"][0]["error"]
+    assert_valid_npz(out / "take.npz", frames=12)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("audio file", "use the generate command"),
+    ("binary manifest", "not a text manifest"),
+    ("out is a file", "Cannot create the output folder"),
+])
+def test_wrong_source_or_out_is_one_clear_line(tmp_path, case, expected):
+    audio = make_tone(tmp_path / "line.wav", seconds=0.5)
+    source, out = audio, tmp_path / "out"
+    if case == "binary manifest":
+        source = tmp_path / "takes.jsonl"
+        source.write_bytes(b"\x80\xff\x00 not text")
+    elif case == "out is a file":
+        source, out = tmp_path, audio
+    done = _batch(str(source), "--out", str(out))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().startswith("error:") and expected in done.stderr
+
+
 def test_manifest_failures_are_summarised_and_do_not_stop_the_batch(tmp_path):
     make_tone(tmp_path / "ok.wav")
     lines = [

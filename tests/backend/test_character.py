@@ -242,6 +242,19 @@ def test_cli(repo_root, tmp_path):
     assert bad.returncode == 2 and "smplx_dir" in bad.stderr and not Path(tmp_path / "f.npz").exists()
 
 
+def test_cli_creates_the_output_folder_and_wants_npz(repo_root, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    out = tmp_path / "new" / "sub" / "body.npz"
+    made = subprocess.run([sys.executable, "-m", "backend", "character", "-o", str(out), "--no-mesh"], cwd=repo_root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert load_character(out)["rest_joints"].shape == (55, 3)
+    text = tmp_path / "body.txt"
+    bad = subprocess.run([sys.executable, "-m", "backend", "character", "-o", str(text), "--no-mesh"], cwd=repo_root,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "'output'" in bad.stderr and ".npz" in bad.stderr and not text.exists()
+
+
 def test_unwritable_output(tmp_path):
     from backend.errors import OutputError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ def test_generate_npz_has_exact_frames(repo_root, speech_wav, tmp_path, fps):
     assert motion.fps == pytest.approx(fps)
     assert np.abs(motion.poses).max() > 0.05  # it moves
     assert "reading audio" in done.stderr and "writing" in done.stderr  # progress on stderr, not stdout
+    done_lines = [line.strip() for line in done.stderr.splitlines() if line.endswith(" done")]
+    assert done_lines == ["100.0% done"], done.stderr  # the engine finishing is not the generation being done
 
 
 @pytest.mark.e2e
@@ -69,6 +72,36 @@ def test_invalid_option_names_the_field(repo_root, speech_wav, tmp_path):
     assert done.returncode == 2 and "emotion" in done.stderr and "happiness" in done.stderr
     done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "o.npz"), "--text", "nonsense")
     assert done.returncode == 2 and "START-END:TEXT" in done.stderr
+
+
+@pytest.mark.e2e
+def test_engine_warning_is_printed_once(repo_root, speech_wav, tmp_path):
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "o.npz"), "--end", "4",
+                   "--text", "1-3:juggle three balls")
+    assert done.returncode == 0, done.stderr
+    mentions = [line for line in done.stderr.splitlines() if "juggle three balls" in line and "%" not in line]
+    assert len(mentions) == 1 and mentions[0].startswith("warning: "), done.stderr
+
+
+def test_every_command_and_option_is_explained():
+    import argparse
+
+    from backend.cli import build_parser
+
+    unexplained = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        if name != "python -m backend" and not parser.description:
+            unexplained.append(f"{name} (description)")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, sub in action.choices.items():
+                    walk(sub, f"{name} {command}")
+            elif not action.help:
+                unexplained.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "python -m backend")
+    assert unexplained == []
 
 
 @pytest.mark.e2e
@@ -110,6 +143,38 @@ def test_generate_expgest_from_a_weights_folder(repo_root, speech_wav, tiny_weig
     assert "of the model's 1000 denoising steps" in done.stderr  # fewer steps than 1000 are never silent
     check = run_cli(repo_root, "models", "check", str(tiny_weights_folder), "--mode", "audio_only")
     assert check.returncode == 0 and "complete" in check.stdout
+
+
+@pytest.mark.e2e
+def test_text_over_77_clip_tokens_is_one_clear_warning(repo_root, speech_wav, tiny_weights_folder, tmp_path):
+    long_text = "a person walks forward then turns around and waves both hands above the head " * 4
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "t.npz"), "--engine", "expgest",
+                   "--models", str(tiny_weights_folder), "--mode", "audio_text", "--steps", "2", "--end", "4",
+                   "--text", f"0-4:{long_text}")
+    assert done.returncode == 0, done.stderr
+    assert "indexing errors" not in done.stderr  # the cut is deliberate, not a transformers accident
+    notes = [line for line in done.stderr.splitlines() if "77 tokens" in line]
+    assert len(notes) == 1 and notes[0].startswith("warning: ") and "shorten" in notes[0], done.stderr
+
+
+@pytest.mark.e2e
+def test_broken_statistics_files_are_one_clear_line(repo_root, speech_wav, tiny_weights_folder, tmp_path):
+    root = shutil.copytree(tiny_weights_folder, tmp_path / "weights")
+    mean = root / "audio_only_model" / "mean.npz"
+    mean.write_bytes(mean.read_bytes()[:1000])  # an interrupted download
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "m.npz"), "--engine", "expgest",
+                   "--models", str(root), "--steps", "2", "--end", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: Could not read the statistics file" in done.stderr and str(mean) in done.stderr
+    check = run_cli(repo_root, "models", "check", str(root), "--mode", "audio_only")
+    assert check.returncode == 1
+    assert "INVALID  audio_only_model/mean.npz — not a readable numpy file" in check.stdout, check.stdout
+    np.savez(root / "audio_only_model" / "std.npz", std=np.full(1141, np.nan))  # finite checks: same as check
+    shutil.copy(tiny_weights_folder / "audio_only_model" / "mean.npz", mean)
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "m.npz"), "--engine", "expgest",
+                   "--models", str(root), "--steps", "2", "--end", "2")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "NaN" in done.stderr and not (tmp_path / "m.npz").exists()
 
 
 def test_text_changes_the_motion_inside_its_range_only(tiny_weights_folder, tmp_path):

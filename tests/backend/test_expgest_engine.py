@@ -324,6 +324,15 @@ def test_warnings_name_ignored_inputs_and_draft_quality():
     assert len(audio_only.warnings) == 1 and "motion" in audio_only.warnings[0]
 
 
+def test_speaker_outside_the_phrase_mode_is_named_as_ignored():
+    for mode, components in (("audio_only", _audio_only_components(False)), ("audio_text", _hybrid_components("text")),
+                             ("audio_phrase", _hybrid_components())):
+        engine = ExpGestEngine(None, mode, device="cpu", components=components)
+        engine.generate(_speech(1.0), _request(mode=mode, speaker=2), no_progress, CancelToken())
+        speaker_notes = [w for w in engine.warnings if "speaker" in w]
+        assert len(speaker_notes) == (0 if mode == "audio_phrase" else 1), (mode, engine.warnings)
+
+
 @pytest.mark.parametrize("mode", ["audio_only", "audio_phrase"])
 def test_end_to_end_from_a_tiny_weights_folder(tmp_path, mode):
     """The real loaders (layout, checkpoints, WavLM unilm file, ASR/BERT folders or OpenAI CLIP) at tiny sizes."""

@@ -116,3 +116,7 @@ def test_unknown_mode_and_missing_folder(tmp_path):
         find_weights(tmp_path, "dance")
     with pytest.raises(WeightsError, match="does not exist"):
         find_weights(tmp_path / "nope", "audio_only")
+    archive = tmp_path / "weights.zip"
+    archive.write_bytes(b"PK")
+    with pytest.raises(WeightsError, match="weights.zip is a file, not a folder"):  # not "does not exist"
+        find_weights(archive, "audio_only")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,23 @@ def test_garbage_missing_and_empty_files(tmp_path):
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(WeightsError, match="could not be read"):
         load_state_dict_file(broken)
+
+
+def test_a_file_that_is_no_checkpoint_says_so(tmp_path):
+    text = tmp_path / "model.pt"
+    text.write_text("hello\n")
+    with pytest.raises(WeightsError, match="not a PyTorch checkpoint") as info:
+        load_state_dict_file(text)
+    assert "hello" in info.value.message and str(text) in info.value.message
+
+
+def test_plain_pickle_gives_the_error_and_no_torch_warning(tmp_path):
+    path = tmp_path / "plain.bin"
+    path.write_bytes(pickle.dumps({"w": 1}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(WeightsError, match="refused for safety"):
+            load_state_dict_file(path)
 
 
 class _Payload:

@@ -17,6 +17,8 @@ Everything heavy is loaded once per (weights folder, mode, device) and cached fo
 from __future__ import annotations
 
 import threading
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +126,14 @@ def resolve_device(device: str) -> torch.device:
 def _load_statistics(path: Path, key: str) -> np.ndarray:
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                if key not in data.files:
+                    raise WeightsError(f"{path} has no '{key}' array (found {data.files}). Use the released file.")
+                data = data[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated or not numpy
         raise WeightsError(f"Could not read the statistics file {path}: {exc}. Replace it with the file from the "
-                           "released ExpGest weights.") from exc
-    if isinstance(data, np.lib.npyio.NpzFile):
-        if key not in data.files:
-            raise WeightsError(f"{path} has no '{key}' array (found {data.files}). Use the released file.")
-        data = data[key]
+                           "released ExpGest weights.") from None
     return np.asarray(data, dtype=np.float64).reshape(-1)
 
 
@@ -176,6 +179,9 @@ def load_components(models_dir: str | Path, mode: Mode, device: torch.device) ->
             if stats.shape != (expected,):
                 raise WeightsError(f"The {mode} {name} file {getattr(layout, name)} has {stats.size} values, expected "
                                    f"{expected}. Use the statistics file that came with this mode's model.pt.")
+            if not np.isfinite(stats).all():
+                raise WeightsError(f"The {mode} {name} file {getattr(layout, name)} contains NaN or infinite values. "
+                                   "Replace it with the file from the released ExpGest weights.")
         components = ExpGestComponents(denoiser=denoiser, mean=mean, std=std, wavlm=load_wavlm(layout.wavlm, device))
         if mode == "audio_only":
             from models.encoders.asr import load_asr
@@ -313,6 +319,9 @@ class ExpGestEngine:
             self.warnings.append(f"Text annotations of kind {', '.join(unused)} are not used by the {self.mode} "
                                  "mode (audio_only reads transcripts; audio_phrase and audio_text read phrase and "
                                  "motion texts); choose the mode that matches your annotations.")
+        if request.speaker != 0 and self.mode != "audio_phrase":
+            self.warnings.append(f"The {self.mode} mode has no speaker control, so speaker {request.speaker} was "
+                                 "ignored; use the audio_phrase mode to choose a speaker style.")
         conditions = (self._audio_only_conditions(request, plan, window_waves, progress, info)
                       if self.mode == "audio_only" else self._hybrid_conditions(request, plan, info))
 
@@ -442,6 +451,10 @@ class ExpGestEngine:
         if distinct:
             with torch.no_grad():
                 encoded = components.clip.encode(list(distinct)).float().to(self.device)
+            for text, cut in zip(distinct, getattr(components.clip, "last_truncated", ()), strict=False):
+                if cut:
+                    self.warnings.append(f"The text '{text[:60]}…' is longer than the 77 tokens CLIP reads, so only "
+                                         "its beginning was used; shorten it to one short sentence.")
             features = {text: encoded[i:i + 1] for i, text in enumerate(distinct)}
         speaker = torch.zeros(1, N_SPEAKERS, device=self.device)
         speaker[0, request.speaker] = 1.0
