@@ -199,6 +199,8 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     clip = load_audio(request.audio.path, start_s=request.audio.start_s, end_s=request.audio.end_s,
                       max_duration_s=request.max_duration_s)
     warnings = list(clip.warnings)
+    if request.engine == "procedural" and request.device not in ("auto", "cpu"):
+        warnings.append(f"The procedural engine always runs on the CPU; device '{request.device}' was ignored.")
     annotations, annotation_warnings = check_annotations(request.text, clip.duration_s)
     warnings += annotation_warnings
     if annotations != request.text:

@@ -210,3 +210,11 @@ def test_text_changes_the_motion_inside_its_range_only(tiny_weights_folder, tmp_
     inside = difference[int(9.5 * 20): int(16.5 * 20)]
     assert before.max() < 1e-5, "the text must not change the motion of the window before it"
     assert inside.mean() > 1e-3, "the text must change the motion inside its range"
+
+
+@pytest.mark.e2e
+def test_device_is_named_as_ignored_by_the_procedural_engine(repo_root, speech_wav, tmp_path):
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "o.npz"), "--end", "1",
+                   "--device", "cuda")
+    assert done.returncode == 0, done.stderr
+    assert "device 'cuda' was ignored" in done.stderr

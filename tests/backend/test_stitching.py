@@ -147,15 +147,15 @@ def test_faithful_stitch_reproduces_reference_run(fixtures_dir):
     import json
 
     import torch
-    from models.expgest.checkpoint import load_denoiser
-    from models.expgest.config import AudioOnlyConfig
-    from models.expgest.features import resample_features
 
     from backend.engines.expgest import decode as D
     from backend.engines.expgest.guidance import ClassifierFreeGuidance
     from backend.engines.expgest.sampler import sample_ddim
     from backend.engines.expgest.streams import AUDIO_ONLY_LAYOUT
     from backend.sampling import DDIMCosineScheduler
+    from models.expgest.checkpoint import load_denoiser
+    from models.expgest.config import AudioOnlyConfig
+    from models.expgest.features import resample_features
 
     reference = torch.load(fixtures_dir / "audio_only.small.stitch.pt")
     kwargs = json.loads((fixtures_dir / "audio_only.small.json").read_text())["constructor_kwargs"]
