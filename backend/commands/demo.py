@@ -23,6 +23,8 @@ from ..errors import ExpGestError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_AUDIO = ROOT / "assets" / "demo_speech.wav"
+# Lines Blender prints when it renders without a display: harmless, but they read like failures.
+_BLENDER_NOISE = ("EGL Error",)
 
 
 def find_blender_python(explicit: str | None) -> Path:
@@ -71,10 +73,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.no_preview:
             command.append("--no-preview")
         print(f"[demo] {clip.duration_s:.1f} s of speech → Blender scene", file=sys.stderr)
-        scene = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as scene:
+            assert scene.stderr is not None and scene.stdout is not None
+            for line in scene.stderr:  # Blender's messages, live, less the headless-EGL noise of its renderer
+                if not line.startswith(_BLENDER_NOISE):
+                    sys.stderr.write(line)
+            stdout = scene.stdout.read()
     if scene.returncode != 0:
         raise ExpGestError("The Blender part of the demo failed (its messages are above).")
-    summary = json.loads(scene.stdout.strip().splitlines()[-1])
+    summary = json.loads(stdout.strip().splitlines()[-1])
     print(f"[demo] wrote {summary['blend']}", file=sys.stderr)
     if summary.get("preview"):
         print(f"[demo] preview {summary['preview']}", file=sys.stderr)
