@@ -102,6 +102,16 @@ class EngineCache:
         self._engines.clear()
 
 
+def _quote(text: str, limit: int = 40) -> str:
+    """``text`` shortened for a message: whole words up to ``limit`` characters, then an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if not text[limit].isspace():  # do not end inside a word
+        cut = cut.rsplit(" ", 1)[0] or cut
+    return cut.rstrip(" ,;:") + "…"
+
+
 def check_annotations(annotations: tuple[TextAnnotation, ...], duration_s: float) -> tuple[
         tuple[TextAnnotation, ...], list[str]]:
     """Clip timed annotations to the audio and report what changed.
@@ -121,13 +131,13 @@ def check_annotations(annotations: tuple[TextAnnotation, ...], duration_s: float
             raise RequestError(f"text[{i}].start_s", f"{annotation.start_s:g} s is at or after the end of the "
                                                      f"audio ({duration_s:.2f} s); move or remove the annotation.")
         if annotation.end_s > duration_s + 1e-6:
-            warnings.append(f"Annotation '{annotation.text[:40]}' ends at {annotation.end_s:g} s, after the audio "
+            warnings.append(f"Annotation '{_quote(annotation.text)}' ends at {annotation.end_s:g} s, after the audio "
                             f"({duration_s:.2f} s); it was shortened to the end of the audio.")
             annotation = replace(annotation, end_s=duration_s)
         kept.append(annotation)
     for previous, current in zip(kept, kept[1:], strict=False):
         if current.start_s < previous.end_s and current.kind != "transcript" and previous.kind != "transcript":
-            warnings.append(f"Annotations '{previous.text[:30]}' and '{current.text[:30]}' overlap between "
+            warnings.append(f"Annotations '{_quote(previous.text)}' and '{_quote(current.text)}' overlap between "
                             f"{current.start_s:g} s and {min(previous.end_s, current.end_s):g} s; where they "
                             "overlap, the one covering more of each window is used.")
     return tuple(kept), warnings

@@ -232,7 +232,8 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
     notes = list(plan.notes) + list(written.warnings) + list(outcome.result.get("warnings", []))
-    return f"'{written.strip}': {written.frames} frames from frame {written.frame_start}", notes
+    frames = f"{written.frames} frame" + ("" if written.frames == 1 else "s")
+    return f"'{written.strip}': {frames} from frame {written.frame_start}", notes
 
 
 def finish_run(context: bpy.types.Context, report) -> set[str]:

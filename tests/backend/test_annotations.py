@@ -51,3 +51,10 @@ def test_overlapping_ranges_warn():
     _, warnings = check_annotations((TextAnnotation(1.0, 5.0, "walk"),
                                      TextAnnotation(2.0, 3.0, "hello", "transcript")), duration_s=10.0)
     assert not warnings
+
+
+def test_long_texts_are_shortened_at_a_word_in_messages():
+    long_text = "a person walks back and forth across the whole stage very slowly"
+    _, warnings = check_annotations((TextAnnotation(1.0, 5.0, long_text), TextAnnotation(4.0, 8.0, "sit")),
+                                    duration_s=10.0)
+    assert "'a person walks back and forth across the…'" in warnings[0]
