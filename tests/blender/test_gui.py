@@ -25,12 +25,18 @@ pytestmark = [
 ]
 
 
-def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, backend_python, tmp_path):
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def legacy_zip(tmp_path_factory) -> Path:
+    """The legacy add-on zip (Blender 3.4's Debian build has no extensions), built once for these tests."""
+    dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--legacy", "--output-dir", str(dist)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
-    (legacy_zip,) = dist.glob("*-legacy.zip")
+    (zip_path,) = dist.glob("*-legacy.zip")
+    return zip_path
+
+
+def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, backend_python, legacy_zip):
     out = ROOT / "artifacts" / "gui"
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, BLENDER_USER_SCRIPTS=tempfile.mkdtemp(), BLENDER_USER_CONFIG=tempfile.mkdtemp())
@@ -61,12 +67,7 @@ def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, back
           f"longest operator tick {result['longest_operator_tick_s'] * 1000:.0f} ms")
 
 
-def test_opening_a_file_during_a_modal_run_lets_go_of_it(speech_wav, backend_python, tmp_path):
-    dist = tmp_path / "dist"
-    build = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--legacy", "--output-dir", str(dist)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    (legacy_zip,) = dist.glob("*-legacy.zip")
+def test_opening_a_file_during_a_modal_run_lets_go_of_it(speech_wav, backend_python, legacy_zip, tmp_path):
     env = dict(os.environ, BLENDER_USER_SCRIPTS=tempfile.mkdtemp(), BLENDER_USER_CONFIG=tempfile.mkdtemp(),
                EXPGEST_BACKEND_PYTHON=backend_python)
     result_file = tmp_path / "result.json"
