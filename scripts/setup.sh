@@ -12,6 +12,14 @@ VENVS=${EXPGEST_VENVS:-$ROOT/.venv}
 PY=${PYTHON:-python3.11}
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# A .venv left behind by another machine or checkout: a link whose target is gone, or a file, is removed
+# (a link to an existing folder is the user's choice and is kept).
+if [ -L "$VENVS" ] && [ ! -e "$VENVS" ]; then
+    log "removing the dangling link $VENVS -> $(readlink "$VENVS")"; rm -f "$VENVS"
+elif [ -e "$VENVS" ] && [ ! -d "$VENVS" ]; then
+    log "removing $VENVS: it is a file, not a folder of environments"; rm -f "$VENVS"
+fi
+
 APT_PACKAGES=(espeak-ng sox ffmpeg blender xvfb xdotool imagemagick x11-utils python3-numpy)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -27,7 +35,11 @@ fi
 make_venv() {  # make_venv NAME STAMP-CONTENT PIP-ARGS...
     local name=$1 stamp=$2; shift 2
     local dir=$VENVS/$name
-    if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then return; fi
+    # Up to date only if the stamp matches and the interpreter still runs (a venv copied from another
+    # machine, or whose base Python was removed, is rebuilt).
+    if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ] && "$dir/bin/python" -c "" 2>/dev/null; then
+        return
+    fi
     log "creating $dir"
     rm -rf "$dir"; mkdir -p "$VENVS"
     "$PY" -m venv "$dir"
