@@ -132,6 +132,108 @@ def _import_mannequin() -> Any:
     return mannequin
 
 
+def _mannequin_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mannequin") is not None
+
+
+# Segment body: radius (m) of the segment from a joint to its child, by joint name (substring match, first
+# wins). The head is an ellipsoid of its own. Proportions of an adult, only meant to read well in a viewport.
+_SEGMENT_RADII = (("eye", 0.0), ("jaw", 0.0), ("thumb", 0.010), ("index", 0.009), ("middle", 0.009),
+                  ("ring", 0.0085), ("pinky", 0.008), ("wrist", 0.030), ("elbow", 0.036), ("shoulder", 0.046),
+                  ("collar", 0.045), ("neck", 0.050), ("spine", 0.110), ("pelvis", 0.110), ("hip", 0.070),
+                  ("knee", 0.052), ("ankle", 0.040), ("foot", 0.035), ("head", 0.0))
+_SIDES = 10
+
+
+def segment_body(rest_joints: np.ndarray) -> dict[str, np.ndarray]:
+    """A simple skinned body: a closed tube per bone (rigidly bound to the bone's joint) and a head.
+
+    Args:
+        rest_joints: (55, 3) rest joint centres, SMPL-X canonical frame (Y up), metres.
+
+    Returns:
+        ``vertices`` (V, 3) float32, ``faces`` (F, 3) int32, ``skin_indices`` (V, 4) int32 and
+        ``skin_weights`` (V, 4) float32 (every vertex fully bound to one joint), as ``build_character``.
+    """
+    rest = np.asarray(rest_joints, np.float64)
+    vertices: list[np.ndarray] = []
+    faces: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+
+    def add(part_vertices: np.ndarray, part_faces: np.ndarray, joint: int) -> None:
+        offset = sum(len(v) for v in vertices)
+        vertices.append(part_vertices)
+        faces.append(part_faces + offset)
+        owners.append(np.full(len(part_vertices), joint, np.int32))
+
+    for child, parent in enumerate(PARENTS):
+        if parent < 0:
+            continue
+        name = JOINT_NAMES[parent]
+        radius = next((r for key, r in _SEGMENT_RADII if key in name), 0.02)
+        if radius <= 0.0 or JOINT_NAMES[child] in ("jaw", "left_eye_smplhf", "right_eye_smplhf"):
+            continue
+        if JOINT_NAMES[child].startswith(("left_collar", "right_collar")):
+            continue  # the chest tube covers the collar bones
+        add(*_tube(rest[parent], rest[child], radius, radius * 0.85), parent)
+    head = rest[HEAD]
+    add(*_ellipsoid(head + np.array([0.0, 0.085, 0.015]), np.array([0.085, 0.11, 0.10])), HEAD)
+    all_vertices = np.concatenate(vertices)
+    skin_indices = np.repeat(np.concatenate(owners)[:, None], SKIN_INFLUENCES, 1)
+    skin_weights = np.zeros((len(all_vertices), SKIN_INFLUENCES), np.float32)
+    skin_weights[:, 0] = 1.0
+    return {"vertices": all_vertices.astype(np.float32), "faces": np.concatenate(faces).astype(np.int32),
+            "skin_indices": skin_indices.astype(np.int32), "skin_weights": skin_weights}
+
+
+def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors perpendicular to ``axis`` and to each other."""
+    helper = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u = np.cross(axis, helper)
+    u /= np.linalg.norm(u)
+    return u, np.cross(axis, u)
+
+
+def _tube(start: np.ndarray, end: np.ndarray, r0: float, r1: float) -> tuple[np.ndarray, np.ndarray]:
+    """A closed, slightly tapered tube from ``start`` to ``end`` (rings of ``_SIDES`` plus two cap centres)."""
+    length = float(np.linalg.norm(end - start))
+    axis = (end - start) / max(length, 1e-9)
+    u, v = _frame(axis)
+    angles = np.linspace(0.0, 2.0 * np.pi, _SIDES, endpoint=False)
+    ring = np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v
+    overlap = min(r0, r1) * 0.5 * axis  # tubes overlap at the joints so the body reads as closed
+    bottom = start - overlap + r0 * ring
+    top = end + overlap + r1 * ring
+    verts = np.concatenate([bottom, top, [start - overlap, end + overlap]])
+    i = np.arange(_SIDES)
+    j = (i + 1) % _SIDES
+    side = np.concatenate([np.stack([i, j, j + _SIDES], 1), np.stack([i, j + _SIDES, i + _SIDES], 1)])
+    caps = np.concatenate([np.stack([np.full(_SIDES, 2 * _SIDES), j, i], 1),
+                           np.stack([np.full(_SIDES, 2 * _SIDES + 1), i + _SIDES, j + _SIDES], 1)])
+    return verts, np.concatenate([side, caps])
+
+
+def _ellipsoid(centre: np.ndarray, radii: np.ndarray, rings: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A UV ellipsoid: ``rings`` latitude rings of ``_SIDES`` vertices plus the two poles."""
+    lat = np.linspace(0.0, np.pi, rings + 2)[1:-1]
+    lon = np.linspace(0.0, 2.0 * np.pi, _SIDES, endpoint=False)
+    unit = np.stack([np.sin(lat)[:, None] * np.cos(lon), np.cos(lat)[:, None] * np.ones_like(lon),
+                     np.sin(lat)[:, None] * np.sin(lon)], -1).reshape(-1, 3)
+    verts = np.concatenate([unit, [[0.0, 1.0, 0.0], [0.0, -1.0, 0.0]]]) * radii + centre
+    faces = []
+    for r in range(rings - 1):
+        for k in range(_SIDES):
+            a, b = r * _SIDES + k, r * _SIDES + (k + 1) % _SIDES
+            faces += [[a, a + _SIDES, b], [b, a + _SIDES, b + _SIDES]]
+    top, bottom = rings * _SIDES, rings * _SIDES + 1
+    last = (rings - 1) * _SIDES
+    for k in range(_SIDES):
+        faces += [[top, (k + 1) % _SIDES, k], [bottom, last + k, last + (k + 1) % _SIDES]]
+    return verts, np.array(faces, np.int64)
+
+
 def _mannequin_to_smplx(names: Sequence[str]) -> np.ndarray:
     """SMPL-X index of each mannequin-x joint, by name (``L_Index1`` → ``left_index1``)."""
     mapping = []
@@ -161,6 +263,11 @@ def _from_builtin(shape: np.ndarray, with_mesh: bool) -> dict[str, Any]:
     if not shape.any() and not with_mesh:
         return {"rest_joints": rest_joints.astype(np.float32), "source": np.array(source)}
 
+    if with_mesh and not shape.any() and not _mannequin_available():
+        # Blender's own Python (the extension's default backend) has numpy < 2 and so no mannequin-x: a
+        # simple body of our own, one rigid segment per bone, still shows the gestures.
+        return {"rest_joints": rest_joints.astype(np.float32), **segment_body(rest_joints),
+                "source": np.array(source + ", segment body (mannequin-x not installed)")}
     mannequin = _import_mannequin()
     model = mannequin.Mannequin("wooden", shape=shape, flat_hand_mean=True)
     to_smplx = _mannequin_to_smplx(model.joint_names)

@@ -18,7 +18,8 @@ bl_info = {  # read only when installed as a legacy add-on (Blender < 4.2); exte
 def _classes() -> tuple:
     from . import operators, preferences, properties, ui
 
-    return (preferences.EXPGEST_AddonPreferences, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES)
+    return (preferences.EXPGEST_AddonPreferences, *preferences.CLASSES, *properties.CLASSES, *operators.CLASSES,
+            *ui.CLASSES)
 
 
 def register() -> None:

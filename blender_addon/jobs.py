@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -71,10 +72,40 @@ def bundle_root() -> Path:
     return Path(_backend_init).resolve().parent.parent
 
 
-def backend_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The backend's environment: ours without Blender's Python settings, the bundle first on PYTHONPATH."""
+def extension_site_packages() -> list[str]:
+    """Where Blender installed extensions' bundled wheels (scipy, soundfile for this one).
+
+    Blender 4.2+ extracts the wheels an extension's manifest declares into
+    ``<extensions>/.local/lib/pythonX.Y/site-packages`` and appends that folder to ``sys.path`` when it
+    enables the extension; we find it there (no bpy, so this module stays testable outside Blender).
+    """
+    tail = os.path.join(".local", "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+    found = []
+    for entry in sys.path:
+        if entry and os.path.normpath(entry).endswith(tail) and os.path.isdir(entry) and entry not in found:
+            found.append(entry)
+    return found
+
+
+def is_own_python(python: str) -> bool:
+    """Whether ``python`` is the interpreter running this code (Blender's own Python inside Blender)."""
+    try:
+        return bool(python) and os.path.samefile(python, sys.executable)
+    except OSError:
+        return False
+
+
+def backend_environment(extra: dict[str, str] | None = None, *, python: str = "") -> dict[str, str]:
+    """The backend's environment: ours without Blender's Python settings, the bundle first on PYTHONPATH.
+
+    When the backend runs with Blender's own Python, the extension's bundled wheels follow the bundle (they
+    are built for that Python only, so another interpreter never sees them).
+    """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
-    env["PYTHONPATH"] = str(bundle_root())
+    paths = [str(bundle_root())]
+    if is_own_python(python):
+        paths += extension_site_packages()
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -104,8 +135,9 @@ def probe_interpreter(python: str, timeout: float = 20.0) -> tuple[str | None, b
         return (f"The backend Python '{python}' does not exist or is not executable; choose another in the "
                 "preferences."), False
     try:
-        result = subprocess.run([python, "-c", _CHECK_SCRIPT], cwd=bundle_root(), env=backend_environment(),
-                                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        result = subprocess.run([python, "-c", _CHECK_SCRIPT], cwd=bundle_root(),
+                                env=backend_environment(python=python), capture_output=True, text=True,
+                                timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as error:
         return (f"The backend Python '{python}' could not be started ({error}); choose another in the "
                 "preferences."), False
@@ -151,7 +183,7 @@ class ServerBackend:
         from .backend import client
 
         self._client_module = client
-        self._client = client.BackendClient(python, env=backend_environment(), cwd=str(bundle_root()))
+        self._client = client.BackendClient(python, env=backend_environment(python=python), cwd=str(bundle_root()))
         self.python = python
 
     @property

@@ -449,8 +449,8 @@ def build_character_file(context: bpy.types.Context, folder: str, *, gender: str
     if settings.smplx_dir:
         args += ["--smplx-dir", settings.smplx_dir]
     try:
-        result = subprocess.run(args, cwd=jobs.bundle_root(), env=jobs.backend_environment(), capture_output=True,
-                                text=True, timeout=300, stdin=subprocess.DEVNULL)
+        result = subprocess.run(args, cwd=jobs.bundle_root(), env=jobs.backend_environment(python=settings.python),
+                                capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise scene.SceneError(f"The backend could not build the body ({error}).") from error
     if result.returncode != 0:
