@@ -508,10 +508,12 @@ class EXPGEST_OT_check_backend(bpy.types.Operator):
     bl_label = "Check Backend"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        python = preferences.resolve(context).python
+        settings = preferences.resolve(context)
+        python = settings.python
         problem, has_torch = jobs.probe_interpreter(python)
-        works = f"The backend Python works: {python}" + (
-            "" if has_torch else " (procedural engine only: the ExpGest engine also needs torch and transformers)")
+        works = (f"The backend works with {preferences.SOURCE_LABELS[settings.python_source]} ({python}). Engines: "
+                 "procedural ready; ExpGest " + ("ready (needs the weights in the Models Folder)." if has_torch else
+                                                 "not installed (Install ExpGest Engine in the preferences)."))
         context.scene.expgest.last_report = problem or works
         context.scene.expgest.last_report_is_error = problem is not None
         self.report({"ERROR"} if problem else {"INFO"}, context.scene.expgest.last_report)

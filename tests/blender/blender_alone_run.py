@@ -39,6 +39,8 @@ without = subprocess.run([resolved.python, "-c", jobs._CHECK_SCRIPT], cwd=jobs.b
                          env=jobs.backend_environment(python=""), capture_output=True, text=True)
 info["without_wheels"] = [without.returncode, (without.stderr.strip().splitlines() or [""])[-1]]
 info["probe"] = jobs.probe_interpreter(resolved.python)
+info["check_backend"] = sorted(bpy.ops.expgest.check_backend())
+info["check_report"] = bpy.context.scene.expgest.last_report
 
 scene = bpy.context.scene
 editor = scene.sequence_editor or scene.sequence_editor_create()

@@ -45,6 +45,8 @@ def test_generate_with_nothing_configured_uses_blenders_python_and_the_wheels(al
     assert alone["source"] == "blender" and alone["python"] == alone["own_python"]
     assert {"scipy", "soundfile.py", "cffi"} <= set(alone["bundled"])
     assert alone["probe"][0] is None, alone["probe"]
+    assert alone["check_backend"] == ["FINISHED"]
+    assert "Blender's own Python" in alone["check_report"] and "ExpGest not installed" in alone["check_report"]
     assert alone["add_character"] == ["FINISHED"] and alone["mesh_vertices"] > 500  # the segment body
     assert alone["generate"] == ["FINISHED"], alone["report"]
     assert alone["keys"] > 10_000, alone
@@ -55,3 +57,22 @@ def test_without_the_bundled_wheels_the_same_python_cannot_run_the_backend(alone
     """Proof that nothing leaked from the test environment: the Blender venv lacks scipy and soundfile."""
     code, last = alone["without_wheels"]
     assert code != 0 and "No module named" in last, last
+
+
+def test_every_platform_zip_carries_only_its_own_wheels(tmp_path):
+    """`build_addon.py --platform all`: Blender's `build --split-platforms` and `validate` on each zip."""
+    done = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--platform", "all", "--output-dir",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    expected = {"linux_x64": "manylinux", "windows_x64": "win_amd64", "macos_x64": "x86_64",
+                "macos_arm64": "arm64"}
+    zips = {p.name.removeprefix("expgest-").split("-", 1)[1].removesuffix(".zip"): p for p in tmp_path.glob("*.zip")}
+    assert sorted(zips) == sorted(expected)
+    for platform_name, archive in zips.items():
+        with zipfile.ZipFile(archive) as opened:
+            wheels = [Path(n).name for n in opened.namelist() if n.startswith("wheels/")]
+            manifest = opened.read("blender_manifest.toml").decode()
+        assert len(wheels) == 4, (platform_name, wheels)
+        binary = [w for w in wheels if not w.endswith("-none-any.whl")]
+        assert binary and all(expected[platform_name] in w for w in binary), (platform_name, wheels)
+        assert f'platforms = ["{platform_name.replace("_", "-")}"]' in manifest

@@ -139,3 +139,14 @@ def test_a_missing_offline_folder_is_named(prefs, tmp_path):
 def test_numpy_of_blender_is_untouched():
     """The engine environment is separate: Blender's own numpy stays the one Blender ships."""
     assert np.__version__.startswith("1.") and "engine" not in np.__file__ and sys.executable
+
+
+def test_check_models_folder_lists_what_is_missing_and_where_it_comes_from(prefs, tmp_path, backend_python):
+    preferences, _ = prefs
+    lines = preferences.check_models_folder(backend_python, str(tmp_path))
+    text = "\n".join(line for line, _ in lines)
+    assert "audio_only: " in text and "missing" in text and "model.pt" in text
+    assert any(icon == "ERROR" for _, icon in lines)
+    (line, icon), = preferences.check_models_folder(backend_python, str(tmp_path / "nowhere"))
+    assert icon == "ERROR" and "does not exist" in line
+    assert "No models folder is set" in preferences.check_models_folder(backend_python, "")[0][0]
