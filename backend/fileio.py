@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from .errors import OutputError
@@ -17,6 +18,29 @@ from .errors import OutputError
 def temp_name(path: Path) -> Path:
     """The temporary path ``write_atomic`` uses for ``path``."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def check_replaceable(path: str | os.PathLike[str], *, what: str = "file") -> None:
+    """Refuse to replace an existing file the user made read-only.
+
+    A rename replaces a file whatever its own permission bits (only the folder's count), and root passes
+    every ``os.access`` check: so the file's write bits are read directly.
+
+    Raises:
+        OutputError: ``path`` exists and is read-only (or is not a regular file).
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"Cannot check the existing {what} {path}: {error.strerror or error}.") from None
+    if not stat.S_ISREG(mode):
+        raise OutputError(f"The output {path} exists and is not a file; choose another name.")
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
+        raise OutputError(f"The {what} {path} exists and is read-only, so it was not replaced. Make it writable "
+                          "or choose another name.")
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, what: str = "file") -> None:
@@ -28,9 +52,11 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, what: str = "file
         what: what the file is, for the error message ("BVH file", "character file" …).
 
     Raises:
-        OutputError: the disk is full or the folder is not writable; nothing is left behind.
+        OutputError: the disk is full, the folder is not writable, or ``path`` is an existing read-only
+            file (``check_replaceable``); nothing is left behind.
     """
     path = Path(path)
+    check_replaceable(path, what=what)
     tmp = temp_name(path)
     try:
         with open(tmp, "wb") as handle:

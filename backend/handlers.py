@@ -45,6 +45,24 @@ def get_handler(name: str) -> Handler | None:
     return _HANDLERS.get(name)
 
 
+Validator = Callable[["ServerState", dict[str, Any]], None]
+_VALIDATORS: dict[str, Validator] = {}
+
+
+def validates(name: str) -> Callable[[Validator], Validator]:
+    """Register a cheap check of method ``name``'s params, run when the request arrives (before it queues),
+    so an invalid request is answered at once instead of after the running one (which may take minutes)."""
+    def register(function: Validator) -> Validator:
+        _VALIDATORS[name] = function
+        return function
+    return register
+
+
+def get_validator(name: str) -> Validator | None:
+    """The arrival check registered for ``name``, or None."""
+    return _VALIDATORS.get(name)
+
+
 @dataclass
 class ServerState:
     """What lives as long as the server: loaded engines and the discovered environment.
@@ -170,6 +188,27 @@ def sweep_stale_temp_files(folder: Path) -> list[str]:
     return removed
 
 
+def _generation_params(state: ServerState, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``params`` with a test engine's name replaced by ``procedural`` (and that name), else unchanged."""
+    engine_name = params.get("engine")
+    if state.test_engines and isinstance(engine_name, str) and engine_name.startswith("_test_"):
+        from .engines.testing import TEST_ENGINES
+
+        if engine_name not in TEST_ENGINES:
+            raise RequestError("engine", f"unknown test engine; test engines are {', '.join(TEST_ENGINES)}.")
+        return {**params, "engine": "procedural"}, engine_name
+    return params, None
+
+
+@validates("generate")
+def validate_generate(state: ServerState, params: dict[str, Any]) -> None:
+    """The request's fields and its output folder (milliseconds; no audio is read)."""
+    from .request import GenerationRequest
+
+    checked, _ = _generation_params(state, params)
+    check_output_folder(GenerationRequest.from_dict(checked).output)
+
+
 @method("generate")
 def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     """Run one generation (``backend.pipeline.run_generation``); the result file is written atomically.
@@ -185,15 +224,12 @@ def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     from .pipeline import run_generation
     from .request import GenerationRequest
 
+    params, engine_name = _generation_params(context.state, params)
     test_engine = None
-    engine_name = params.get("engine")
-    if context.state.test_engines and isinstance(engine_name, str) and engine_name.startswith("_test_"):
+    if engine_name is not None:
         from .engines.testing import TEST_ENGINES
 
-        if engine_name not in TEST_ENGINES:
-            raise RequestError("engine", f"unknown test engine; test engines are {', '.join(TEST_ENGINES)}.")
         test_engine = TEST_ENGINES[engine_name]()
-        params = {**params, "engine": "procedural"}
     request = GenerationRequest.from_dict(params)
     check_output_folder(request.output)
     sweep_stale_temp_files(Path(request.output).expanduser().resolve().parent)

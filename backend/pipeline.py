@@ -150,7 +150,7 @@ def check_output_folder(output: str | os.PathLike[str]) -> None:
     backend runs as root or the folder is on a read-only mount.
 
     Raises:
-        OutputError: the folder cannot be created or written.
+        OutputError: the folder cannot be created or written, or the output exists and is read-only.
     """
     folder = Path(output).expanduser().resolve().parent
     try:
@@ -161,6 +161,9 @@ def check_output_folder(output: str | os.PathLike[str]) -> None:
     except OSError as error:
         raise OutputError(f"Cannot write into the output folder {folder} ({error.strerror or error}). "
                           "Choose a folder you can write to.", data={"folder": str(folder)}) from None
+    from .fileio import check_replaceable
+
+    check_replaceable(Path(output).expanduser(), what="output file")
 
 
 def write_motion(motion, path: Path) -> None:

@@ -40,7 +40,7 @@ from typing import BinaryIO
 
 from .engines.base import CancelToken
 from .errors import CANCELLED, INTERNAL_ERROR, INVALID_REQUEST, EngineError, ExpGestError
-from .handlers import RequestContext, ServerState, get_handler
+from .handlers import RequestContext, ServerState, get_handler, get_validator
 from .protocol import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -271,6 +271,13 @@ class Server:
         self._stop.set()
 
     def _enqueue(self, request: Request) -> None:
+        validate = get_validator(request.method)
+        if validate is not None:
+            try:
+                validate(self.state, request.params)
+            except Exception as error:  # answered now, never queued behind a long generation
+                self.send(_error_for(request.id, request.method, error))
+                return
         job = _Job(request)
         with self._cond:
             if self._stopping:

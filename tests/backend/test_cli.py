@@ -218,3 +218,15 @@ def test_device_is_named_as_ignored_by_the_procedural_engine(repo_root, speech_w
                    "--device", "cuda")
     assert done.returncode == 0, done.stderr
     assert "device 'cuda' was ignored" in done.stderr
+
+
+@pytest.mark.e2e
+def test_an_existing_read_only_output_is_not_replaced(repo_root, speech_wav, tmp_path):
+    out = tmp_path / "keep.npz"
+    out.write_bytes(b"the user's own file")
+    out.chmod(0o444)
+    done = run_cli(repo_root, "generate", str(speech_wav), "-o", str(out), "--end", "1")
+    assert done.returncode != 0
+    assert "read-only" in done.stderr and "not replaced" in done.stderr and "Traceback" not in done.stderr
+    assert out.read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.npz"]  # no temporary left behind

@@ -355,3 +355,13 @@ def test_test_engines_are_hidden_without_the_flag(tone, tmp_path):
     assert error["code"] == INVALID_PARAMS and error["data"]["field"] == "engine"
     assert not (tmp_path / "x.npz").exists()
     raw.close()
+
+
+def test_an_invalid_request_queued_behind_a_running_one_is_answered_at_once(server, tone, tmp_path):
+    server.send("long", "generate", generate_params(tone, tmp_path / "long.npz", engine="_test_sleep", steps=30))
+    server.send("bad", "generate", generate_params(tone, tmp_path / "bad.npz", emotion="furious"))
+    sent = time.monotonic()
+    answer = server.response("bad")
+    assert time.monotonic() - sent < 1.5  # the running request needs about 3 s more
+    assert answer["error"]["code"] == INVALID_PARAMS and "emotion" in answer["error"]["message"]
+    assert server.response("long", timeout=60)["result"]["output"].endswith("long.npz")
