@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,8 @@ class AudioClip:
 
 
 def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float | None = None,
-               max_duration_s: float = DEFAULT_MAX_DURATION_S) -> AudioClip:
+               max_duration_s: float = DEFAULT_MAX_DURATION_S,
+               cancel: Callable[[], None] | None = None) -> AudioClip:
     """Read ``[start_s, end_s)`` of an audio file as 16 kHz mono float32.
 
     Args:
@@ -62,6 +64,8 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
         start_s: range start in seconds from the beginning of the file (>= 0).
         end_s: range end in seconds; None = the end of the file.
         max_duration_s: the longest range accepted, in seconds.
+        cancel: called between blocks of decoding and resampling (about every 0.1 s of work); it raises to
+            stop (``CancelToken.check``), so a cancel is honoured while a long file is read.
 
     Returns:
         The decoded clip; ``samples`` has ``round((end_s - start_s) * 16000)`` samples (up to one sample of
@@ -131,6 +135,8 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
         try:
             handle.seek(read_from)
             while filled < len(mono):
+                if cancel is not None:
+                    cancel()
                 block = handle.read(min(_READ_BLOCK, len(mono) - filled), dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
@@ -153,7 +159,7 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
     if not np.all(np.isfinite(mono)):
         raise AudioError(f"The file '{file_path}' holds invalid (NaN or infinite) samples; export it again "
                          "as 16- or 24-bit .wav.")
-    samples = _resample_range(mono, rate, start - read_from, stop - start)
+    samples = _resample_range(mono, rate, start - read_from, stop - start, cancel)
     clip = AudioClip(samples=samples, sample_rate=SAMPLE_RATE, duration_s=len(samples) / SAMPLE_RATE,
                      source_sample_rate=rate, source_channels=channels)
     missing = (stop - read_from) - filled  # source samples of the range that could not be read
@@ -170,13 +176,14 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
     return clip
 
 
-def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int) -> np.ndarray:
+def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int,
+                    cancel: Callable[[], None] | None = None) -> np.ndarray:
     """Resample ``mono`` (with context) to 16 kHz and cut out ``count`` source samples from ``offset``."""
     if rate == SAMPLE_RATE:
         return np.ascontiguousarray(mono[offset:offset + count], dtype=np.float32)
     divisor = math.gcd(SAMPLE_RATE, rate)
     up, down = SAMPLE_RATE // divisor, rate // divisor
-    resampled = resample_poly(mono, up, down, window=_polyphase_filter(up, down))
+    resampled = _resample_blocks(mono, up, down, cancel)
     # Source sample i lands at output position i * up / down.
     first = int(round(offset * up / down))
     length = int(round(count * SAMPLE_RATE / rate))
@@ -184,6 +191,36 @@ def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int) -> np.
     if len(out) < length:  # rounding at the very end of the file
         out = np.concatenate([out, np.zeros(length - len(out))])
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+_RESAMPLE_BLOCK = 1 << 21  # source samples per resampling block (about 50 ms of work)
+
+
+def _resample_blocks(mono: np.ndarray, up: int, down: int, cancel: Callable[[], None] | None) -> np.ndarray:
+    """``resample_poly(mono, up, down)`` with scipy's default filter, in blocks with ``cancel`` between them.
+
+    Each block starts at a multiple of ``down`` source samples, so its outputs sit on the same grid as the
+    whole signal's, and carries ``margin`` samples of context on both sides, more than the filter reaches:
+    its kept outputs are the same sums of the same products as one call over the whole signal.
+    """
+    window = _polyphase_filter(up, down)
+    if len(mono) <= _RESAMPLE_BLOCK or cancel is None:
+        return resample_poly(mono, up, down, window=window)
+    margin = ((len(window) // up + 2 * down) // down + 1) * down
+    block = (_RESAMPLE_BLOCK // down) * down
+    total = -(-len(mono) * up // down)  # resample_poly's output length: ceil(n * up / down)
+    out = np.empty(total, dtype=np.float32)
+    for begin in range(0, len(mono), block):
+        cancel()
+        end = min(len(mono), begin + block)
+        lo = max(0, begin - margin)
+        hi = min(len(mono), end + margin)
+        part = resample_poly(mono[lo:hi], up, down, window=window)
+        first = (begin - lo) * up // down
+        out_begin = begin * up // down
+        out_end = total if end == len(mono) else end * up // down
+        out[out_begin:out_end] = part[first:first + out_end - out_begin]
+    return out
 
 
 @functools.lru_cache(maxsize=8)

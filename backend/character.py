@@ -133,9 +133,11 @@ def _import_mannequin() -> Any:
 
 
 def _mannequin_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("mannequin") is not None
+    try:
+        import mannequin  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # Segment body: radius (m) of the segment from a joint to its child, by joint name (substring match, first

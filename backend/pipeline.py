@@ -198,10 +198,11 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     Raises:
         ExpGestError: every user-facing failure (audio, weights, request, output, cancel).
     """
+    cancel = cancel or CancelToken()
+    cancel.check()  # before the heavy imports and the audio: a cancel sent with the request stops it now
     from .audio import load_audio
     from .motion.resample import num_frames_for, resample_motion
 
-    cancel = cancel or CancelToken()
     cache = cache or EngineCache()
     timings: dict[str, float] = {}
     output = Path(request.output).expanduser().resolve()
@@ -210,7 +211,7 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     start = time.perf_counter()
     progress("reading audio", 0.0, os.path.basename(request.audio.path))
     clip = load_audio(request.audio.path, start_s=request.audio.start_s, end_s=request.audio.end_s,
-                      max_duration_s=request.max_duration_s)
+                      max_duration_s=request.max_duration_s, cancel=cancel.check)
     warnings = list(clip.warnings)
     if request.engine == "procedural" and request.device not in ("auto", "cpu"):
         warnings.append(f"The procedural engine always runs on the CPU; device '{request.device}' was ignored.")

@@ -155,6 +155,9 @@ class Server:
         self._worker.start()
         self._ticker.start()
         self._reader_thread.start()
+        # The generation path's imports (numpy, scipy, soundfile: about a second) happen now, in the
+        # background, not after the first request arrives, so even that request's Cancel is honoured at once.
+        threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
         log.info("serving protocol %s (pid %d)", PROTOCOL_VERSION, os.getpid())
         while not self._stop.wait(0.25):
             pass
@@ -335,6 +338,14 @@ class Server:
             return Response(id=request.id, result=result)
         except Exception as error:
             return _error_for(request.id, request.method, error)
+
+
+def _warm_imports() -> None:
+    try:
+        from . import audio, pipeline  # noqa: F401
+        from .engines import procedural  # noqa: F401
+    except Exception:  # a missing package is reported by the request that needs it, in words
+        log.debug("warm-up import failed", exc_info=True)
 
 
 def _error_for(request_id: RequestId, method: str, error: Exception) -> Response:

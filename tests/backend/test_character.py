@@ -263,9 +263,21 @@ def test_unwritable_output(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_mesh_needs_mannequin(tmp_path, monkeypatch):
+def test_without_mannequin_the_mesh_is_a_segment_body_and_shapes_need_it(tmp_path, monkeypatch):
+    """Blender's own Python has numpy < 2 and so no mannequin-x: Add SMPL-X Character still gets a body."""
     monkeypatch.setitem(sys.modules, "mannequin", None)  # as if mannequin-x were not installed
+    summary = build_character(output=tmp_path / "x.npz")
+    assert "segment body" in summary["source"] and summary["num_vertices"] > 500
+    body = load_character(tmp_path / "x.npz")
+    np.testing.assert_allclose(body["skin_weights"].sum(1), 1.0, atol=1e-6)
+    assert body["faces"].max() < len(body["vertices"]) and body["faces"].min() >= 0
+    bound = set(body["skin_indices"][:, 0].tolist())
+    for name in ("pelvis", "left_elbow", "right_wrist", "left_knee", "head", "right_index1"):
+        assert JOINT_NAMES.index(name) in bound, name
+    # each tube hugs its bone: its vertices lie near the segment from its joint to the child
+    lowest = body["vertices"][:, 1].min()
+    assert abs(lowest - REST_JOINTS[:, 1].min()) < 0.1
     with pytest.raises(WeightsError, match="mannequin-x"):
-        build_character(output=tmp_path / "x.npz")
+        build_character(betas=[1.0], output=tmp_path / "shaped.npz")
     build_character(with_mesh=False, output=tmp_path / "bones.npz")  # the skeleton alone needs nothing
     np.testing.assert_allclose(load_character(tmp_path / "bones.npz")["rest_joints"], REST_JOINTS, atol=1e-7)

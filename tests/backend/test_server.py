@@ -365,3 +365,45 @@ def test_an_invalid_request_queued_behind_a_running_one_is_answered_at_once(serv
     assert time.monotonic() - sent < 1.5  # the running request needs about 3 s more
     assert answer["error"]["code"] == INVALID_PARAMS and "emotion" in answer["error"]["message"]
     assert server.response("long", timeout=60)["result"]["output"].endswith("long.npz")
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory) -> Path:
+    """12 minutes of 44.1 kHz stereo: reading and resampling it takes seconds."""
+    import numpy as np
+    import soundfile
+
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    rng = np.random.default_rng(0)
+    block = (rng.standard_normal((44100 * 60, 2)) * 0.1).astype(np.float32)
+    with soundfile.SoundFile(str(path), "w", samplerate=44100, channels=2, subtype="PCM_16") as handle:
+        for _ in range(12):
+            handle.write(block)
+    return path
+
+
+def _cancel_latency(raw: RawServer, audio: Path, output: Path, *, wait_for_reading: bool) -> float:
+    raw.send("read", "generate", generate_params(audio, output))
+    if wait_for_reading:
+        while True:
+            message = raw.next(30)
+            if message.get("method") == "progress" and message["params"]["stage"] == "reading audio":
+                break
+    sent = time.monotonic()
+    raw.send("stop", "cancel", {"id": "read"})
+    error = raw.response("read", timeout=30)["error"]
+    latency = time.monotonic() - sent
+    assert error["code"] == CANCELLED, error
+    assert not output.exists() and temp_files(output.parent) == []
+    return latency
+
+
+def test_cancel_while_reading_a_long_file_is_honoured_within_a_second(long_file, tmp_path):
+    raw = RawServer()
+    try:
+        # the first request of a fresh backend, cancelled right after it was sent
+        assert _cancel_latency(raw, long_file, tmp_path / "a.npz", wait_for_reading=False) < 1.0
+        # a request cancelled while its audio is being read and resampled
+        assert _cancel_latency(raw, long_file, tmp_path / "b.npz", wait_for_reading=True) < 1.0
+    finally:
+        raw.close()
