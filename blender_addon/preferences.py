@@ -85,7 +85,8 @@ class EXPGEST_AddonPreferences(bpy.types.AddonPreferences):
         row = box.row()
         row.operator("expgest.check_models", icon="VIEWZOOM")
         for line, icon in MODELS_REPORT:
-            box.label(text=line, icon=icon)
+            for index, part in enumerate(_wrap(line, 110)):
+                box.label(text=part, icon=icon if index == 0 else "BLANK1")
         box.prop(self, "device")
         box.prop(self, "smplx_dir")
 
@@ -348,8 +349,10 @@ from"""
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = resolve(context)
         MODELS_REPORT[:] = check_models_folder(settings.python, settings.models)
-        worst = "ERROR" if any(icon == "ERROR" for _, icon in MODELS_REPORT) else "INFO"
-        self.report({worst}, MODELS_REPORT[0][0] if MODELS_REPORT else "Nothing to report.")
+        summary = "; ".join(line for line, icon in MODELS_REPORT if icon in ("CHECKMARK", "ERROR"))
+        problems = any(icon == "ERROR" for _, icon in MODELS_REPORT)
+        self.report({"WARNING"} if problems else {"INFO"}, summary + (" (details in the preferences)" if problems
+                                                                      else ""))
         return {"FINISHED"}
 
 
