@@ -39,6 +39,7 @@ Design:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -213,8 +214,8 @@ class LineWorker:
 class ClusterProgress(ProgressBar):
     """One aggregated line: lines done of all, failures, workers and the time left (ETA)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
-        super().__init__(total, stream)
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        super().__init__(total, stream or sys.stderr)  # looked up now: sys.stderr may have been replaced
         self.workers = 0
         self.to_run = 0
         self.ran = 0
@@ -391,154 +392,158 @@ def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterO
         summary.seconds = time.monotonic() - started
         return summary
 
-    connected_here = False
-    workers: list[_Worker] = []
-    try:
-        connected_here = _connect(ray, options)
-        count, cpus, gpus, plan = _plan_workers(ray, options, len(todo))
-        progress.stream.write(plan + "\n")
-        actor_options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
-        if not connected_here and _forwarded_env():  # joined a job someone else started: bring our settings
-            actor_options["runtime_env"] = {"env_vars": _forwarded_env()}
-        actor_class = ray.remote(LineWorker).options(**actor_options)
-        replacements = count * (options.max_retries + 1)
+    # Ray prints the raylet's messages ("A worker died …") to stdout, which carries the summary: send them to
+    # stderr with the progress, up to the shutdown that stops Ray's printing thread.
+    with contextlib.redirect_stdout(sys.stderr):
+        connected_here = False
+        workers: list[_Worker] = []
+        try:
+            connected_here = _connect(ray, options)
+            count, cpus, gpus, plan = _plan_workers(ray, options, len(todo))
+            progress.stream.write(plan + "\n")
+            actor_options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
+            if not connected_here and _forwarded_env():  # joined a job someone else started: bring our settings
+                actor_options["runtime_env"] = {"env_vars": _forwarded_env()}
+            actor_class = ray.remote(LineWorker).options(**actor_options)
+            replacements = count * (options.max_retries + 1)
 
-        def start_worker() -> _Worker:
-            actor = actor_class.remote()
-            worker = _Worker(actor, actor.ready.remote())
-            workers.append(worker)
-            return worker
+            def start_worker() -> _Worker:
+                actor = actor_class.remote()
+                worker = _Worker(actor, actor.ready.remote())
+                workers.append(worker)
+                return worker
 
-        for _ in range(count):
-            start_worker()
-        inflight: dict[Any, tuple[_Worker, _Line]] = {}
-        deadline = time.monotonic() + options.start_timeout
-        ever_ready = False
-
-        def finish(line: _Line, reply: dict[str, Any]) -> None:
-            item = line.item
-            assert item.output is not None
-            if not reply["ok"]:
-                summary.failed.append((item.label, reply["error"]))
-                progress.line_done(item.label, f"failed: {reply['error']}")
-                return
-            try:
-                item.output.parent.mkdir(parents=True, exist_ok=True)
-                ledger.begin(item.output, line.fingerprint)
-                write_atomic(item.output, reply["data"], what="motion file")
-                ledger.commit(item.output, line.fingerprint)
-            except OSError as error:
-                message = f"Could not write {item.output}: {error.strerror or error}. Choose a folder you can write to."
-                summary.failed.append((item.label, message))
-                progress.line_done(item.label, f"failed: {message}")
-                return
-            except OutputError as error:
-                summary.failed.append((item.label, error.message))
-                progress.line_done(item.label, f"failed: {error.message}")
-                return
-            summary.written.append(item.label)
-            progress.line_done(item.label, f"wrote {item.output} ({reply['frames']} frames)")
-
-        def worker_died(worker: _Worker, error: BaseException) -> None:
-            nonlocal replacements
-            worker.dead = True
-            if worker.ready:
-                progress.workers -= 1
-            lines = [inflight.pop(ref)[1] for ref in worker.queue if ref in inflight]
-            worker.queue.clear()
-            if lines:
-                running, queued = lines[0], lines[1:]
-                running.attempts += 1
-                where = f"worker pid {worker.info.get('pid', '?')} on {worker.info.get('host', '?')}"
-                if running.attempts > options.max_retries:
-                    message = (f"{running.attempts} workers died while generating this line (the last: {where}: "
-                               f"{_short(error)}); it may crash the engine (out of memory, a native crash). Check "
-                               "the line, or give the workers more memory.")
-                    summary.failed.append((running.item.label, message))
-                    progress.line_done(running.item.label, f"failed: {message}")
-                else:
-                    summary.retried.append((running.item.label, f"{where} died while generating it"))
-                    queued = [running, *queued]
-                todo.extendleft(reversed(queued))
-            if replacements > 0 and (todo or inflight):
-                replacements -= 1
+            for _ in range(count):
                 start_worker()
+            inflight: dict[Any, tuple[_Worker, _Line]] = {}
+            deadline = time.monotonic() + options.start_timeout
+            ever_ready = False
 
-        while todo or inflight:
-            live = [w for w in workers if not w.dead]
-            if not live:
-                reason = "every worker died and the replacements ran out"
-                for line in todo:
-                    summary.failed.append((line.item.label, f"Not run: {reason}."))
-                    progress.line_done(line.item.label, f"failed: not run: {reason}")
-                todo.clear()
-                break
-            for worker in live:
-                while worker.ready and len(worker.queue) < _DEPTH and todo:
-                    line = todo.popleft()
-                    audio = line.item.params["audio"]
-                    path = Path(str(audio.get("path") if isinstance(audio, dict) else audio))
-                    try:
-                        audio_bytes = path.read_bytes()
-                    except OSError as error:
-                        finish(line, {"ok": False, "error": f"Cannot read the audio file {path}: "
-                                                            f"{error.strerror or error}. Check the path."})
+            def finish(line: _Line, reply: dict[str, Any]) -> None:
+                item = line.item
+                assert item.output is not None
+                if not reply["ok"]:
+                    summary.failed.append((item.label, reply["error"]))
+                    progress.line_done(item.label, f"failed: {reply['error']}")
+                    return
+                try:
+                    item.output.parent.mkdir(parents=True, exist_ok=True)
+                    ledger.begin(item.output, line.fingerprint)
+                    write_atomic(item.output, reply["data"], what="motion file")
+                    ledger.commit(item.output, line.fingerprint)
+                except OSError as error:
+                    message = (f"Could not write {item.output}: {error.strerror or error}. Choose a folder you can "
+                               "write to.")
+                    summary.failed.append((item.label, message))
+                    progress.line_done(item.label, f"failed: {message}")
+                    return
+                except OutputError as error:
+                    summary.failed.append((item.label, error.message))
+                    progress.line_done(item.label, f"failed: {error.message}")
+                    return
+                summary.written.append(item.label)
+                progress.line_done(item.label, f"wrote {item.output} ({reply['frames']} frames)")
+
+            def worker_died(worker: _Worker, error: BaseException) -> None:
+                nonlocal replacements
+                worker.dead = True
+                if worker.ready:
+                    progress.workers -= 1
+                lines = [inflight.pop(ref)[1] for ref in worker.queue if ref in inflight]
+                worker.queue.clear()
+                if lines:
+                    running, queued = lines[0], lines[1:]
+                    running.attempts += 1
+                    where = f"worker pid {worker.info.get('pid', '?')} on {worker.info.get('host', '?')}"
+                    if running.attempts > options.max_retries:
+                        message = (f"{running.attempts} workers died while generating this line (the last: {where}: "
+                                   f"{_short(error)}); it may crash the engine (out of memory, a native crash). Check "
+                                   "the line, or give the workers more memory.")
+                        summary.failed.append((running.item.label, message))
+                        progress.line_done(running.item.label, f"failed: {message}")
+                    else:
+                        summary.retried.append((running.item.label, f"{where} died while generating it"))
+                        queued = [running, *queued]
+                    todo.extendleft(reversed(queued))
+                if replacements > 0 and (todo or inflight):
+                    replacements -= 1
+                    start_worker()
+
+            while todo or inflight:
+                live = [w for w in workers if not w.dead]
+                if not live:
+                    reason = "every worker died and the replacements ran out"
+                    for line in todo:
+                        summary.failed.append((line.item.label, f"Not run: {reason}."))
+                        progress.line_done(line.item.label, f"failed: not run: {reason}")
+                    todo.clear()
+                    break
+                for worker in live:
+                    while worker.ready and len(worker.queue) < _DEPTH and todo:
+                        line = todo.popleft()
+                        audio = line.item.params["audio"]
+                        path = Path(str(audio.get("path") if isinstance(audio, dict) else audio))
+                        try:
+                            audio_bytes = path.read_bytes()
+                        except OSError as error:
+                            finish(line, {"ok": False, "error": f"Cannot read the audio file {path}: "
+                                                                f"{error.strerror or error}. Check the path."})
+                            continue
+                        ref = worker.actor.generate.remote(line.item.params, path.name, audio_bytes)
+                        worker.queue.append(ref)
+                        inflight[ref] = (worker, line)
+                if not ever_ready and time.monotonic() > deadline:
+                    raise ClusterError(f"No Ray worker became ready within {options.start_timeout:g} s ({plan}). Check "
+                                       "that the cluster has the CPUs/GPUs free, or lower --cpus-per-worker / "
+                                       "--gpus-per-worker.")
+                waiting = {w.ready_ref: w for w in live if not w.ready}
+                refs = list(inflight) + list(waiting)
+                if not refs:
+                    continue
+                done, _ = ray.wait(refs, num_returns=1, timeout=0.25)
+                progress.refresh()
+                for ref in done:
+                    if ref in waiting:
+                        worker = waiting[ref]
+                        try:
+                            worker.info = ray.get(ref)
+                        except RayActorError as error:
+                            if not ever_ready:  # the first worker cannot start: the environment is broken
+                                raise ClusterError(f"No Ray worker could start: {_short(error)}. Each worker needs the "
+                                                   "backend's Python packages (docs/cluster.md).") from None
+                            worker_died(worker, error)
+                            continue
+                        worker.ready = True
+                        if not ever_ready:
+                            ever_ready = True
+                            progress.start(len(todo) + len(inflight))  # the ETA's clock starts with the first worker
+                        progress.workers += 1
                         continue
-                    ref = worker.actor.generate.remote(line.item.params, path.name, audio_bytes)
-                    worker.queue.append(ref)
-                    inflight[ref] = (worker, line)
-            if not ever_ready and time.monotonic() > deadline:
-                raise ClusterError(f"No Ray worker became ready within {options.start_timeout:g} s ({plan}). Check "
-                                   "that the cluster has the CPUs/GPUs free, or lower --cpus-per-worker / "
-                                   "--gpus-per-worker.")
-            waiting = {w.ready_ref: w for w in live if not w.ready}
-            refs = list(inflight) + list(waiting)
-            if not refs:
-                continue
-            done, _ = ray.wait(refs, num_returns=1, timeout=0.25)
-            progress.refresh()
-            for ref in done:
-                if ref in waiting:
-                    worker = waiting[ref]
+                    if ref not in inflight:  # already handled with its dead worker
+                        continue
+                    worker, line = inflight[ref]
                     try:
-                        worker.info = ray.get(ref)
+                        reply = ray.get(ref)
                     except RayActorError as error:
-                        if not ever_ready:  # the first worker cannot start: the environment is broken
-                            raise ClusterError(f"No Ray worker could start: {_short(error)}. Each worker needs the "
-                                               "backend's Python packages (docs/cluster.md).") from None
                         worker_died(worker, error)
                         continue
-                    worker.ready = True
-                    if not ever_ready:
-                        ever_ready = True
-                        progress.start(len(todo) + len(inflight))  # the ETA's clock starts with the first worker
-                    progress.workers += 1
-                    continue
-                if ref not in inflight:  # already handled with its dead worker
-                    continue
-                worker, line = inflight[ref]
-                try:
-                    reply = ray.get(ref)
-                except RayActorError as error:
-                    worker_died(worker, error)
-                    continue
-                except (GetTimeoutError, RayError) as error:
+                    except (GetTimeoutError, RayError) as error:
+                        inflight.pop(ref)
+                        worker.queue.remove(ref)
+                        finish(line, {"ok": False, "error": f"Ray failed the line: {_short(error)}"})
+                        continue
                     inflight.pop(ref)
                     worker.queue.remove(ref)
-                    finish(line, {"ok": False, "error": f"Ray failed the line: {_short(error)}"})
-                    continue
-                inflight.pop(ref)
-                worker.queue.remove(ref)
-                finish(line, reply)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        for worker in workers:
-            try:
-                ray.kill(worker.actor, no_restart=True)
-            except Exception:  # already dead, or the connection is gone
-                pass
-        if connected_here:
-            ray.shutdown()
-        summary.seconds = time.monotonic() - started
+                    finish(line, reply)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            for worker in workers:
+                try:
+                    ray.kill(worker.actor, no_restart=True)
+                except Exception:  # already dead, or the connection is gone
+                    pass
+            if connected_here:
+                ray.shutdown()
+            summary.seconds = time.monotonic() - started
     return summary
