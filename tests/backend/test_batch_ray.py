@@ -29,7 +29,8 @@ pytestmark = pytest.mark.e2e
 _ENV = {"EXPGEST_TEST_ENGINES": "1", "EXPGEST_TEST_STEP_S": "0.1", "OMP_NUM_THREADS": "1"}
 
 
-def _descendants(pid: int) -> list[int]:
+def _ray_descendants(pid: int) -> list[int]:
+    """Live processes under ``pid`` that belong to Ray (raylet, GCS, workers, log monitor …)."""
     parents: dict[int, int] = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -45,7 +46,14 @@ def _descendants(pid: int) -> list[int]:
         children = [child for child, ppid in parents.items() if ppid == parent]
         found += children
         frontier += children
-    return found
+    ray_processes = []
+    for child in found:
+        try:
+            if b"ray" in Path(f"/proc/{child}/cmdline").read_bytes():
+                ray_processes.append(child)
+        except OSError:
+            continue
+    return ray_processes
 
 
 def _line_workers(busy: bool = False) -> list[int]:
@@ -79,9 +87,9 @@ def cluster():
             else:
                 os.environ[name] = value
         deadline = time.monotonic() + 20
-        while _descendants(os.getpid()) and time.monotonic() < deadline:
+        while _ray_descendants(os.getpid()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _descendants(os.getpid()) == [], "the Ray cluster left processes behind"
+        assert _ray_descendants(os.getpid()) == [], "the Ray cluster left processes behind"
 
 
 def _speech(path: Path, seconds: float, seed: int) -> Path:
