@@ -333,15 +333,15 @@ def _plan_workers(ray: Any, options: ClusterOptions, lines: int) -> tuple[int, f
     if gpus_per > 0 and gpus < gpus_per:
         raise ClusterError(f"--gpus-per-worker {gpus_per:g} asks for GPUs, but the cluster has {gpus:g}; "
                            "use --gpus-per-worker 0 to run on CPUs, or add GPU nodes.")
+    fit = int(cpus / options.cpus_per_worker + 1e-9) if options.cpus_per_worker > 0 else lines
     if gpus_per > 0:
-        fit = int(gpus / gpus_per + 1e-9)
-    else:
-        fit = int(cpus / options.cpus_per_worker + 1e-9) if options.cpus_per_worker > 0 else lines
+        fit = min(fit, int(gpus / gpus_per + 1e-9))
     if options.workers is not None and options.workers < 1:
         raise ClusterError("--workers must be at least 1.")
     count = max(1, min(options.workers or fit or 1, lines))
     plan = (f"Ray: {count} worker{'s' if count != 1 else ''} ({options.cpus_per_worker:g} CPU"
-            + (f", {gpus_per:g} GPU" if gpus_per else "") + f" each) on a cluster of {cpus:g} CPUs, {gpus:g} GPUs")
+            + (f", {gpus_per:g} GPU" if gpus_per else "") + f" each) on a cluster of {cpus:g} CPU{'s' * (cpus != 1)}, "
+            f"{gpus:g} GPU{'s' * (gpus != 1)}")
     if options.workers and options.workers > fit:
         plan += f"; only {fit} fit at once, the others start when resources free up"
     return count, options.cpus_per_worker, gpus_per, plan
@@ -350,6 +350,152 @@ def _plan_workers(ray: Any, options: ClusterOptions, lines: int) -> tuple[int, f
 def _short(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
+
+
+class _Dispatcher:
+    """Runs the lines of one batch on a set of actors: dispatch, results, dead workers (module docstring, 3-5)."""
+
+    def __init__(self, ray: Any, todo: deque[_Line], ledger: BatchLedger, options: ClusterOptions,
+                 summary: BatchSummary, progress: ClusterProgress, actor_class: Any, count: int) -> None:
+        from ray.exceptions import RayActorError, RayError
+
+        self.ray, self.todo, self.ledger, self.options = ray, todo, ledger, options
+        self.summary, self.progress, self.actor_class = summary, progress, actor_class
+        self.actor_died, self.ray_error = RayActorError, RayError
+        self.workers: list[_Worker] = []
+        self.inflight: dict[Any, tuple[_Worker, _Line]] = {}
+        self.replacements = count * (options.max_retries + 1)
+        self.ever_ready = False
+
+    def start_worker(self) -> None:
+        """Create an actor; it gets lines once its ``ready`` call returns."""
+        actor = self.actor_class.remote()
+        self.workers.append(_Worker(actor, actor.ready.remote()))
+
+    def kill_workers(self) -> None:
+        """Kill every actor of this batch (their processes end; lines in flight are dropped)."""
+        for worker in self.workers:
+            try:
+                self.ray.kill(worker.actor, no_restart=True)
+            except Exception:  # already dead, or the connection is gone
+                pass
+
+    def run(self, plan: str) -> None:
+        """Until every line is written, failed, or cannot run: dispatch, then handle what comes back."""
+        deadline = time.monotonic() + self.options.start_timeout
+        while self.todo or self.inflight:
+            live = [w for w in self.workers if not w.dead]
+            if not live:
+                reason = "every worker died and the replacements ran out"
+                for line in self.todo:
+                    self.fail(line, f"Not run: {reason}.")
+                self.todo.clear()
+                return
+            for worker in live:
+                self.dispatch(worker)
+            if not self.ever_ready and time.monotonic() > deadline:
+                raise ClusterError(f"No Ray worker became ready within {self.options.start_timeout:g} s ({plan}). "
+                                   "Check that the cluster has the CPUs/GPUs free, or lower --cpus-per-worker / "
+                                   "--gpus-per-worker.")
+            starting = {w.ready_ref: w for w in live if not w.ready}
+            done, _ = self.ray.wait([*self.inflight, *starting], num_returns=1, timeout=0.25)
+            self.progress.refresh()
+            for ref in done:
+                if ref in starting:
+                    self.on_ready(starting[ref], ref)
+                elif ref in self.inflight:  # else: already handled with its dead worker
+                    self.on_result(ref)
+
+    def dispatch(self, worker: _Worker) -> None:
+        """Give a ready worker lines up to ``_DEPTH``, shipping each line's audio bytes."""
+        while worker.ready and len(worker.queue) < _DEPTH and self.todo:
+            line = self.todo.popleft()
+            audio = line.item.params["audio"] if line.item.params else None
+            path = Path(str(audio.get("path") if isinstance(audio, dict) else audio))
+            try:
+                audio_bytes = path.read_bytes()
+            except OSError as error:
+                self.fail(line, f"Cannot read the audio file {path}: {error.strerror or error}. Check the path.")
+                continue
+            ref = worker.actor.generate.remote(line.item.params, path.name, audio_bytes)
+            worker.queue.append(ref)
+            self.inflight[ref] = (worker, line)
+
+    def on_ready(self, worker: _Worker, ref: Any) -> None:
+        """A worker finished starting (or died trying)."""
+        try:
+            worker.info = self.ray.get(ref)
+        except self.actor_died as error:
+            if not self.ever_ready:  # the first worker cannot start: the environment is broken
+                raise ClusterError(f"No Ray worker could start: {_short(error)}. Each worker needs the backend's "
+                                   "Python packages (docs/cluster.md).") from None
+            self.worker_died(worker, error)
+            return
+        worker.ready = True
+        if not self.ever_ready:
+            self.ever_ready = True
+            self.progress.start(len(self.todo) + len(self.inflight))  # the ETA's clock starts with a worker
+        self.progress.workers += 1
+
+    def on_result(self, ref: Any) -> None:
+        """A line came back: write it, report its failure, or retry it when its worker died."""
+        worker, line = self.inflight[ref]
+        try:
+            reply = self.ray.get(ref)
+        except self.actor_died as error:
+            self.worker_died(worker, error)
+            return
+        except self.ray_error as error:
+            reply = {"ok": False, "error": f"Ray failed the line: {_short(error)}"}
+        del self.inflight[ref]
+        worker.queue.remove(ref)
+        if not reply["ok"]:
+            self.fail(line, reply["error"])
+            return
+        item = line.item
+        assert item.output is not None
+        try:
+            item.output.parent.mkdir(parents=True, exist_ok=True)
+            self.ledger.begin(item.output, line.fingerprint)
+            write_atomic(item.output, reply["data"], what="motion file")
+            self.ledger.commit(item.output, line.fingerprint)
+        except OSError as error:
+            self.fail(line, f"Could not write {item.output}: {error.strerror or error}. Choose a folder you can "
+                            "write to.")
+            return
+        except OutputError as error:
+            self.fail(line, error.message)
+            return
+        self.summary.written.append(item.label)
+        self.progress.line_done(item.label, f"wrote {item.output} ({reply['frames']} frames)")
+
+    def fail(self, line: _Line, message: str) -> None:
+        """Report a line as failed."""
+        self.summary.failed.append((line.item.label, message))
+        self.progress.line_done(line.item.label, f"failed: {message}")
+
+    def worker_died(self, worker: _Worker, error: BaseException) -> None:
+        """Put a dead worker's lines back (the running one counted, module docstring 4) and replace the worker."""
+        worker.dead = True
+        if worker.ready:
+            self.progress.workers -= 1
+        lines = [self.inflight.pop(ref)[1] for ref in worker.queue if ref in self.inflight]
+        worker.queue.clear()
+        if lines:
+            running, queued = lines[0], lines[1:]  # an actor runs its calls in order: the first was running
+            running.attempts += 1
+            where = f"worker pid {worker.info.get('pid', '?')} on {worker.info.get('host', '?')}"
+            if running.attempts > self.options.max_retries:
+                self.fail(running, f"{running.attempts} workers died while generating this line (the last: {where}: "
+                                   f"{_short(error)}); it may crash the engine (out of memory, a native crash). "
+                                   "Check the line, or give the workers more memory.")
+            else:
+                self.summary.retried.append((running.item.label, f"{where} died while generating it"))
+                queued = [running, *queued]
+            self.todo.extendleft(reversed(queued))
+        if self.replacements > 0 and (self.todo or self.inflight):
+            self.replacements -= 1
+            self.start_worker()
 
 
 def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterOptions, *, force: bool = False,
@@ -370,8 +516,6 @@ def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterO
         ClusterError: Ray is missing, the cluster cannot be reached, or no worker could start.
     """
     ray = require_ray()
-    from ray.exceptions import GetTimeoutError, RayActorError, RayError
-
     summary = BatchSummary(total=len(items))
     progress = progress or ClusterProgress(len(items))
     started = time.monotonic()
@@ -396,7 +540,7 @@ def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterO
     # stderr with the progress, up to the shutdown that stops Ray's printing thread.
     with contextlib.redirect_stdout(sys.stderr):
         connected_here = False
-        workers: list[_Worker] = []
+        dispatcher: _Dispatcher | None = None
         try:
             connected_here = _connect(ray, options)
             count, cpus, gpus, plan = _plan_workers(ray, options, len(todo))
@@ -404,145 +548,16 @@ def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterO
             actor_options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
             if not connected_here and _forwarded_env():  # joined a job someone else started: bring our settings
                 actor_options["runtime_env"] = {"env_vars": _forwarded_env()}
-            actor_class = ray.remote(LineWorker).options(**actor_options)
-            replacements = count * (options.max_retries + 1)
-
-            def start_worker() -> _Worker:
-                actor = actor_class.remote()
-                worker = _Worker(actor, actor.ready.remote())
-                workers.append(worker)
-                return worker
-
+            dispatcher = _Dispatcher(ray, todo, ledger, options, summary, progress,
+                                     ray.remote(LineWorker).options(**actor_options), count)
             for _ in range(count):
-                start_worker()
-            inflight: dict[Any, tuple[_Worker, _Line]] = {}
-            deadline = time.monotonic() + options.start_timeout
-            ever_ready = False
-
-            def finish(line: _Line, reply: dict[str, Any]) -> None:
-                item = line.item
-                assert item.output is not None
-                if not reply["ok"]:
-                    summary.failed.append((item.label, reply["error"]))
-                    progress.line_done(item.label, f"failed: {reply['error']}")
-                    return
-                try:
-                    item.output.parent.mkdir(parents=True, exist_ok=True)
-                    ledger.begin(item.output, line.fingerprint)
-                    write_atomic(item.output, reply["data"], what="motion file")
-                    ledger.commit(item.output, line.fingerprint)
-                except OSError as error:
-                    message = (f"Could not write {item.output}: {error.strerror or error}. Choose a folder you can "
-                               "write to.")
-                    summary.failed.append((item.label, message))
-                    progress.line_done(item.label, f"failed: {message}")
-                    return
-                except OutputError as error:
-                    summary.failed.append((item.label, error.message))
-                    progress.line_done(item.label, f"failed: {error.message}")
-                    return
-                summary.written.append(item.label)
-                progress.line_done(item.label, f"wrote {item.output} ({reply['frames']} frames)")
-
-            def worker_died(worker: _Worker, error: BaseException) -> None:
-                nonlocal replacements
-                worker.dead = True
-                if worker.ready:
-                    progress.workers -= 1
-                lines = [inflight.pop(ref)[1] for ref in worker.queue if ref in inflight]
-                worker.queue.clear()
-                if lines:
-                    running, queued = lines[0], lines[1:]
-                    running.attempts += 1
-                    where = f"worker pid {worker.info.get('pid', '?')} on {worker.info.get('host', '?')}"
-                    if running.attempts > options.max_retries:
-                        message = (f"{running.attempts} workers died while generating this line (the last: {where}: "
-                                   f"{_short(error)}); it may crash the engine (out of memory, a native crash). Check "
-                                   "the line, or give the workers more memory.")
-                        summary.failed.append((running.item.label, message))
-                        progress.line_done(running.item.label, f"failed: {message}")
-                    else:
-                        summary.retried.append((running.item.label, f"{where} died while generating it"))
-                        queued = [running, *queued]
-                    todo.extendleft(reversed(queued))
-                if replacements > 0 and (todo or inflight):
-                    replacements -= 1
-                    start_worker()
-
-            while todo or inflight:
-                live = [w for w in workers if not w.dead]
-                if not live:
-                    reason = "every worker died and the replacements ran out"
-                    for line in todo:
-                        summary.failed.append((line.item.label, f"Not run: {reason}."))
-                        progress.line_done(line.item.label, f"failed: not run: {reason}")
-                    todo.clear()
-                    break
-                for worker in live:
-                    while worker.ready and len(worker.queue) < _DEPTH and todo:
-                        line = todo.popleft()
-                        audio = line.item.params["audio"]
-                        path = Path(str(audio.get("path") if isinstance(audio, dict) else audio))
-                        try:
-                            audio_bytes = path.read_bytes()
-                        except OSError as error:
-                            finish(line, {"ok": False, "error": f"Cannot read the audio file {path}: "
-                                                                f"{error.strerror or error}. Check the path."})
-                            continue
-                        ref = worker.actor.generate.remote(line.item.params, path.name, audio_bytes)
-                        worker.queue.append(ref)
-                        inflight[ref] = (worker, line)
-                if not ever_ready and time.monotonic() > deadline:
-                    raise ClusterError(f"No Ray worker became ready within {options.start_timeout:g} s ({plan}). Check "
-                                       "that the cluster has the CPUs/GPUs free, or lower --cpus-per-worker / "
-                                       "--gpus-per-worker.")
-                waiting = {w.ready_ref: w for w in live if not w.ready}
-                refs = list(inflight) + list(waiting)
-                if not refs:
-                    continue
-                done, _ = ray.wait(refs, num_returns=1, timeout=0.25)
-                progress.refresh()
-                for ref in done:
-                    if ref in waiting:
-                        worker = waiting[ref]
-                        try:
-                            worker.info = ray.get(ref)
-                        except RayActorError as error:
-                            if not ever_ready:  # the first worker cannot start: the environment is broken
-                                raise ClusterError(f"No Ray worker could start: {_short(error)}. Each worker needs the "
-                                                   "backend's Python packages (docs/cluster.md).") from None
-                            worker_died(worker, error)
-                            continue
-                        worker.ready = True
-                        if not ever_ready:
-                            ever_ready = True
-                            progress.start(len(todo) + len(inflight))  # the ETA's clock starts with the first worker
-                        progress.workers += 1
-                        continue
-                    if ref not in inflight:  # already handled with its dead worker
-                        continue
-                    worker, line = inflight[ref]
-                    try:
-                        reply = ray.get(ref)
-                    except RayActorError as error:
-                        worker_died(worker, error)
-                        continue
-                    except (GetTimeoutError, RayError) as error:
-                        inflight.pop(ref)
-                        worker.queue.remove(ref)
-                        finish(line, {"ok": False, "error": f"Ray failed the line: {_short(error)}"})
-                        continue
-                    inflight.pop(ref)
-                    worker.queue.remove(ref)
-                    finish(line, reply)
+                dispatcher.start_worker()
+            dispatcher.run(plan)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            for worker in workers:
-                try:
-                    ray.kill(worker.actor, no_restart=True)
-                except Exception:  # already dead, or the connection is gone
-                    pass
+            if dispatcher is not None:
+                dispatcher.kill_workers()
             if connected_here:
                 ray.shutdown()
             summary.seconds = time.monotonic() - started

@@ -44,6 +44,12 @@ def _write_clips(folder: Path, count: int, seconds: float) -> None:
                         subtype="PCM_16")
 
 
+def _steady_rate(finished: list[float], workers: int) -> float:
+    """Lines per minute once every worker has delivered its first line (start-up and model loading excluded)."""
+    first, last = finished[workers - 1], finished[-1]
+    return 60 * (len(finished) - workers) / max(1e-9, last - first)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=24, help="lines per batch, procedural engine")
@@ -62,6 +68,28 @@ def main() -> int:
     from tests.servers.harness import backend_env
 
     quiet = io.StringIO()
+
+    class LocalClock(ProgressBar):
+        """The local batch's progress, keeping when each line finished."""
+
+        def __init__(self, total: int) -> None:
+            super().__init__(total, stream=quiet)
+            self.times: list[float] = []
+
+        def item_done(self, label: str, outcome: str) -> None:
+            self.times.append(time.perf_counter())
+            super().item_done(label, outcome)
+
+    class RayClock(ClusterProgress):
+        """The Ray batch's progress, keeping when each line finished."""
+
+        def __init__(self, total: int) -> None:
+            super().__init__(total, stream=quiet)
+            self.times: list[float] = []
+
+        def line_done(self, label: str, outcome: str) -> None:
+            self.times.append(time.perf_counter())
+            super().line_done(label, outcome)
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         (folder / "lines").mkdir()
@@ -83,7 +111,7 @@ def main() -> int:
         def items_for(out: Path, lines: int, defaults: dict) -> list:
             return scan_folder(folder / "lines", out, defaults)[:lines]
 
-        def local_batch(out: Path, lines: int, defaults: dict) -> float:
+        def local_batch(out: Path, lines: int, defaults: dict) -> tuple[float, float]:
             def start() -> BackendClient:
                 client = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT),
                                        args=["-m", "backend", "serve"])
@@ -92,18 +120,19 @@ def main() -> int:
 
             items = items_for(out, lines, defaults)
             began = time.perf_counter()
-            summary = run_batch(items, start, force=True, progress=ProgressBar(len(items), stream=quiet),
-                                ledger=BatchLedger(out))
+            clock = LocalClock(len(items))
+            summary = run_batch(items, start, force=True, progress=clock, ledger=BatchLedger(out))
             assert len(summary.written) == lines, summary.failed
-            return time.perf_counter() - began
+            return time.perf_counter() - began, _steady_rate(clock.times, 1)
 
-        def ray_batch(out: Path, lines: int, defaults: dict, workers: int) -> float:
+        def ray_batch(out: Path, lines: int, defaults: dict, workers: int) -> tuple[float, float]:
             items = items_for(out, lines, defaults)
             began = time.perf_counter()
+            clock = RayClock(len(items))
             summary = run_batch_ray(items, BatchLedger(out), ClusterOptions(workers=workers), force=True,
-                                    progress=ClusterProgress(len(items), stream=quiet))
+                                    progress=clock)
             assert len(summary.written) == lines, summary.failed
-            return time.perf_counter() - began
+            return time.perf_counter() - began, _steady_rate(clock.times, workers)
 
         modes = {"local": local_batch, "ray x1": lambda *a: ray_batch(*a, workers=1),
                  "ray x2": lambda *a: ray_batch(*a, workers=2)}
@@ -111,18 +140,21 @@ def main() -> int:
         try:
             for engine, lines, defaults in engines:
                 times: dict[str, list[float]] = {name: [] for name in modes}
+                steady: dict[str, list[float]] = {name: [] for name in modes}
                 identical = True
                 for repeat in range(args.repeats):
                     outs = {}
                     for name, run in modes.items():
                         outs[name] = folder / f"out-{len(results)}-{name.replace(' ', '')}-{repeat}"
                         outs[name].mkdir()
-                        times[name].append(run(outs[name], lines, defaults))
+                        seconds, rate = run(outs[name], lines, defaults)
+                        times[name].append(seconds)
+                        steady[name].append(rate)
                         print(f"{engine}, repeat {repeat + 1}: {name}: {times[name][-1]:.2f} s", file=sys.stderr)
                     for result in sorted(outs["local"].glob("*.npz")):
                         identical &= all((outs[name] / result.name).read_bytes() == result.read_bytes()
                                          for name in ("ray x1", "ray x2"))
-                results.append((engine, lines, times, identical))
+                results.append((engine, lines, times, steady, identical))
 
             # Scheduling overhead: one warm actor against the same method called in this process.
             audio = folder / "lines" / "line000.wav"
@@ -147,18 +179,24 @@ def main() -> int:
 
     print(f"\nLines of {args.seconds:g} s, {args.repeats} repeats, single-node Ray cluster with 2 CPUs (its start-up, "
           f"{cluster_start:.1f} s, not counted; worker start-up counted)\n")
-    print("| engine | lines | mode | seconds per batch, median (min-max) | lines per minute, median (min-max) "
-          "| vs local | same bytes as local |")
-    print("|---|---|---|---|---|---|---|")
-    for engine, lines, times, identical in results:
+    print("| engine | lines | mode | seconds per batch | lines per minute | vs local "
+          "| steady lines per minute | steady vs local | same bytes as local |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def spread(values: list[float], digits: int) -> str:
+        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    for engine, lines, times, steady, identical in results:
         local_median = statistics.median(times["local"])
+        local_steady = statistics.median(steady["local"])
         for name, values in times.items():
             rates = [60 * lines / value for value in values]
             same = "-" if name == "local" else ("yes" if identical else "NO")
-            print(f"| {engine} | {lines} | {name} "
-                  f"| {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) "
-                  f"| {statistics.median(rates):.0f} ({min(rates):.0f}-{max(rates):.0f}) "
-                  f"| {local_median / statistics.median(values):.2f}x | {same} |")
+            print(f"| {engine} | {lines} | {name} | {spread(values, 2)} | {spread(rates, 0)} "
+                  f"| {local_median / statistics.median(values):.2f}x | {spread(steady[name], 0)} "
+                  f"| {statistics.median(steady[name]) / local_steady:.2f}x | {same} |")
+    print("\nseconds per batch and lines per minute: median (min-max) over the repeats, worker start-up and model "
+          "loading included; steady: after every worker delivered its first line")
     overhead = [(r - d) * 1000 for r, d in zip(remote, direct, strict=True)]
     low, _, high = statistics.quantiles(overhead, n=4)
     print(f"\nOne {args.seconds:g} s line (procedural), warm: in-process {1000 * statistics.median(direct):.1f} ms, "

@@ -75,7 +75,9 @@ def cluster():
     ray = pytest.importorskip("ray")
     saved = {name: os.environ.get(name) for name in _ENV}
     os.environ.update(_ENV)  # the cluster's processes inherit them
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+    # one declared GPU (Ray schedules declared GPUs like real ones; torch finds none, so `device auto` stays on
+    # the CPU): the batch's default is then one worker per GPU, and --gpus-per-worker 0.5 puts two on it
+    context = ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), **_ENV}})
     try:
         yield context.address_info["gcs_address"]
@@ -140,12 +142,14 @@ def test_ray_batch_is_byte_identical_to_the_local_batch_and_a_rerun_skips_everyt
     local = _local_batch(audio, tmp_path / "local", "--seed", "5", "--emotion", "happiness")
     assert local.returncode == 0, local.stderr
 
-    code, summary, err = _ray_batch(capsys, audio, tmp_path / "ray", "--seed", "5", "--emotion", "happiness")
+    code, summary, err = _ray_batch(capsys, audio, tmp_path / "ray", "--seed", "5", "--emotion", "happiness",
+                                    "--gpus-per-worker", "0.5")
     assert code == 0, err
     assert sorted(summary["written"]) == [f"line{i}.wav" for i in range(4)] and summary["failed"] == []
     for name in names:
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
-    assert "Ray: 2 workers" in err and "ETA" in err and "4/4 done" in err
+    assert "Ray: 2 workers (1 CPU, 0.5 GPU each) on a cluster of 2 CPUs, 1 GPU" in err
+    assert "ETA" in err and "4/4 done" in err
 
     for out in ("ray", "local"):  # the local batch keeps the same settings record: Ray resumes its work too
         code, again, err = _ray_batch(capsys, audio, tmp_path / out, "--seed", "5", "--emotion", "happiness")
@@ -231,7 +235,7 @@ def test_a_corrupt_line_and_a_line_that_kills_its_workers_are_reported_and_the_o
 
 
 def test_ctrl_c_cancels_cleanly_and_the_same_command_finishes_the_rest(cluster, tmp_path, capsys):
-    manifest = _sleep_manifest(tmp_path, count=8, steps=5)  # 0.5 s a line
+    manifest = _sleep_manifest(tmp_path, count=6, steps=3)  # 0.3 s a line
     out = tmp_path / "out"
     batch = subprocess.Popen([sys.executable, "-m", "backend", "batch", str(manifest), "--out", str(out), "--json",
                               "--ray", cluster], cwd=ROOT, env=full_env(), stdout=subprocess.PIPE,
@@ -244,7 +248,7 @@ def test_ctrl_c_cancels_cleanly_and_the_same_command_finishes_the_rest(cluster, 
     stdout, stderr = batch.communicate(timeout=60)
     assert batch.returncode == 130, stderr
     summary = json.loads(stdout)
-    assert summary["interrupted"] and 1 <= len(summary["written"]) < 8 and "Traceback" not in stderr
+    assert summary["interrupted"] and 1 <= len(summary["written"]) < 6 and "Traceback" not in stderr
     done = sorted(p.name for p in out.glob("take*.npz"))
     assert len(done) == len(summary["written"]) and temp_files(out) == []  # nothing partial
     for name in done:
@@ -256,8 +260,34 @@ def test_ctrl_c_cancels_cleanly_and_the_same_command_finishes_the_rest(cluster, 
 
     code, rest, err = _ray_batch(capsys, manifest, out)
     assert code == 0, err
-    assert len(rest["skipped"]) == len(done) and len(rest["written"]) == 8 - len(done)
-    assert _commits(out) == {f"take{i}.npz": 1 for i in range(8)}
+    assert len(rest["skipped"]) == len(done) and len(rest["written"]) == 6 - len(done)
+    assert _commits(out) == {f"take{i}.npz": 1 for i in range(6)}
+
+
+@pytest.mark.parametrize("resources, options, expected", [
+    ({"CPU": 32.0, "GPU": 4.0}, {}, (4, 1.0, 1.0)),  # GPUs: one worker per GPU
+    ({"CPU": 32.0, "GPU": 4.0}, {"gpus_per_worker": 0.5}, (8, 1.0, 0.5)),  # two per GPU
+    ({"CPU": 32.0}, {"cpus_per_worker": 4.0}, (8, 4.0, 0.0)),  # CPUs only
+    ({"CPU": 32.0}, {"workers": 3}, (3, 1.0, 0.0)),
+    ({"CPU": 32.0}, {}, (10, 1.0, 0.0)),  # never more workers than lines
+])
+def test_workers_are_planned_from_the_cluster_resources(resources, options, expected):
+    from types import SimpleNamespace
+
+    from backend.cluster import ClusterOptions, _plan_workers
+
+    cluster = SimpleNamespace(cluster_resources=lambda: resources)  # all the planner reads from Ray
+    assert _plan_workers(cluster, ClusterOptions(**options), lines=10)[:3] == expected
+
+
+def test_asking_for_gpus_on_a_cluster_without_gpus_is_one_clear_error():
+    from types import SimpleNamespace
+
+    from backend.cluster import ClusterError, ClusterOptions, _plan_workers
+
+    with pytest.raises(ClusterError, match="--gpus-per-worker 1 asks for GPUs, but the cluster has 0"):
+        _plan_workers(SimpleNamespace(cluster_resources=lambda: {"CPU": 8.0}), ClusterOptions(gpus_per_worker=1),
+                      lines=4)
 
 
 def test_without_ray_installed_the_option_says_how_to_get_it(tmp_path):
