@@ -546,7 +546,10 @@ def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterO
             count, cpus, gpus, plan = _plan_workers(ray, options, len(todo))
             progress.stream.write(plan + "\n")
             actor_options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0}
-            if not connected_here and _forwarded_env():  # joined a job someone else started: bring our settings
+            job_env = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+            if any(job_env.get(name) != value for name, value in _forwarded_env().items()):
+                # joined a job someone else started, without our settings: bring them (costs Ray's pre-started
+                # worker processes, which only serve the job's own environment)
                 actor_options["runtime_env"] = {"env_vars": _forwarded_env()}
             dispatcher = _Dispatcher(ray, todo, ledger, options, summary, progress,
                                      ray.remote(LineWorker).options(**actor_options), count)

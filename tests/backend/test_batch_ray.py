@@ -196,7 +196,7 @@ def test_a_killed_worker_costs_nothing_every_line_is_written_once(cluster, tmp_p
 
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
-    code, summary, err = _ray_batch(capsys, manifest, out)
+    code, summary, err = _ray_batch(capsys, manifest, out, "--gpus-per-worker", "0")  # two CPU workers
     killer.join()
     assert killed, "no worker was killed"
     assert code == 0, err
@@ -238,8 +238,8 @@ def test_ctrl_c_cancels_cleanly_and_the_same_command_finishes_the_rest(cluster, 
     manifest = _sleep_manifest(tmp_path, count=6, steps=3)  # 0.3 s a line
     out = tmp_path / "out"
     batch = subprocess.Popen([sys.executable, "-m", "backend", "batch", str(manifest), "--out", str(out), "--json",
-                              "--ray", cluster], cwd=ROOT, env=full_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                              "--ray", cluster], cwd=ROOT, env=full_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while not list(out.glob("take*.npz")) and time.monotonic() < deadline and batch.poll() is None:
         time.sleep(0.02)
