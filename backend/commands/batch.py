@@ -1,4 +1,5 @@
-"""``python -m backend batch MANIFEST.jsonl|FOLDER --out DIR``: many generations through one backend server."""
+"""``python -m backend batch MANIFEST.jsonl|FOLDER --out DIR [--ray [ADDRESS]]``: many generations through one
+backend server, or on a Ray cluster (``backend.cluster``)."""
 
 from __future__ import annotations
 
@@ -86,8 +87,10 @@ def register(subparsers) -> None:
         "batch", help="generate for every line of a manifest or every audio file of a folder (resumable)",
         description="Run many generations through one backend process. SOURCE is a .jsonl manifest (one JSON "
                     "object of generate params per line; the options below are defaults each line may override) "
-                    "or a folder of audio files. Items whose output already exists and is valid are skipped, so "
-                    "running the same command again resumes an interrupted batch.")
+                    "or a folder of audio files. Items whose output exists and was made from the same settings and "
+                    "audio are skipped (OUT/expgest-batch.jsonl records what made each output), so running the "
+                    "same command again resumes an interrupted batch and redoes only what changed. With --ray the "
+                    "lines run on a Ray cluster (docs/cluster.md).")
     parser.add_argument("source", help="MANIFEST.jsonl or a folder of audio files")
     parser.add_argument("--out", required=True, help="folder for the results (OUT/<audio name>.npz)")
     parser.add_argument("--recursive", action="store_true", help="also take audio files in sub-folders")
