@@ -9,11 +9,18 @@ Manifest format (``.jsonl``): one JSON object per line with the ``generate`` par
 blank lines and lines starting with ``#`` are ignored. The command-line options give defaults that each line
 may override. A relative ``audio`` path is relative to the manifest's folder; a missing ``output`` becomes
 ``OUT/<audio name>.npz``; a relative ``output`` is relative to ``OUT``.
+
+Settings record (``OUT/expgest-batch.jsonl``, ``BatchLedger``): every output is recorded with a fingerprint of the
+settings and audio that made it, so a re-run skips a line only when its output is complete *and* was made from
+the same settings and the same audio bytes; a line whose settings changed is redone. The same record serves the
+local batch and the Ray batch (``backend.cluster``), so either one resumes what the other started.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .client import BackendClient, BackendError
-from .errors import RequestError
+from .errors import OutputError, RequestError
 from .protocol import SERVER_EXITED
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
@@ -52,13 +59,15 @@ class BatchSummary:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    retried: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
+        """JSON-ready summary (``retried``: lines run again after their worker died, with the reason)."""
         return {"total": self.total, "written": self.written, "skipped": self.skipped,
                 "failed": [{"item": label, "error": message} for label, message in self.failed],
+                "retried": [{"item": label, "reason": message} for label, message in self.retried],
                 "interrupted": self.interrupted, "seconds": round(self.seconds, 3)}
 
 
@@ -164,6 +173,144 @@ def is_valid_output(path: Path) -> bool:
         return False
 
 
+LEDGER_NAME = "expgest-batch.jsonl"
+
+
+def file_digest(path: Path) -> str | None:
+    """SHA-256 (hex) of a file's bytes, or None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def settings_fingerprint(params: dict[str, Any]) -> str:
+    """Fingerprint of everything that decides a line's result: its settings and its audio bytes.
+
+    The settings are normalised through ``GenerationRequest`` (an omitted field and its default give the same
+    fingerprint); the output path and the audio's path are left out, the audio's content digest goes in, so
+    moving the audio folder redoes nothing and re-recording a line redoes it.
+
+    Args:
+        params: the ``generate`` params of one item.
+
+    Returns:
+        A hex SHA-256.
+    """
+    from .request import GenerationRequest
+
+    engine = params.get("engine")
+    test_engine = engine if isinstance(engine, str) and engine.startswith("_test_") else None
+    try:
+        settings = GenerationRequest.from_dict({**params, "engine": "procedural"} if test_engine else params).to_dict()
+    except RequestError:  # the line fails when run; fingerprint what it says
+        settings = dict(params)
+    if test_engine:
+        settings["engine"] = test_engine
+    settings.pop("output", None)
+    audio = settings.get("audio")
+    path = audio.get("path") if isinstance(audio, dict) else audio
+    if isinstance(path, str):
+        audio = dict(audio) if isinstance(audio, dict) else {}
+        audio.pop("path", None)
+        audio["sha256"] = file_digest(Path(path))
+        settings["audio"] = audio
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class BatchLedger:
+    """The settings record of an output folder: which settings made each output (``OUT/expgest-batch.jsonl``).
+
+    An append-only JSON-lines file; the last entry for an output wins and a torn last line (a kill mid-append)
+    is ignored. Writing a result takes two entries around the atomic write of the file:
+
+    1. ``begin``: ``{"output", "fingerprint", "replaces": <digest of the file there now, or null>}``;
+    2. the result file is written atomically (by the backend server, or by the Ray driver);
+    3. ``commit``: ``{"output", "fingerprint", "sha256": <digest of the new file>}``.
+
+    A kill between any two steps is safe: after 1 the old file is still there with the digest ``replaces``
+    names, so it is not taken for the new result; after 2 the file differs from ``replaces``, so it is the new
+    result, complete because its write was atomic.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LEDGER_NAME
+        self.entries: dict[str, dict[str, Any]] = {}  # the last entry per output
+        self.committed: dict[str, dict[str, Any]] = {}  # the last ``commit`` entry per output
+        lines = 0
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        for line in text.split("\n"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("output"), str):
+                self._remember(entry)
+                lines += 1
+        if lines > 2 * len(self.entries) + 100:  # mostly superseded entries: keep the ones still read
+            from .fileio import write_atomic
+
+            kept = [*self.committed.values(), *(e for e in self.entries.values() if "sha256" not in e)]
+            write_atomic(self.path, "".join(json.dumps(e) + "\n" for e in kept).encode("utf-8"),
+                         what="batch settings record")
+
+    def _remember(self, entry: dict[str, Any]) -> None:
+        self.entries[entry["output"]] = entry
+        if "sha256" in entry:
+            self.committed[entry["output"]] = entry
+
+    def _key(self, output: Path) -> str:
+        output = Path(output).resolve()
+        try:
+            return output.relative_to(self.folder.resolve()).as_posix()
+        except ValueError:
+            return str(output)
+
+    def is_done(self, output: Path, fingerprint: str) -> bool:
+        """True when ``output`` is a complete result made with ``fingerprint``'s settings."""
+        key = self._key(output)
+        committed, latest = self.committed.get(key), self.entries.get(key)
+        candidates = [e for e in (committed, latest) if e is not None and e.get("fingerprint") == fingerprint]
+        if not candidates or not is_valid_output(output):
+            return False
+        digest = file_digest(output)
+        for entry in candidates:
+            if "sha256" in entry and digest == entry["sha256"]:
+                return True
+            if "sha256" not in entry and digest != entry.get("replaces"):
+                return True  # begun, not committed, and the file changed since: that run wrote it
+        return False
+
+    def begin(self, output: Path, fingerprint: str) -> None:
+        """Record that ``output`` is about to be (re)written with ``fingerprint``'s settings."""
+        self._append({"output": self._key(output), "fingerprint": fingerprint,
+                      "replaces": file_digest(output) if Path(output).exists() else None})
+
+    def commit(self, output: Path, fingerprint: str) -> None:
+        """Record that ``output`` now holds the result of ``fingerprint``'s settings."""
+        self._append({"output": self._key(output), "fingerprint": fingerprint, "sha256": file_digest(output)})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        self._remember(entry)
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            raise OutputError(f"Could not update the batch settings record {self.path}: {error.strerror or error}. "
+                              "Choose an output folder you can write to.") from None
+
+
 class ProgressBar:
     """Overall progress on one line of a terminal (``\\r``), or a line per item elsewhere."""
 
@@ -204,14 +351,16 @@ class ProgressBar:
 
 
 def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = False,
-              progress: ProgressBar | None = None) -> BatchSummary:
+              progress: ProgressBar | None = None, ledger: BatchLedger | None = None) -> BatchSummary:
     """Generate every item, one at a time, through a backend server.
 
     Args:
         items: from ``read_manifest`` or ``scan_folder``.
         client_factory: returns a started ``BackendClient`` (called again after a backend crash).
-        force: regenerate items whose output is already valid.
+        force: regenerate items whose output is already done.
         progress: overall progress display.
+        ledger: the output folder's settings record; an item is done when the record says its output was made
+            with the item's settings. None: any valid output counts as done (settings are not compared).
 
     Returns:
         The summary; a Ctrl-C stops after cancelling the running item and sets ``interrupted``.
@@ -227,12 +376,16 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
                 progress.item_done(item.label, f"failed: {item.error}")
                 continue
             assert item.output is not None
-            if not force and is_valid_output(item.output):
+            fingerprint = settings_fingerprint(item.params) if ledger is not None else ""
+            if not force and (ledger.is_done(item.output, fingerprint) if ledger is not None
+                              else is_valid_output(item.output)):
                 summary.skipped.append(item.label)
                 progress.item_done(item.label, "already done, skipped")
                 continue
             if client is None or not client.alive:
                 client = client_factory()
+            if ledger is not None:
+                ledger.begin(item.output, fingerprint)
             pending = client.generate(item.params, on_progress=lambda stage, done, message, label=item.label:
                                       progress.update(label, done or 0.0, stage))
             try:
@@ -247,6 +400,8 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
                     client.shutdown(timeout=1.0)
                     client = None
                 continue
+            if ledger is not None:
+                ledger.commit(item.output, fingerprint)
             summary.written.append(item.label)
             progress.item_done(item.label, f"wrote {result['output']} ({result['frames']} frames)")
     except KeyboardInterrupt:
@@ -263,6 +418,9 @@ def format_summary(summary: BatchSummary) -> str:
     lines = [f"{len(summary.written)} written, {len(summary.skipped)} skipped (already done), "
              f"{len(summary.failed)} failed, of {summary.total} in {summary.seconds:.1f} s"
              + (" (interrupted: run the same command again to finish)" if summary.interrupted else "")]
+    if summary.retried:
+        lines.append("Run again on another worker:")
+        lines += [f"  {label}: {message}" for label, message in summary.retried]
     if summary.failed:
         lines.append("Failures:")
         lines += [f"  {label}: {message}" for label, message in summary.failed]

@@ -3,7 +3,7 @@
 # environments, because Blender's `bpy` pins numpy<2 while the backend (torch, mannequin-x) wants
 # numpy>=2 -- exactly as in production, where Blender runs its own Python and talks to the backend
 # process.
-#   .venv/backend  the backend: torch (CPU), transformers, scipy, soundfile, mannequin-x, test tools
+#   .venv/backend  the backend: torch (CPU), transformers, scipy, soundfile, mannequin-x, ray, test tools
 #   .venv/blender  bpy==5.0.1 (real Blender as a Python module) and pytest
 # EXPGEST_VENVS overrides the folder that holds both (default: <repo>/.venv).
 set -euo pipefail
@@ -51,7 +51,7 @@ make_venv() {  # make_venv NAME STAMP-CONTENT PIP-ARGS...
 BACKEND_STAMP="v1 $(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
 make_venv backend "v1 torch==2.13.0" torch==2.13.0
 if [ ! -f "$VENVS/backend/.deps" ] || [ "$(cat "$VENVS/backend/.deps")" != "$BACKEND_STAMP" ]; then
-    "$VENVS/backend/bin/pip" install -q --disable-pip-version-check -e "$ROOT[expgest,mannequin,dev]" >&2
+    "$VENVS/backend/bin/pip" install -q --disable-pip-version-check -e "$ROOT[expgest,mannequin,cluster,dev]" >&2
     echo "$BACKEND_STAMP" > "$VENVS/backend/.deps"
 fi
 make_venv blender "v1 bpy==5.0.1" bpy==5.0.1 pytest pytest-timeout
