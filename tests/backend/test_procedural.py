@@ -21,7 +21,7 @@ from backend.errors import AudioError, CancelledError
 from backend.motion.motion import Motion
 from backend.motion.skeleton import JOINT_INDEX as J
 from backend.motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
-from backend.prosody import analyse_prosody
+from backend.engines.procedural.prosody import analyse_prosody
 from backend.request import GenerationRequest
 
 
