@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import convolve1d
+from scipy.ndimage import convolve1d, gaussian_filter1d
 
 from .curves import bumps, key_track, smooth_noise
 from .planning import HandKeys, Plan
@@ -53,13 +53,18 @@ def hand_channels(times: np.ndarray, keys: HandKeys, style: dict[str, np.ndarray
     pos, palm, shape = values[:, 0:3], values[:, 3:6], values[:, 6:12]
     flex, grounded, active = values[:, 12], values[:, 13], values[:, 14]
     # Drift: the hands never freeze; about 1.5 cm while gesturing, a few millimetres at rest.
-    drift = smooth_noise(times, rng, 1.1, 3)
-    pos = pos + (0.004 + 0.012 * active * np.clip(style["sway"], 0.5, 1.5))[:, None] * drift
+    drift = smooth_noise(times, rng, 1.0, 3)
+    pos = pos + (0.004 + 0.016 * active * (0.7 + 0.3 * np.clip(style["sway"], 0.3, 1.5)))[:, None] * drift
     # Follow-through: the hand lags its forearm, bending against the direction of travel (about 50 ms behind).
     if len(times) > 1:
         velocity = np.gradient(key_track(times - 0.05, keys.times, keys.pos), times, axis=0)
         along = np.sum(velocity * palm, axis=1) / np.maximum(np.linalg.norm(palm, axis=1), 1e-9)
         flex = flex - 0.12 * np.clip(along, -2.0, 2.0)
+    # Between opposite palm keys (down -> up) the interpolated normal passes near zero; a bias towards the
+    # palm facing the midline (the forearm's mid-position) makes it turn through there, as a forearm does.
+    palm = palm + np.array([-0.45, 0.0, 0.0])
+    if len(times) > 1:  # and the forearm turns no faster than it can (about 80 ms of smoothing)
+        palm = gaussian_filter1d(palm, 0.08 / (times[1] - times[0]), axis=0, mode="nearest")
     palm = palm / np.maximum(np.linalg.norm(palm, axis=1, keepdims=True), 1e-9)
     return HandChannels(pos=pos, palm=palm, shape=shape, flex=flex, grounded=grounded, active=active)
 

@@ -59,7 +59,7 @@ _PELVIS = REST_JOINTS[J["pelvis"]]
 _WRIST_CLEAR = 0.15
 _TIP_CLEAR = 0.09
 _ELBOW_CLEAR = 0.17
-_HANDS_APART = 0.07
+_HANDS_APART = 0.08
 # Points of each hand relative to its wrist in the rest pose: the middle (60% of the way to the middle finger's
 # last joint) and the fingertips (120%).
 _HAND_POINTS = tuple(

@@ -153,7 +153,9 @@ class ArmModel:
            other hand when the forearm points forwards). The twist used, 1.5 sin(psi) - 0.25 sin(2 psi), follows
            psi near 0 (slope 1), stays within about +-1.6 rad (pronation/supination) and is continuous all round
            the circle, so a wanted palm that swings past the far side never flips the forearm. It is shared
-           equally by the elbow and the wrist; twisting about a^ does not move the wrist.
+           equally by the elbow and the wrist; twisting about a^ does not move the wrist. Where the wanted normal
+           lies nearly along the forearm (its part across a^ small, |w|^2 against 0.08) the twist fades to the
+           mid-position, since its direction is undefined there.
 
         Args:
             target: (T, 3) wrist position relative to the shoulder joint, metres (too far: the arm straightens
@@ -178,9 +180,10 @@ class ArmModel:
         # The wanted palm normal in the untwisted forearm frame, across the forearm axis; a little of the
         # mid-position is mixed in so the angle stays defined when the wanted normal lies along the forearm.
         wanted = np.einsum("tji,tj->ti", shoulder @ hinge, _unit(palm))
-        wanted = wanted - np.outer(wanted @ self.fore_axis, self.fore_axis) + 0.1 * self.palm_perp
+        wanted = wanted - np.outer(wanted @ self.fore_axis, self.fore_axis) + 0.05 * self.palm_perp
         psi = np.arctan2(np.cross(self.palm_perp[None], wanted) @ self.fore_axis, wanted @ self.palm_perp)
-        twist = 1.5 * np.sin(psi) - 0.25 * np.sin(2.0 * psi)
+        across = np.sum(wanted * wanted, axis=-1)
+        twist = (1.5 * np.sin(psi) - 0.25 * np.sin(2.0 * psi)) * across / (across + 0.08)
         half_twist = axis_rotation(self.fore_axis, 0.5 * twist)
         return shoulder, hinge @ half_twist, half_twist @ axis_rotation(_Z, -flex)
 

@@ -36,7 +36,7 @@ REST_CLASP = np.array([0.092, -0.25, 0.19])
 _PALM_SIDE = np.array([-1.0, 0.0, 0.25])
 _PALM_CLASP = np.array([-0.8, 0.45, 0.2])
 SHOULDER = np.array([0.1656, 0.14267, -0.02269])  # own-side shoulder joint, relative to spine3 (rest)
-_REACH = 0.43                                     # furthest planned wrist distance from the shoulder
+_REACH = 0.45                                     # furthest planned wrist distance from the shoulder
 
 # Stroke kinds: direction (u, y, z), palm normal (u, y, z), hand shapes with probabilities, wrist flexion.
 _KINDS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], dict[str, float], float]] = {
@@ -59,9 +59,9 @@ _FORCEFUL_SHAPES = {"beat": {"fist": 0.6, "open": 0.4}, "beat_vertical": {"fist"
 _PHRASE_JOIN_S = 0.3     # gaps shorter than this are inside a phrase
 _UNIT_PAUSE_S = 0.55     # a pause at least this long may end a gesture unit
 _STROKE_GAP_S = 0.5      # neutral minimum time between two strokes
-_RISE_S = 0.8            # preparation from rest
-_RETRACT_S = 1.0         # retraction to rest
-_MIN_REST_S = 0.4        # a unit boundary needs at least this long at rest, else the units merge
+_RISE_S = 0.7            # preparation from rest
+_RETRACT_S = 0.85        # retraction to rest
+_MIN_REST_S = 0.25       # a unit boundary needs at least this long at rest, else the units merge
 _LONG_IDLE_S = 2.8       # a hand waiting longer than this inside a unit goes back to rest
 
 
@@ -202,6 +202,7 @@ def _units(phrases: list[tuple[float, float]], prosody: Prosody, style_at: Style
         rest = "clasp" if hands == (True, True) and rng.random() < style["clasp"] else "side"
         strokes = _choose_strokes(start, end, hands, prosody, style_at, rng) if gestured else []
         if strokes:
+            hands = (any(s.hands[0] for s in strokes), any(s.hands[1] for s in strokes))
             units.append(Unit(start=start, end=end, hands=hands, rest=rest, strokes=strokes))
     return units
 
@@ -219,20 +220,29 @@ def _choose_strokes(start: float, end: float, hands: tuple[bool, bool], prosody:
         if all(abs(t - float(onsets[other])) >= gap for other in chosen):
             chosen.append(int(index))
     strokes = []
+    segment_end = -np.inf
+    segment_hands = hands
     for index in sorted(chosen, key=lambda i: onsets[i]):
         t, strength = float(onsets[index]), float(strengths[index])
         style = style_at(t)
         kind = _choose_kind(style, rng)
-        travel = float(np.clip(rng.uniform(0.13, 0.27) * (0.75 + 0.5 * strength) * style["size"], 0.08, 0.42))
+        travel = float(np.clip(rng.uniform(0.15, 0.3) * (0.75 + 0.5 * strength) * style["size"], 0.08, 0.45))
         if kind == "flick":
             travel = min(travel, 0.16)
-        duration = float(np.clip((0.24 + 0.45 * travel) / style["tempo"] * rng.uniform(0.9, 1.1), 0.2, 0.5))
+        duration = float(np.clip((0.3 + 0.6 * travel) / style["tempo"] * rng.uniform(0.9, 1.1), 0.22, 0.55))
         peak = t - rng.uniform(0.0, 0.08)
-        if hands == (True, True):
+        if t > segment_end:
+            # Every few seconds the unit may change which hands gesture (the first segment keeps the unit's).
+            if np.isfinite(segment_end):
+                both = style["both"]
+                mode = int(rng.choice(3, p=[both, 0.68 * (1 - both), 0.32 * (1 - both)]))
+                segment_hands = ((True, True), (False, True), (True, False))[mode]
+            segment_end = t + rng.uniform(2.5, 4.5)
+        if segment_hands == (True, True):
             solo = rng.random() > 0.3 + 0.7 * style["both"] or kind in ("flick", "point")
             stroke_hands = (False, True) if solo and rng.random() < 0.7 else (True, False) if solo else (True, True)
         else:
-            stroke_hands = hands
+            stroke_hands = segment_hands
         strokes.append(Stroke(peak=peak, start=peak - duration / 2, end=peak + duration / 2, accent=t,
                               strength=strength, hands=stroke_hands, kind=kind, travel=travel,
                               hold=rng.uniform(0.15, 0.45) * style["hold"]))
@@ -277,8 +287,8 @@ def _merge_close_units(units: list[Unit], style_at: StyleAt) -> list[Unit]:
 
 def _space(style: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """Own-side gesture space box (low, high) for the wrist: centre to periphery, hip to shoulder height."""
-    low = np.array([0.11, -0.24 + style["height"], 0.15 + style["forward"]])
-    high = np.array([0.34 + style["width"], 0.06 + style["height"], 0.33 + style["forward"]])
+    low = np.array([0.1, -0.26 + style["height"], 0.13 + style["forward"]])
+    high = np.array([0.42 + style["width"], 0.12 + style["height"], 0.36 + style["forward"]])
     return low, high
 
 
@@ -418,18 +428,19 @@ def _hand_keys(units: list[Unit], side: int, duration: float, rng: np.random.Gen
                 travel = np.where(outside, -travel, travel)
                 stroke.start_pos[side] = start
                 stroke.end_pos[side] = _fit(start + travel, stroke.low, stroke.high)
-            arrive = stroke.start - (rng.uniform(0.0, 0.08) if fresh else min(0.04, 0.3 * gap))
-            prep_palm = 0.5 * (keys.last[2] + stroke.palm[side])
-            keys.add(arrive, stroke.start_pos[side], prep_palm, 0.6 * stroke.shape[side] + 0.4 * keys.last[3],
-                     0.5 * stroke.flex, 0.0, 1.0)
-            keys.hold(stroke.start)
+            if fresh or gap >= 0.15:
+                arrive = stroke.start - (rng.uniform(0.0, 0.08) if fresh else min(0.04, 0.3 * gap))
+                prep_palm = 0.5 * (keys.last[2] + stroke.palm[side])
+                keys.add(arrive, stroke.start_pos[side], prep_palm, 0.6 * stroke.shape[side] + 0.4 * keys.last[3],
+                         0.5 * stroke.flex, 0.0, 1.0)
+                keys.hold(stroke.start)
             keys.add(stroke.end, stroke.end_pos[side], stroke.palm[side], stroke.shape[side], stroke.flex, 0.0, 1.0)
             # Post-stroke hold: the hand settles a little (no freeze) and relaxes its shape a bit; it ends early
             # enough to leave the next stroke a preparation (or none at all when the next stroke follows at once).
             hold_end = stroke.end + stroke.hold
             if following is not None:
                 room = following.start - stroke.end
-                hold_end = stroke.end + (min(stroke.hold, 0.45 * room) if room >= 0.3 else room - 0.01)
+                hold_end = stroke.end + min(stroke.hold, 0.45 * room) if room >= 0.3 else -np.inf
             settle = stroke.end_pos[side] + np.array([0.0, -0.012, -0.008])
             keys.add(hold_end, settle, stroke.palm[side],
                      0.8 * stroke.shape[side] + 0.2 * shape_vector("relaxed"), 0.7 * stroke.flex, 0.0, 1.0)
