@@ -55,10 +55,12 @@ _X = np.array([1.0, 0.0, 0.0])
 _SPINE3 = REST_JOINTS[J["spine3"]]
 _PELVIS = REST_JOINTS[J["pelvis"]]
 # Clearances for the FK check, metres: wrist, middle of the hand and fingertips from the torso axis (the segment
-# pelvis -> spine3), the elbow from it, and the two hands from each other (middles and fingertips).
+# pelvis -> spine3), the elbow and the middle of the forearm from it, and the two hands from each other (middles
+# and fingertips).
 _WRIST_CLEAR = 0.15
 _TIP_CLEAR = 0.09
-_ELBOW_CLEAR = 0.17
+_ELBOW_CLEAR = 0.19
+_FOREARM_CLEAR = 0.18
 _HANDS_APART = 0.08
 # Points of each hand relative to its wrist in the rest pose: the middle (60% of the way to the middle finger's
 # last joint) and the fingertips (120%).
@@ -186,13 +188,14 @@ def _body_poses(body: BodyChannels, style: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _solve_arm(side: int, hand: HandChannels, body: BodyChannels, positions: np.ndarray, rotations: np.ndarray,
-               poses: np.ndarray, rows: np.ndarray) -> None:
+               poses: np.ndarray, rows: np.ndarray, twist: np.ndarray | None = None) -> np.ndarray:
     """IK of one arm for frames ``rows``, written into ``poses``.
 
     The own-side target p (relative to the rest spine3) goes to the world as
     w = (1 - g) (x_spine3 + G_spine3 S p) + g (x_pelvis + G_pelvis (S p + spine3_rest - pelvis_rest)),
     g = ``grounded``, S the side's mirror (identity for the left); then into the collar frame,
-    c = G_collar^T (w - x_shoulder), mirrored back into left-arm terms for the IK.
+    c = G_collar^T (w - x_shoulder), mirrored back into left-arm terms for the IK. ``twist`` (all frames) replaces
+    the IK's forearm twist; returns the twist used on ``rows``.
     """
     prefix = "left_" if side == 0 else "right_"
     mirror = np.ones(3) if side == 0 else MIRROR
@@ -213,11 +216,13 @@ def _solve_arm(side: int, hand: HandChannels, body: BodyChannels, positions: np.
     def to_left(vectors: np.ndarray) -> np.ndarray:
         return np.einsum("tji,tj->ti", collar, vectors) * mirror
 
-    shoulder_rot, elbow_rot, wrist_rot = ARMS[side].solve(to_left(target - shoulder), to_left(world_pole),
-                                                          to_left(world_palm), hand.flex[rows])
+    shoulder_rot, elbow_rot, wrist_rot, used = ARMS[side].solve(
+        to_left(target - shoulder), to_left(world_pole), to_left(world_palm), hand.flex[rows],
+        None if twist is None else twist[rows])
     for name, matrix in (("shoulder", shoulder_rot), ("elbow", elbow_rot), ("wrist", wrist_rot)):
         value = matrix_to_axis_angle(matrix)
         poses[rows, J[prefix + name]] = value if side == 0 else mirror_axis_angle(value)
+    return used
 
 
 def compose(times: np.ndarray, hands: tuple[HandChannels, HandChannels], body: BodyChannels,
@@ -225,8 +230,9 @@ def compose(times: np.ndarray, hands: tuple[HandChannels, HandChannels], body: B
             ) -> np.ndarray:
     """(T, 55, 3) axis-angle poses from all channels, checked against the torso and between the hands.
 
-    After the IK, FK measures how deep the wrist, the middle of the hand, the fingertips and the elbow come into
-    the torso capsule (clearances ``_WRIST_CLEAR``, ``_TIP_CLEAR``, ``_ELBOW_CLEAR``) and how close the two hands
+    After the IK, FK measures how deep the wrist, the middle of the hand, the fingertips, the elbow and the middle
+    of the forearm come into the torso capsule (clearances ``_WRIST_CLEAR``, ``_TIP_CLEAR``, ``_ELBOW_CLEAR``,
+    ``_FOREARM_CLEAR``) and how close the two hands
     come (``_HANDS_APART``); a penetration d (m) moves that hand's own-side target outwards and forwards by d,
     spread over about +-0.25 s so the correction stays smooth, and the IK runs again on those frames
     (up to ``iterations`` passes).
@@ -235,8 +241,14 @@ def compose(times: np.ndarray, hands: tuple[HandChannels, HandChannels], body: B
     poses = _body_poses(body, style)
     positions, rotations = forward(poses, 15)
     all_rows = np.arange(count)
+    fps = 1.0 / (times[1] - times[0]) if count > 1 else 30.0
+    twists = []
     for side in (0, 1):
-        _solve_arm(side, hands[side], body, positions, rotations, poses, all_rows)
+        # The forearm turns smoothly: the IK's twist, smoothed over about 60 ms, is used from here on.
+        twist = _solve_arm(side, hands[side], body, positions, rotations, poses, all_rows)
+        twist = gaussian_filter1d(twist, 0.06 * fps, mode="nearest")
+        _solve_arm(side, hands[side], body, positions, rotations, poses, all_rows, twist)
+        twists.append(twist)
     life = smooth_noise(times, rng, 0.9, 8)
     for side, hand in enumerate(hands):
         tension = style["tension"] * (0.3 + 0.7 * hand.active)
@@ -244,7 +256,6 @@ def compose(times: np.ndarray, hands: tuple[HandChannels, HandChannels], body: B
         first = J["left_index1"] if side == 0 else J["right_index1"]
         poses[:, first:first + 15] = pose if side == 0 else mirror_axis_angle(pose)
     check()
-    fps = 1.0 / (times[1] - times[0]) if count > 1 else 30.0
     active = all_rows
     for _ in range(iterations):
         depth = _penetration(poses, active)
@@ -260,7 +271,7 @@ def compose(times: np.ndarray, hands: tuple[HandChannels, HandChannels], body: B
             changed = np.flatnonzero(spread > 1e-6)
             hands[side].pos[changed, 0] += 0.8 * spread[changed]
             hands[side].pos[changed, 2] += 0.8 * spread[changed]
-            _solve_arm(side, hands[side], body, positions, rotations, poses, changed)
+            _solve_arm(side, hands[side], body, positions, rotations, poses, changed, twists[side])
             changed_any[changed] = True
         active = np.flatnonzero(changed_any)
     return _clamp_joint_limits(poses)
@@ -278,11 +289,12 @@ def _penetration(poses: np.ndarray, rows: np.ndarray, block: int = 4096) -> np.n
             wrist = J[prefix + "wrist"]
             points = positions[:, wrist, None] + np.einsum("tij,pj->tpi", rotations[:, wrist], _HAND_POINTS[side])
             hand_points.append(points)
-            checked = np.concatenate([positions[:, [wrist, J[prefix + "elbow"]]], points], axis=1)
+            forearm = 0.5 * (positions[:, wrist] + positions[:, J[prefix + "elbow"]])
+            checked = np.concatenate([positions[:, [wrist, J[prefix + "elbow"]]], forearm[:, None], points], axis=1)
             dist = torso_capsule_distance(checked, positions)
             depth[side, chosen] = np.maximum.reduce(
-                [_WRIST_CLEAR - dist[:, 0], _ELBOW_CLEAR - dist[:, 1], _WRIST_CLEAR - dist[:, 2],
-                 _TIP_CLEAR - dist[:, 3], np.zeros(len(dist))])
+                [_WRIST_CLEAR - dist[:, 0], _ELBOW_CLEAR - dist[:, 1], _FOREARM_CLEAR - dist[:, 2],
+                 _WRIST_CLEAR - dist[:, 3], _TIP_CLEAR - dist[:, 4], np.zeros(len(dist))])
         apart = np.linalg.norm(hand_points[0][:, :, None] - hand_points[1][:, None], axis=-1)
         wrists = np.linalg.norm(positions[:, J["left_wrist"]] - positions[:, J["right_wrist"]], axis=-1)
         overlap = np.maximum(np.max(_HANDS_APART - apart, axis=(1, 2)), 0.17 - wrists)

@@ -137,8 +137,8 @@ class ArmModel:
         if np.any(np.diff(self.reach) >= 0):
             raise AssertionError("the arm's reach must shrink as the elbow flexes")
 
-    def solve(self, target: np.ndarray, pole: np.ndarray, palm: np.ndarray, flex: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def solve(self, target: np.ndarray, pole: np.ndarray, palm: np.ndarray, flex: np.ndarray,
+              twist: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Analytic two-bone IK, in the frame of the collar (the shoulder's parent), left-arm terms.
 
         1. Elbow flexion theta from the shoulder-wrist distance: D(theta) = |u + R_h(theta) f| with u, f the rest
@@ -163,9 +163,10 @@ class ArmModel:
             pole: (T, 3) direction the elbow should point to (need not be unit or across the arm).
             palm: (T, 3) wanted palm normal (out of the palm).
             flex: (T,) wrist flexion towards the palm, rad.
+            twist: (T,) forearm twist to use instead of the one step 3 finds (e.g. that one smoothed in time).
 
         Returns:
-            Local rotations (T, 3, 3) of the shoulder, elbow and wrist.
+            Local rotations (T, 3, 3) of the shoulder, elbow and wrist, and the forearm twist (T,), rad.
         """
         distance = np.linalg.norm(target, axis=-1)
         direction = target / np.maximum(distance, 1e-9)[:, None]
@@ -179,13 +180,14 @@ class ArmModel:
         shoulder = world @ np.transpose(local, (0, 2, 1))
         # The wanted palm normal in the untwisted forearm frame, across the forearm axis; a little of the
         # mid-position is mixed in so the angle stays defined when the wanted normal lies along the forearm.
-        wanted = np.einsum("tji,tj->ti", shoulder @ hinge, _unit(palm))
-        wanted = wanted - np.outer(wanted @ self.fore_axis, self.fore_axis) + 0.05 * self.palm_perp
-        psi = np.arctan2(np.cross(self.palm_perp[None], wanted) @ self.fore_axis, wanted @ self.palm_perp)
-        across = np.sum(wanted * wanted, axis=-1)
-        twist = (1.5 * np.sin(psi) - 0.25 * np.sin(2.0 * psi)) * across / (across + 0.08)
+        if twist is None:
+            wanted = np.einsum("tji,tj->ti", shoulder @ hinge, _unit(palm))
+            wanted = wanted - np.outer(wanted @ self.fore_axis, self.fore_axis) + 0.05 * self.palm_perp
+            psi = np.arctan2(np.cross(self.palm_perp[None], wanted) @ self.fore_axis, wanted @ self.palm_perp)
+            across = np.sum(wanted * wanted, axis=-1)
+            twist = (1.5 * np.sin(psi) - 0.25 * np.sin(2.0 * psi)) * across / (across + 0.08)
         half_twist = axis_rotation(self.fore_axis, 0.5 * twist)
-        return shoulder, hinge @ half_twist, half_twist @ axis_rotation(_Z, -flex)
+        return shoulder, hinge @ half_twist, half_twist @ axis_rotation(_Z, -flex), twist
 
 
 def _arm_model(side: str) -> ArmModel:

@@ -57,10 +57,10 @@ _FORCEFUL_SHAPES = {"beat": {"fist": 0.6, "open": 0.4}, "beat_vertical": {"fist"
                     "cut": {"open": 1.0}, "point": {"point": 1.0}}
 
 _PHRASE_JOIN_S = 0.3     # gaps shorter than this are inside a phrase
-_UNIT_PAUSE_S = 0.55     # a pause at least this long may end a gesture unit
+_UNIT_PAUSE_S = 0.7      # a pause at least this long may end a gesture unit
 _STROKE_GAP_S = 0.5      # neutral minimum time between two strokes
 _RISE_S = 0.7            # preparation from rest
-_RETRACT_S = 0.85        # retraction to rest
+_RETRACT_S = 0.95        # retraction to rest
 _MIN_REST_S = 0.25       # a unit boundary needs at least this long at rest, else the units merge
 _LONG_IDLE_S = 2.8       # a hand waiting longer than this inside a unit goes back to rest
 
@@ -187,8 +187,7 @@ def _units(phrases: list[tuple[float, float]], prosody: Prosody, style_at: Style
     """Group phrases into units at pauses, decide which are gestured, by which hands, and choose strokes."""
     groups: list[list[float]] = []
     for start, end in phrases:
-        if groups and (start - groups[-1][1] < _UNIT_PAUSE_S or
-                       (start - groups[-1][1] < 1.0 and end - groups[-1][0] < 4.0)):
+        if groups and start - groups[-1][1] < _UNIT_PAUSE_S:
             groups[-1][1] = end
         else:
             groups.append([start, end])
@@ -230,7 +229,7 @@ def _choose_strokes(start: float, end: float, hands: tuple[bool, bool], prosody:
         if kind == "flick":
             travel = min(travel, 0.16)
         duration = float(np.clip((0.3 + 0.6 * travel) / style["tempo"] * rng.uniform(0.9, 1.1), 0.22, 0.55))
-        peak = t - rng.uniform(0.0, 0.08)
+        peak = t - rng.uniform(0.0, 0.06)
         if t > segment_end:
             # Every few seconds the unit may change which hands gesture (the first segment keeps the unit's).
             if np.isfinite(segment_end):
@@ -414,9 +413,9 @@ def _hand_keys(units: list[Unit], side: int, duration: float, rng: np.random.Gen
             travel = stroke.end_pos[side] - stroke.start_pos[side]
             gap = stroke.start - keys.last[0]
             if not fresh:
-                # Preparation inside a unit: to the stroke's start no faster than half the stroke's mean speed, so
+                # Preparation inside a unit: to the stroke's start at most a third of the stroke's mean speed, so
                 # the stroke stays the effortful part; with no time for one, the stroke starts where the hand is.
-                limit = 0.5 * stroke.travel / (stroke.end - stroke.start) * max(gap - 0.04, 0.0)
+                limit = 0.35 * stroke.travel / (stroke.end - stroke.start) * max(gap - 0.04, 0.0)
                 step = stroke.start_pos[side] - here
                 if gap < 0.15:
                     step = np.zeros(3)
@@ -433,7 +432,7 @@ def _hand_keys(units: list[Unit], side: int, duration: float, rng: np.random.Gen
                 prep_palm = 0.5 * (keys.last[2] + stroke.palm[side])
                 keys.add(arrive, stroke.start_pos[side], prep_palm, 0.6 * stroke.shape[side] + 0.4 * keys.last[3],
                          0.5 * stroke.flex, 0.0, 1.0)
-                keys.hold(stroke.start)
+            keys.hold(stroke.start)
             keys.add(stroke.end, stroke.end_pos[side], stroke.palm[side], stroke.shape[side], stroke.flex, 0.0, 1.0)
             # Post-stroke hold: the hand settles a little (no freeze) and relaxes its shape a bit; it ends early
             # enough to leave the next stroke a preparation (or none at all when the next stroke follows at once).
