@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import convolve1d, gaussian_filter1d
 
-from .curves import bumps, key_track, smooth_noise
+from .curves import bumps, key_arcs, key_track, smooth_noise
 from .planning import HandKeys, Plan
 from .prosody import Prosody
 
@@ -51,6 +51,9 @@ def hand_channels(times: np.ndarray, keys: HandKeys, style: dict[str, np.ndarray
                               keys.active[:, None]], axis=1)
     values = key_track(times, keys.times, columns)
     pos, palm, shape = values[:, 0:3], values[:, 3:6], values[:, 6:12]
+    # Movements arc (outwards, up and forwards, by 5-20% of their length) instead of running straight.
+    bend = rng.uniform(0.05, 0.2, len(keys.times) - 1) * rng.choice([-0.5, 1.0], len(keys.times) - 1, p=[0.2, 0.8])
+    pos = pos + key_arcs(times, keys.times, keys.pos, bend, np.array([0.35, 0.6, 0.7]))
     flex, grounded, active = values[:, 12], values[:, 13], values[:, 14]
     # Drift: the hands never freeze; about 1.5 cm while gesturing, a few millimetres at rest.
     drift = smooth_noise(times, rng, 1.0, 3)

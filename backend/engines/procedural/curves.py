@@ -46,6 +46,38 @@ def key_track(times: np.ndarray, key_times: np.ndarray, key_values: np.ndarray) 
     return key_values[seg] + s[:, None] * (key_values[seg + 1] - key_values[seg])
 
 
+def key_arcs(times: np.ndarray, key_times: np.ndarray, key_pos: np.ndarray, amplitude: np.ndarray,
+             bulge: np.ndarray) -> np.ndarray:
+    """Curved paths: per key segment, an offset a_i |d_i| sin(pi s(u)) across the segment's displacement d_i.
+
+    Added to ``key_track`` of the same keys it bends each straight movement into an arc towards ``bulge`` (the
+    part of it across d_i) that still starts and ends at the keys with zero velocity (s is the minimum-jerk
+    profile, so d/du sin(pi s(u)) = pi cos(pi s) s'(u) vanishes at both ends).
+
+    Args:
+        times: (T,) sample times, s.
+        key_times: (K,) strictly increasing key times, s.
+        key_pos: (K, 3) key positions.
+        amplitude: (K - 1,) bend of each segment as a fraction of its length.
+        bulge: (3,) direction the arcs bow towards.
+
+    Returns:
+        (T, 3) offsets (zero outside the keys and on holds).
+    """
+    if len(key_times) < 2:
+        return np.zeros((len(times), 3))
+    seg = np.clip(np.searchsorted(key_times, times, side="right") - 1, 0, len(key_times) - 2)
+    t0, t1 = key_times[seg], key_times[seg + 1]
+    u = np.clip((times - t0) / (t1 - t0), 0.0, 1.0)
+    displacement = np.diff(key_pos, axis=0)                                   # (K-1, 3)
+    length = np.linalg.norm(displacement, axis=1, keepdims=True)
+    along = displacement / np.maximum(length, 1e-9)
+    across = bulge[None] - np.sum(bulge[None] * along, axis=1, keepdims=True) * along
+    across /= np.maximum(np.linalg.norm(across, axis=1, keepdims=True), 1e-9)
+    offsets = (amplitude[:, None] * length) * across                          # (K-1, 3)
+    return offsets[seg] * np.sin(np.pi * minimum_jerk(u))[:, None]
+
+
 def smooth_noise(times: np.ndarray, rng: np.random.Generator, period: float, dims: int) -> np.ndarray:
     """(T, dims) smooth random signal in about [-1, 1]: Catmull-Rom through random knots every ``period`` s."""
     end = (times[-1] if len(times) else 0.0) + 2 * period

@@ -43,7 +43,7 @@ from .kinematics import (
     mirror_axis_angle,
     torso_capsule_distance,
 )
-from .planning import plan_gestures
+from .planning import Plan, plan_gestures
 from .prosody import analyse_prosody
 from .style import emotion_curves, style_at
 
@@ -74,13 +74,14 @@ class ProceduralEngine:
 
     Deterministic for a given request (audio, seed, emotion, text, fps); different seeds give different
     but equally plausible performances. ``warnings`` holds the sentences about ignored annotations of the last
-    ``generate`` call.
+    ``generate`` call, ``plan`` its gesture plan (units, strokes and hand keys; for tests and benches).
     """
 
     name = "procedural"
 
     def __init__(self) -> None:
         self.warnings: list[str] = []
+        self.plan: Plan | None = None
 
     def generate(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn = no_progress,
                  cancel: CancelToken | None = None) -> Motion:
@@ -114,6 +115,7 @@ class ProceduralEngine:
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(int(request.seed)).spawn(6)]
         style = emotion_curves(request.emotion, times, duration)
         plan = plan_gestures(prosody, lambda t: style_at(request.emotion, t, duration), duration, rngs[0])
+        self.plan = plan
         actions = self._actions(request, duration)
         for warning in self.warnings:
             progress("planning gestures", 0.25, warning)

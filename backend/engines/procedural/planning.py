@@ -385,7 +385,7 @@ class _KeyList:
 def _rest_pose(rest: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     if rest == "clasp":
         return REST_CLASP, _PALM_CLASP, shape_vector("relaxed"), 0.25, 0.3
-    return REST_SIDE, _PALM_SIDE, shape_vector("relaxed"), 0.1, 1.0
+    return REST_SIDE, _PALM_SIDE, shape_vector("relaxed"), 0.1, 0.8
 
 
 def _hand_keys(units: list[Unit], side: int, duration: float, rng: np.random.Generator) -> HandKeys:

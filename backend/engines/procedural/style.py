@@ -83,7 +83,7 @@ EMOTION_STYLES: dict[str, EmotionStyle] = {
     "anger": EmotionStyle(share=0.87, rate=1.3, size=1.6, tempo=1.3, height=0.02, width=0.04, forward=0.04,
                           fist=0.9, both=0.66, hold=1.2, lean=0.1, head_pitch=0.05, shoulders=0.03, elbows=0.25,
                           tension=0.55, sway=0.8, nod=1.6, clasp=0.1),
-    "sadness": EmotionStyle(share=0.7, rate=0.7, size=0.55, tempo=0.75, height=-0.12, width=-0.03, forward=-0.04,
+    "sadness": EmotionStyle(share=0.7, rate=0.7, size=0.55, tempo=0.75, height=-0.14, width=-0.03, forward=-0.04,
                             palm_up=0.3, both=0.35, hold=1.4, lean=0.15, head_pitch=0.26, shoulders=-0.04,
                             elbows=-0.1, tension=-0.1, sway=0.6, nod=0.5, clasp=0.5),
     "fear": EmotionStyle(share=0.8, rate=1.15, size=0.72, tempo=1.25, height=0.06, width=-0.05, forward=-0.03,
@@ -102,7 +102,7 @@ STYLE_FIELDS = tuple(f.name for f in fields(EmotionStyle))
 
 # Plausible range of every field, whatever the strength (strength 2 must stay physically possible).
 _RANGES = {
-    "share": (0.3, 1.0), "rate": (0.35, 1.8), "size": (0.3, 1.9), "tempo": (0.55, 1.6), "height": (-0.16, 0.14),
+    "share": (0.3, 1.0), "rate": (0.35, 1.8), "size": (0.3, 1.9), "tempo": (0.55, 1.6), "height": (-0.18, 0.14),
     "width": (-0.08, 0.1), "forward": (-0.06, 0.06), "palm_up": (0.0, 1.5), "fist": (0.0, 1.5),
     "raise_": (0.0, 1.5), "flick": (0.0, 1.5), "both": (0.15, 0.9), "hold": (0.6, 2.2), "lean": (-0.1, 0.18),
     "head_pitch": (-0.25, 0.4), "head_yaw": (-0.3, 0.3), "head_roll": (-0.15, 0.15), "shoulders": (-0.08, 0.2),
