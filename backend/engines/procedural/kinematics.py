@@ -150,8 +150,9 @@ class ArmModel:
         3. Forearm twist about the forearm axis a^ turns the palm towards ``palm``: psi is the signed angle from
            the rest palm normal to the wanted one, both across a^, in the forearm's frame G_f = R_s R_h(theta).
            psi = 0 is the mid-position (the palm faces along the elbow's hinge: the thigh when the arm hangs, the
-           other hand when the forearm points forwards). The twist used, 1.5 sin(psi) - 0.25 sin(2 psi), follows
-           psi near 0 (slope 1), stays within about +-1.6 rad (pronation/supination) and is continuous all round
+           other hand when the forearm points forwards). The twist used, 1.8 sin(psi) - 0.4 sin(2 psi), follows
+           psi near 0 (slope 1), stays within about +-1.85 rad (forearm pronation/supination plus some rotation
+           of the upper arm) and is continuous all round
            the circle, so a wanted palm that swings past the far side never flips the forearm. It is shared
            equally by the elbow and the wrist; twisting about a^ does not move the wrist. Where the wanted normal
            lies nearly along the forearm (its part across a^ small, |w|^2 against 0.08) the twist fades to the
@@ -185,7 +186,7 @@ class ArmModel:
             wanted = wanted - np.outer(wanted @ self.fore_axis, self.fore_axis) + 0.05 * self.palm_perp
             psi = np.arctan2(np.cross(self.palm_perp[None], wanted) @ self.fore_axis, wanted @ self.palm_perp)
             across = np.sum(wanted * wanted, axis=-1)
-            twist = (1.5 * np.sin(psi) - 0.25 * np.sin(2.0 * psi)) * across / (across + 0.08)
+            twist = (1.8 * np.sin(psi) - 0.4 * np.sin(2.0 * psi)) * across / (across + 0.08)
         half_twist = axis_rotation(self.fore_axis, 0.5 * twist)
         return shoulder, hinge @ half_twist, half_twist @ axis_rotation(_Z, -flex), twist
 
