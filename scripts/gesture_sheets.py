@@ -111,7 +111,7 @@ def contact_sheet(joints: np.ndarray, fps: float, frames: int, cell: int = 150) 
 def wrist_paths(results: dict[str, np.ndarray], cell: int = 260) -> np.ndarray:
     """Per emotion, the wrists' paths over the clip seen from the front, on the first frame's figure."""
     image = np.full((cell * 2, cell * 4, 3), 245, np.uint8)
-    for index, (emotion, joints) in enumerate(results.items()):
+    for index, joints in enumerate(results.values()):
         origin = (cell * (index % 4) + cell / 2, cell * (index // 4) + 0.45 * cell)
         draw_figure(image, joints[0], origin, cell * 0.55, 0)
         for wrist, colour in ((J["left_wrist"], (40, 90, 220)), (J["right_wrist"], (220, 60, 40))):

@@ -166,7 +166,7 @@ def plan_gestures(prosody: Prosody, style_at: StyleAt, duration: float, rng: np.
         The ``Plan``.
     """
     units = _units(_phrases(prosody), prosody, style_at, rng)
-    units = _merge_close_units(units, style_at)
+    units = _merge_close_units(units)
     _place_strokes(units, style_at, rng)
     hands = (_hand_keys(units, 0, duration, rng), _hand_keys(units, 1, duration, rng))
     return Plan(units=units, hands=hands)
@@ -268,13 +268,13 @@ def _choose_kind(style: dict[str, float], rng: np.random.Generator) -> str:
     return _KIND_NAMES[int(rng.choice(len(p), p=p / p.sum()))]
 
 
-def _merge_close_units(units: list[Unit], style_at: StyleAt) -> list[Unit]:
+def _merge_close_units(units: list[Unit]) -> list[Unit]:
     """Join units whose gap leaves no time to retract, rest and prepare again (the hands hold instead)."""
     merged: list[Unit] = []
     for unit in units:
         if merged:
             last = merged[-1]
-            retract_end = last.strokes[-1].end + last.strokes[-1].hold + _RETRACT_S / style_at(last.end)["tempo"]
+            retract_end = last.strokes[-1].end + last.strokes[-1].hold + 1.1 * _RETRACT_S
             if unit.strokes[0].start - _RISE_S - retract_end < _MIN_REST_S:
                 hands = (last.hands[0] or unit.hands[0], last.hands[1] or unit.hands[1])
                 merged[-1] = Unit(start=last.start, end=unit.end, hands=hands, rest=unit.rest,
@@ -448,7 +448,7 @@ def _hand_keys(units: list[Unit], side: int, duration: float, rng: np.random.Gen
         rest = unit.rest if together else "side"
         pos, palm, shape, flex, grounded = _rest_pose(rest)
         last_stroke = mine[-1]
-        retract = _RETRACT_S * rng.uniform(0.9, 1.2)
+        retract = _RETRACT_S * rng.uniform(0.9, 1.1)
         keys.add(last_stroke.end + last_stroke.hold + retract, pos, palm, shape, flex, grounded, 0.0)
     keys.hold(duration + 10.0)
     return keys.keys()
