@@ -55,8 +55,8 @@ _X = np.array([1.0, 0.0, 0.0])
 _SPINE3 = REST_JOINTS[J["spine3"]]
 _PELVIS = REST_JOINTS[J["pelvis"]]
 # Clearances for the FK check, metres: wrist, middle of the hand and fingertips from the torso axis (the segment
-# pelvis -> spine3), the elbow and the middle of the forearm from it, and the two hands from each other (middles
-# and fingertips).
+# pelvis -> spine3, continued to the neck for the hand), the elbow and the middle of the forearm from it, and the
+# two hands from each other (middles and fingertips).
 _WRIST_CLEAR = 0.15
 _TIP_CLEAR = 0.09
 _ELBOW_CLEAR = 0.19
@@ -292,17 +292,28 @@ def _penetration(poses: np.ndarray, rows: np.ndarray, block: int = 4096) -> np.n
             points = positions[:, wrist, None] + np.einsum("tij,pj->tpi", rotations[:, wrist], _HAND_POINTS[side])
             hand_points.append(points)
             forearm = 0.5 * (positions[:, wrist] + positions[:, J[prefix + "elbow"]])
-            checked = np.concatenate([positions[:, [wrist, J[prefix + "elbow"]]], forearm[:, None], points], axis=1)
-            dist = torso_capsule_distance(checked, positions)
+            arm = torso_capsule_distance(np.stack([positions[:, J[prefix + "elbow"]], forearm], axis=1), positions)
+            # The hand is also kept off the upper chest: its capsule runs on from spine3 to the neck.
+            hand = np.minimum(torso_capsule_distance(np.concatenate([positions[:, wrist, None], points], axis=1),
+                                                     positions),
+                              _distance_to_segment(np.concatenate([positions[:, wrist, None], points], axis=1),
+                                                   positions[:, J["spine3"]], positions[:, J["neck"]]))
             depth[side, chosen] = np.maximum.reduce(
-                [_WRIST_CLEAR - dist[:, 0], _ELBOW_CLEAR - dist[:, 1], _FOREARM_CLEAR - dist[:, 2],
-                 _WRIST_CLEAR - dist[:, 3], _TIP_CLEAR - dist[:, 4], np.zeros(len(dist))])
+                [_ELBOW_CLEAR - arm[:, 0], _FOREARM_CLEAR - arm[:, 1], _WRIST_CLEAR - hand[:, 0],
+                 _WRIST_CLEAR - hand[:, 1], _TIP_CLEAR - hand[:, 2], np.zeros(len(arm))])
         apart = np.linalg.norm(hand_points[0][:, :, None] - hand_points[1][:, None], axis=-1)
         wrists = np.linalg.norm(positions[:, J["left_wrist"]] - positions[:, J["right_wrist"]], axis=-1)
         overlap = np.maximum(np.max(_HANDS_APART - apart, axis=(1, 2)), 0.17 - wrists)
         for side in (0, 1):
             depth[side, chosen] = np.maximum(depth[side, chosen], 0.5 * overlap)
     return depth
+
+
+def _distance_to_segment(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Distance (T, K) of points (T, K, 3) from the segments start (T, 3) -> end (T, 3)."""
+    a, axis = start[:, None], (end - start)[:, None]
+    u = np.clip(np.sum((points - a) * axis, -1) / np.maximum(np.sum(axis * axis, -1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(points - (a + u[..., None] * axis), axis=-1)
 
 
 def _clamp_joint_limits(poses: np.ndarray) -> np.ndarray:
