@@ -99,9 +99,10 @@ def window(times: np.ndarray, start: float, end: float, ramp: float) -> np.ndarr
 
 
 def bumps(times: np.ndarray, centres: list[float], widths: list[float], heights: list[float]) -> np.ndarray:
-    """(T,) sum of raised-cosine bumps h (1 + cos(pi (t - c) / w)) / 2 on |t - c| < w."""
+    """(T,) sum of raised-cosine bumps h (1 + cos(pi (t - c) / w)) / 2 on |t - c| < w (``times`` sorted)."""
     out = np.zeros(len(times))
     for centre, width, height in zip(centres, widths, heights, strict=True):
-        inside = np.abs(times - centre) < width
-        out[inside] += height * (0.5 + 0.5 * np.cos(np.pi * (times[inside] - centre) / width))
+        first, last = np.searchsorted(times, [centre - width, centre + width])  # times are sorted
+        local = times[first:last] - centre
+        out[first:last] += height * (0.5 + 0.5 * np.cos(np.pi * local / width))
     return out

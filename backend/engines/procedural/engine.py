@@ -45,7 +45,7 @@ from .kinematics import (
 )
 from .planning import Plan, plan_gestures
 from .prosody import analyse_prosody
-from .style import emotion_curves, style_at
+from .style import emotion_curves, style_sampler
 
 _log = logging.getLogger(__name__)
 J = JOINT_INDEX
@@ -114,7 +114,7 @@ class ProceduralEngine:
         times = np.arange(num_frames, dtype=np.float64) / fps
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(int(request.seed)).spawn(6)]
         style = emotion_curves(request.emotion, times, duration)
-        plan = plan_gestures(prosody, lambda t: style_at(request.emotion, t, duration), duration, rngs[0])
+        plan = plan_gestures(prosody, style_sampler(request.emotion, duration), duration, rngs[0])
         self.plan = plan
         actions = self._actions(request, duration)
         for warning in self.warnings:

@@ -20,6 +20,7 @@ midline (the body's left for the left hand, its right for the right hand), ``y``
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -213,11 +214,16 @@ def _choose_strokes(start: float, end: float, hands: tuple[bool, bool], prosody:
     strengths = prosody.onset_strengths
     inside = np.flatnonzero((onsets >= start - 0.08) & (onsets <= end) & (strengths >= 0.15))
     chosen: list[int] = []
+    chosen_times: list[float] = []  # sorted
     for index in inside[np.argsort(-strengths[inside], kind="stable")]:
         t = float(onsets[index])
         gap = _STROKE_GAP_S / style_at(t)["rate"]
-        if all(abs(t - float(onsets[other])) >= gap for other in chosen):
-            chosen.append(int(index))
+        position = bisect.bisect_left(chosen_times, t)
+        if (position > 0 and t - chosen_times[position - 1] < gap) or \
+                (position < len(chosen_times) and chosen_times[position] - t < gap):
+            continue
+        chosen_times.insert(position, t)
+        chosen.append(int(index))
     strokes = []
     segment_end = -np.inf
     segment_hands = hands
@@ -276,9 +282,10 @@ def _merge_close_units(units: list[Unit]) -> list[Unit]:
             last = merged[-1]
             retract_end = last.strokes[-1].end + last.strokes[-1].hold + 1.1 * _RETRACT_S
             if unit.strokes[0].start - _RISE_S - retract_end < _MIN_REST_S:
-                hands = (last.hands[0] or unit.hands[0], last.hands[1] or unit.hands[1])
-                merged[-1] = Unit(start=last.start, end=unit.end, hands=hands, rest=unit.rest,
-                                  strokes=last.strokes + unit.strokes)
+                last.end = unit.end
+                last.hands = (last.hands[0] or unit.hands[0], last.hands[1] or unit.hands[1])
+                last.rest = unit.rest
+                last.strokes.extend(unit.strokes)
                 continue
         merged.append(unit)
     return merged

@@ -12,6 +12,7 @@ strength 2 stays physically possible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -78,19 +79,19 @@ class EmotionStyle:
 EMOTION_STYLES: dict[str, EmotionStyle] = {
     "neutral": EmotionStyle(),
     "happiness": EmotionStyle(share=0.87, rate=1.2, size=1.3, tempo=1.1, height=0.05, width=0.06, forward=0.02,
-                              palm_up=0.8, both=0.72, lean=-0.03, head_pitch=-0.07, tension=-0.35, sway=1.3,
+                              palm_up=0.8, both=0.66, lean=-0.03, head_pitch=-0.07, tension=-0.35, sway=1.3,
                               nod=1.3, clasp=0.2),
     "anger": EmotionStyle(share=0.87, rate=1.3, size=1.6, tempo=1.3, height=0.02, width=0.04, forward=0.04,
                           fist=0.9, both=0.66, hold=1.2, lean=0.1, head_pitch=0.05, shoulders=0.03, elbows=0.25,
                           tension=0.55, sway=0.8, nod=1.6, clasp=0.1),
     "sadness": EmotionStyle(share=0.7, rate=0.7, size=0.55, tempo=0.75, height=-0.14, width=-0.03, forward=-0.04,
-                            palm_up=0.3, both=0.35, hold=1.4, lean=0.15, head_pitch=0.26, shoulders=-0.04,
+                            palm_up=0.3, both=0.5, hold=1.4, lean=0.15, head_pitch=0.26, shoulders=-0.04,
                             elbows=-0.1, tension=-0.1, sway=0.6, nod=0.5, clasp=0.5),
     "fear": EmotionStyle(share=0.8, rate=1.15, size=0.72, tempo=1.25, height=0.06, width=-0.05, forward=-0.03,
-                         both=0.66, hold=0.8, lean=-0.02, head_pitch=0.08, shoulders=0.12, elbows=-0.1,
+                         both=0.6, hold=0.8, lean=-0.02, head_pitch=0.08, shoulders=0.12, elbows=-0.1,
                          tension=0.4, sway=0.8, nod=0.8, clasp=0.6),
     "surprise": EmotionStyle(share=0.87, rate=0.9, size=1.2, tempo=1.4, height=0.1, width=0.04, forward=0.02,
-                             palm_up=0.3, raise_=1.0, both=0.7, hold=1.7, lean=-0.05, head_pitch=-0.1,
+                             palm_up=0.3, raise_=1.0, both=0.66, hold=1.7, lean=-0.05, head_pitch=-0.1,
                              shoulders=0.06, tension=-0.5, nod=0.7, clasp=0.2),
     "contempt": EmotionStyle(share=0.72, rate=0.8, size=0.75, tempo=0.9, height=-0.03, flick=1.0, both=0.4,
                              lean=-0.06, head_pitch=-0.15, head_yaw=0.16, head_roll=0.08, tension=0.1, sway=0.7,
@@ -143,6 +144,18 @@ def emotion_curves(spans: tuple[EmotionSpan, ...], times: np.ndarray, duration: 
     return {name: np.clip(getattr(neutral, name) + offsets[name] / norm, *_RANGES[name]) for name in STYLE_FIELDS}
 
 
-def style_at(spans: tuple[EmotionSpan, ...], t: float, duration: float) -> dict[str, float]:
-    """The style fields at time ``t`` (s), computed from the spans themselves (the same at any frame rate)."""
-    return {name: float(curve[0]) for name, curve in emotion_curves(spans, np.array([t]), duration).items()}
+def style_sampler(spans: tuple[EmotionSpan, ...], duration: float, step: float = 0.01
+                  ) -> Callable[[float], dict[str, float]]:
+    """A function t -> the style fields at time t (s), read from the spans on a fixed 10 ms grid.
+
+    The grid does not depend on the frame rate, so the plan (which reads the style at accents) is the same at
+    any fps.
+    """
+    grid = np.arange(0.0, duration + 2 * step, step)
+    curves = emotion_curves(spans, grid, duration)
+
+    def sample(t: float) -> dict[str, float]:
+        index = min(max(int(round(t / step)), 0), len(grid) - 1)
+        return {name: float(curve[index]) for name, curve in curves.items()}
+
+    return sample
