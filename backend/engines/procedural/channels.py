@@ -57,7 +57,7 @@ def hand_channels(times: np.ndarray, keys: HandKeys, style: dict[str, np.ndarray
     flex, grounded, active = values[:, 12], values[:, 13], values[:, 14]
     # Drift: the hands never freeze; about 1.5 cm while gesturing, a few millimetres at rest.
     drift = smooth_noise(times, rng, 1.0, 3)
-    pos = pos + (0.004 + 0.016 * active * (0.7 + 0.3 * np.clip(style["sway"], 0.3, 1.5)))[:, None] * drift
+    pos = pos + (0.004 + 0.02 * active * (0.7 + 0.3 * np.clip(style["sway"], 0.3, 1.5)))[:, None] * drift
     # Follow-through: the hand lags its forearm, bending against the direction of travel (about 50 ms behind).
     if len(times) > 1:
         velocity = np.gradient(key_track(times - 0.05, keys.times, keys.pos), times, axis=0)

@@ -11,7 +11,7 @@ Definitions:
   movement whose peak speed is above 0.25 m/s; its duration is the time its speed stays above 20% of its peak,
   its travel the path length in that time.
 - at rest: a wrist is at rest when it is below the pelvis joint's height (hanging beside the thigh), or both
-  wrists are within 30 cm of each other 15 cm below the chest (hands together), and it moves slower than
+  wrists are within 40 cm of each other 15 cm below the chest (hands together), and it moves slower than
   0.12 m/s (averaged over 0.3 s).
 - active: a wrist not at rest. Both-hands share: frames with both active / frames with any active.
 - vertical share: sum |dy| / (sum |dy| + sum |d(x, z)|) over the wrists' frame-to-frame motion.
@@ -124,7 +124,7 @@ def gesture_stats(motion: Motion, speech: np.ndarray | None = None) -> dict[str,
     slow = uniform_filter1d(np.concatenate([speed, speed[-1:]]), max(1, int(round(0.3 * fps))), axis=0) < 0.12
     chest_height = body[:, J["spine3"], 1]
     hanging = wrists[..., 1] < 0.0  # below the pelvis joint: hands beside the thighs
-    together = (np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < 0.3)[:, None] & \
+    together = (np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=-1) < 0.4)[:, None] & \
         (wrists[..., 1] < chest_height[:, None] - 0.15)
     rest = slow & (hanging | together)
     stats["rest_share"] = float(np.mean(rest.all(axis=1)))

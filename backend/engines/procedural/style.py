@@ -78,25 +78,25 @@ class EmotionStyle:
 
 EMOTION_STYLES: dict[str, EmotionStyle] = {
     "neutral": EmotionStyle(),
-    "happiness": EmotionStyle(share=0.87, rate=1.2, size=1.3, tempo=1.1, height=0.05, width=0.06, forward=0.02,
+    "happiness": EmotionStyle(share=0.8, rate=1.2, size=1.3, tempo=1.1, height=0.05, width=0.06, forward=0.02,
                               palm_up=0.8, both=0.66, lean=-0.03, head_pitch=-0.07, tension=-0.35, sway=1.3,
                               nod=1.3, clasp=0.2),
-    "anger": EmotionStyle(share=0.87, rate=1.3, size=1.6, tempo=1.3, height=0.02, width=0.04, forward=0.04,
+    "anger": EmotionStyle(share=0.8, rate=1.3, size=1.6, tempo=1.3, height=0.02, width=0.04, forward=0.04,
                           fist=0.9, both=0.66, hold=1.2, lean=0.1, head_pitch=0.05, shoulders=0.03, elbows=0.25,
                           tension=0.55, sway=0.8, nod=1.6, clasp=0.1),
     "sadness": EmotionStyle(share=0.7, rate=0.7, size=0.55, tempo=0.75, height=-0.14, width=-0.03, forward=-0.04,
-                            palm_up=0.3, both=0.5, hold=1.4, lean=0.15, head_pitch=0.26, shoulders=-0.04,
+                            palm_up=0.3, both=0.5, hold=1.2, lean=0.15, head_pitch=0.26, shoulders=-0.04,
                             elbows=-0.1, tension=-0.1, sway=0.6, nod=0.5, clasp=0.5),
-    "fear": EmotionStyle(share=0.8, rate=1.15, size=0.72, tempo=1.25, height=0.06, width=-0.05, forward=-0.03,
+    "fear": EmotionStyle(share=0.72, rate=1.15, size=0.8, tempo=1.2, height=0.06, width=-0.05, forward=-0.03,
                          both=0.6, hold=0.8, lean=-0.02, head_pitch=0.08, shoulders=0.12, elbows=-0.1,
                          tension=0.4, sway=0.8, nod=0.8, clasp=0.6),
-    "surprise": EmotionStyle(share=0.87, rate=0.9, size=1.2, tempo=1.4, height=0.1, width=0.04, forward=0.02,
+    "surprise": EmotionStyle(share=0.8, rate=0.9, size=1.2, tempo=1.4, height=0.1, width=0.04, forward=0.02,
                              palm_up=0.3, raise_=1.0, both=0.66, hold=1.7, lean=-0.05, head_pitch=-0.1,
                              shoulders=0.06, tension=-0.5, nod=0.7, clasp=0.2),
-    "contempt": EmotionStyle(share=0.72, rate=0.8, size=0.75, tempo=0.9, height=-0.03, flick=1.0, both=0.4,
+    "contempt": EmotionStyle(share=0.72, rate=0.8, size=0.75, tempo=0.9, height=-0.03, flick=1.0, both=0.5,
                              lean=-0.06, head_pitch=-0.15, head_yaw=0.16, head_roll=0.08, tension=0.1, sway=0.7,
                              clasp=0.3),
-    "disgust": EmotionStyle(share=0.72, rate=0.85, size=0.8, width=-0.02, flick=0.8, both=0.45, lean=-0.05,
+    "disgust": EmotionStyle(share=0.72, rate=0.85, size=0.8, width=-0.02, flick=0.8, both=0.55, lean=-0.05,
                             head_pitch=-0.05, head_yaw=-0.2, head_roll=-0.06, tension=0.3, sway=0.8, clasp=0.3),
 }
 STYLE_FIELDS = tuple(f.name for f in fields(EmotionStyle))
@@ -105,7 +105,7 @@ STYLE_FIELDS = tuple(f.name for f in fields(EmotionStyle))
 _RANGES = {
     "share": (0.3, 1.0), "rate": (0.35, 1.8), "size": (0.3, 1.9), "tempo": (0.55, 1.6), "height": (-0.18, 0.14),
     "width": (-0.08, 0.1), "forward": (-0.06, 0.06), "palm_up": (0.0, 1.5), "fist": (0.0, 1.5),
-    "raise_": (0.0, 1.5), "flick": (0.0, 1.5), "both": (0.15, 0.9), "hold": (0.6, 2.2), "lean": (-0.1, 0.18),
+    "raise_": (0.0, 1.5), "flick": (0.0, 1.5), "both": (0.15, 0.9), "hold": (0.6, 1.8), "lean": (-0.1, 0.18),
     "head_pitch": (-0.25, 0.4), "head_yaw": (-0.3, 0.3), "head_roll": (-0.15, 0.15), "shoulders": (-0.08, 0.2),
     "elbows": (-0.2, 0.45), "tension": (-0.8, 0.9), "sway": (0.3, 2.0), "nod": (0.0, 2.5), "clasp": (0.0, 0.8),
 }
