@@ -115,7 +115,8 @@ def body_channels(times: np.ndarray, prosody: Prosody, plan: Plan, hands: tuple[
     """Torso, head, pelvis, legs, jaw and shoulders.
 
     - Weight shifts every 3-8 s: the pelvis rolls and turns a little, the unloaded knee bends more; knees are
-      always soft (never locked); the legs counter-rotate the pelvis so the feet stay planted (in ``compose``).
+      always soft (never locked); every 6-14 s the body turns up to 7 degrees to face another part of the
+      room; the legs counter-rotate the pelvis so the feet stay planted (in ``compose``).
     - The torso turns towards the gesturing side and leans into strokes; breathing lifts the chest.
     - The head looks around (gaze shifts every 1.5-4 s), nods on strong strokes, tilts per phrase and follows
       the pitch contour a little (higher pitch, head up).
@@ -130,9 +131,11 @@ def body_channels(times: np.ndarray, prosody: Prosody, plan: Plan, hands: tuple[
 
     stance = _keyed_shifts(times, rng, (3.0, 8.0), (1.0, 1.5),
                            lambda: np.array([rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 1.0), rng.uniform(-1, 1)]))
+    # Now and then the speaker turns to another part of the audience (feet planted: the legs take it up).
+    facing = _keyed_shifts(times, rng, (6.0, 14.0), (1.2, 1.8), lambda: np.array([rng.uniform(-0.13, 0.13)]))
     pelvis = np.zeros((count, 3))
     pelvis[:, 2] = 0.035 * stance[:, 0]
-    pelvis[:, 1] = 0.045 * stance[:, 1]
+    pelvis[:, 1] = 0.045 * stance[:, 1] + facing[:, 0]
     legs = np.zeros((count, 2))
     legs[:, 0] = 0.09 + 0.1 * np.clip(-stance[:, 0], 0.0, 1.0)   # roll to the right = weight on the right leg
     legs[:, 1] = 0.09 + 0.1 * np.clip(stance[:, 0], 0.0, 1.0)
