@@ -32,7 +32,7 @@ from .prosody import Prosody
 # Rest poses (own-side terms): the wrist beside the thigh, palm towards it; or in front of the belly with the
 # palms turned towards each other and up. ``grounded`` says which frame the key lives in (1 = the pelvis' frame,
 # so hanging hands stay put when the chest leans; 0 = the chest's frame, gestures move with the torso).
-REST_SIDE = np.array([0.215, -0.35, 0.035])
+REST_SIDE = np.array([0.228, -0.35, 0.04])
 REST_CLASP = np.array([0.11, -0.25, 0.2])
 _PALM_SIDE = np.array([-1.0, 0.0, 0.25])
 _PALM_CLASP = np.array([-0.8, 0.45, 0.2])
