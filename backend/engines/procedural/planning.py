@@ -313,7 +313,7 @@ def _fit(point: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
 def _place_strokes(units: list[Unit], style_at: StyleAt, rng: np.random.Generator) -> None:
     """Give every stroke start and end positions, palm, shape and flexion, moving through gesture space."""
     for unit in units:
-        previous = np.array([REST_SIDE, REST_SIDE])
+        previous_end = REST_SIDE  # where the lead hand's last stroke ended
         for number, stroke in enumerate(unit.strokes):
             style = style_at(stroke.accent)
             low, high = _space(style)
@@ -326,7 +326,7 @@ def _place_strokes(units: list[Unit], style_at: StyleAt, rng: np.random.Generato
             if number == 0:
                 anchor = rng.uniform(low, high)
             else:
-                anchor = previous[1] + rng.normal(0.0, 0.07, 3)
+                anchor = previous_end + rng.normal(0.0, 0.07, 3)
             if stroke.kind == "raise":
                 anchor[1] = low[1] + 0.05
             travel = direction * stroke.travel
@@ -354,8 +354,7 @@ def _place_strokes(units: list[Unit], style_at: StyleAt, rng: np.random.Generato
                 stroke.start_pos[side] = other_start
                 stroke.end_pos[side] = _fit(other_start + other_travel, low, high)
             stroke.flex = flex
-            previous = np.array([stroke.end_pos[1], stroke.end_pos[1]]) if stroke.hands[1] else \
-                np.array([stroke.end_pos[0], stroke.end_pos[0]])
+            previous_end = stroke.end_pos[1 if stroke.hands[1] else 0]
 
 
 class _KeyList:
