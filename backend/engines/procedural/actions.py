@@ -53,7 +53,14 @@ def _blend(hand: HandChannels, weight: np.ndarray, pos: np.ndarray, palm: np.nda
 
 def apply_actions(times: np.ndarray, actions: list[Action], hands: tuple[HandChannels, HandChannels],
                   body: BodyChannels) -> None:
-    """Blend the requested actions over the channels, in place (positions in own-side terms)."""
+    """Blend the requested actions over the channels, in place.
+
+    Args:
+        times: (T,) sample times, s.
+        actions: (name, side, start s, end s) per recognised action.
+        hands: the left and right hand channels (own-side positions), changed in place.
+        body: the body channels, changed in place.
+    """
     for name, side, start, end in actions:
         weight = window(times, start, end, min(0.4, (end - start) / 3))
         local = (times - start)[:, None]

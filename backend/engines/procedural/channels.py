@@ -118,8 +118,19 @@ def body_channels(times: np.ndarray, prosody: Prosody, plan: Plan, hands: tuple[
       always soft (never locked); every 6-14 s the body turns up to 7 degrees to face another part of the
       room; the legs counter-rotate the pelvis so the feet stay planted (in ``compose``).
     - The torso turns towards the gesturing side and leans into strokes; breathing lifts the chest.
-    - The head looks around (gaze shifts every 1.5-4 s), nods on strong strokes, tilts per phrase and follows
-      the pitch contour a little (higher pitch, head up).
+    - The head looks around (gaze shifts every 1.5-4 s), nods on strong strokes and at the end of each unit,
+      tilts and follows the pitch contour a little (higher pitch, head up).
+
+    Args:
+        times: (T,) sample times, s.
+        prosody: the clip's prosody (pitch and energy for the head and the jaw).
+        plan: the gesture plan (strokes for lean, turn and nods).
+        hands: the hand channels (the torso turns towards the gesturing side).
+        style: per-frame emotion style curves.
+        rng: the body's generator.
+
+    Returns:
+        The body channels.
     """
     count = len(times)
     sway = style["sway"]
@@ -170,6 +181,8 @@ def body_channels(times: np.ndarray, prosody: Prosody, plan: Plan, hands: tuple[
     head[:, 2] += style["head_roll"] + gaze[:, 2] * sway - 0.3 * spine[:, 2]
     # Nods on strong strokes: down with the stroke, a small rebound after it.
     nods = [(s.accent, (0.05 + 0.07 * s.strength)) for s in strokes if s.strength > 0.45 and rng.random() < 0.7]
+    nods += [(unit.strokes[-1].end + 0.3, 0.05) for unit in plan.units]  # a small nod where a unit ends
+    nods.sort()
     nod_scale = np.interp([t for t, _ in nods], times, style["nod"]) if nods else []
     head[:, 0] += bumps(times, [t + 0.05 for t, _ in nods], [0.22] * len(nods),
                         [a * k for (_, a), k in zip(nods, nod_scale, strict=True)])

@@ -17,6 +17,7 @@ How a clip becomes motion (one module per step):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
@@ -227,10 +228,26 @@ def _solve_arm(side: int, hand: HandChannels, body: BodyChannels, positions: np.
     return used
 
 
+def _no_check() -> None:
+    pass
+
+
 def compose(times: np.ndarray, hands: tuple[HandChannels, HandChannels], body: BodyChannels,
-            style: dict[str, np.ndarray], rng: np.random.Generator, check=lambda: None, iterations: int = 3
-            ) -> np.ndarray:
-    """(T, 55, 3) axis-angle poses from all channels, checked against the torso and between the hands.
+            style: dict[str, np.ndarray], rng: np.random.Generator, check: Callable[[], None] = _no_check,
+            iterations: int = 3) -> np.ndarray:
+    """Poses from all channels, checked against the torso and between the hands.
+
+    Args:
+        times: (T,) sample times, s.
+        hands: the left and right hand channels (their targets are moved out in place where they collide).
+        body: the body channels.
+        style: per-frame emotion style curves.
+        rng: generator for the finger life.
+        check: called between passes (``CancelToken.check``).
+        iterations: most collision passes.
+
+    Returns:
+        (T, 55, 3) float64 axis-angle, radians.
 
     After the IK, FK measures how deep the wrist, the middle of the hand, the fingertips, the elbow and the middle
     of the forearm come into the torso capsule (clearances ``_WRIST_CLEAR``, ``_TIP_CLEAR``, ``_ELBOW_CLEAR``,
