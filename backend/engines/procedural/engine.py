@@ -135,7 +135,7 @@ class ProceduralEngine:
 
     def _actions(self, request: GenerationRequest, duration: float) -> list[Action]:
         """(action, side 0=left 1=right, start, end) for each recognised motion annotation."""
-        actions = []
+        actions: list[Action] = []
         for note in request.text:
             if note.kind != "motion":
                 continue

@@ -192,7 +192,7 @@ def _units(phrases: list[tuple[float, float]], prosody: Prosody, style_at: Style
             groups[-1][1] = end
         else:
             groups.append([start, end])
-    units = []
+    units: list[Unit] = []
     for start, end in groups:
         style = style_at(start)
         gestured = rng.random() < style["share"] or not units  # the first unit is always gestured
