@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.audio import load_audio  # noqa: E402
 from backend.engines.base import CancelToken, no_progress  # noqa: E402
 from backend.engines.procedural import ProceduralEngine  # noqa: E402
+from backend.engines.procedural.prosody import analyse_prosody  # noqa: E402
 from backend.errors import CancelledError  # noqa: E402
-from backend.prosody import analyse_prosody  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
 
 TARGET_REALTIME = 100.0

@@ -17,11 +17,11 @@ from scipy.signal import find_peaks
 from backend.audio import load_audio
 from backend.engines.base import CancelToken
 from backend.engines.procedural import JOINT_LIMITS, ProceduralEngine
+from backend.engines.procedural.prosody import analyse_prosody
 from backend.errors import AudioError, CancelledError
 from backend.motion.motion import Motion
 from backend.motion.skeleton import JOINT_INDEX as J
 from backend.motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
-from backend.prosody import analyse_prosody
 from backend.request import GenerationRequest
 
 

@@ -9,7 +9,7 @@ import pytest
 from audio_signals import ONSETS, RATE, make_bursts  # tests/backend is on sys.path (rootdir conftest)
 
 from backend.audio import load_audio
-from backend.prosody import analyse_prosody
+from backend.engines.procedural.prosody import analyse_prosody
 
 
 def test_burst_onsets_found_exactly() -> None:
