@@ -1,0 +1,240 @@
+"""Humanoid test rigs in the naming conventions animators use, built from the SMPL-X rest skeleton (numpy only).
+
+``humanoid(convention, ...)`` returns bones ``(name, parent, head, tail, roll)`` in Blender axes (Z up,
+facing -Y) so tests can build them with ``bpy`` and benchmarks can use them without Blender. The naming
+below is written for the tests from the conventions' public documentation; it is deliberately not the
+add-on's table (``blender_addon/rigmap.py``), so a wrong table entry fails a test.
+
+Variations: A-pose (arms 40 degrees down), other proportions (longer limbs, big head), 1-5 spine and 1-2
+neck bones, no fingers / no ring finger, twist bones (child or inline), an extra root bone, end bones,
+random rolls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.motion.skeleton import JOINT_INDEX, REST_JOINTS
+
+FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+
+
+def _sided(fmt: dict[str, str]):
+    return fmt
+
+
+# role -> name format; {S} = side word, {s} = one letter; fingers use {F} (finger word) and {k} (1..3).
+CONVENTIONS: dict[str, dict] = {
+    "smplx": dict(pelvis="pelvis", spine=["spine1", "spine2", "spine3"], neck=["neck"], head="head",
+                  collar="{side}_collar", shoulder="{side}_shoulder", elbow="{side}_elbow", wrist="{side}_wrist",
+                  hip="{side}_hip", knee="{side}_knee", ankle="{side}_ankle", foot="{side}_foot",
+                  finger="{side}_{F}{k}", words={}),
+    "mixamo": dict(pelvis="mixamorig:Hips", spine=["mixamorig:Spine", "mixamorig:Spine1", "mixamorig:Spine2",
+                                                   "mixamorig:Spine3", "mixamorig:Spine4"],
+                   neck=["mixamorig:Neck", "mixamorig:Neck1"], head="mixamorig:Head",
+                   collar="mixamorig:{Side}Shoulder", shoulder="mixamorig:{Side}Arm",
+                   elbow="mixamorig:{Side}ForeArm", wrist="mixamorig:{Side}Hand", hip="mixamorig:{Side}UpLeg",
+                   knee="mixamorig:{Side}Leg", ankle="mixamorig:{Side}Foot", foot="mixamorig:{Side}ToeBase",
+                   finger="mixamorig:{Side}Hand{Fw}{k}", words={}, head_end="mixamorig:HeadTop_End",
+                   finger_end="mixamorig:{Side}Hand{Fw}4"),
+    "ue5": dict(pelvis="pelvis", spine=[f"spine_0{k}" for k in range(1, 6)], neck=["neck_01", "neck_02"],
+                head="head", collar="clavicle_{s}", shoulder="upperarm_{s}", elbow="lowerarm_{s}", wrist="hand_{s}",
+                hip="thigh_{s}", knee="calf_{s}", ankle="foot_{s}", foot="ball_{s}", finger="{F}_0{k}_{s}", words={},
+                twist="upperarm_twist_01_{s}", root="root"),
+    "vrm1": dict(pelvis="hips", spine=["spine", "chest", "upperChest"], neck=["neck"], head="head",
+                 collar="{side}Shoulder", shoulder="{side}UpperArm", elbow="{side}LowerArm", wrist="{side}Hand",
+                 hip="{side}UpperLeg", knee="{side}LowerLeg", ankle="{side}Foot", foot="{side}Toes",
+                 finger="{side}{Fw}{ph}", words={"pinky": "Little"}),
+    "vroid": dict(pelvis="J_Bip_C_Hips", spine=["J_Bip_C_Spine", "J_Bip_C_Chest", "J_Bip_C_UpperChest"],
+                  neck=["J_Bip_C_Neck"], head="J_Bip_C_Head", collar="J_Bip_{S}_Shoulder",
+                  shoulder="J_Bip_{S}_UpperArm", elbow="J_Bip_{S}_LowerArm", wrist="J_Bip_{S}_Hand",
+                  hip="J_Bip_{S}_UpperLeg", knee="J_Bip_{S}_LowerLeg", ankle="J_Bip_{S}_Foot",
+                  foot="J_Bip_{S}_ToeBase", finger="J_Bip_{S}_{Fw}{k}", words={"pinky": "Little"}),
+    "rigify_meta": dict(pelvis="spine", spine=["spine.001", "spine.002", "spine.003"], neck=["spine.004", "spine.005"],
+                        head="spine.006", collar="shoulder.{S}", shoulder="upper_arm.{S}", elbow="forearm.{S}",
+                        wrist="hand.{S}", hip="thigh.{S}", knee="shin.{S}", ankle="foot.{S}", foot="toe.{S}",
+                        finger="f_{F}.0{k}.{S}", words={}, thumb="thumb.0{k}.{S}"),
+    "rigify_def": dict(pelvis="DEF-spine", spine=["DEF-spine.001", "DEF-spine.002", "DEF-spine.003"],
+                       neck=["DEF-spine.004", "DEF-spine.005"], head="DEF-spine.006", collar="DEF-shoulder.{S}",
+                       shoulder="DEF-upper_arm.{S}", elbow="DEF-forearm.{S}", wrist="DEF-hand.{S}",
+                       hip="DEF-thigh.{S}", knee="DEF-shin.{S}", ankle="DEF-foot.{S}", foot="DEF-toe.{S}",
+                       finger="DEF-f_{F}.0{k}.{S}", words={}, thumb="DEF-thumb.0{k}.{S}",
+                       inline_twist="DEF-upper_arm.{S}.001"),
+    "cc": dict(pelvis="CC_Base_Hip", spine=["CC_Base_Waist", "CC_Base_Spine01", "CC_Base_Spine02"],
+               neck=["CC_Base_NeckTwist01", "CC_Base_NeckTwist02"], head="CC_Base_Head",
+               collar="CC_Base_{S}_Clavicle", shoulder="CC_Base_{S}_Upperarm", elbow="CC_Base_{S}_Forearm",
+               wrist="CC_Base_{S}_Hand", hip="CC_Base_{S}_Thigh", knee="CC_Base_{S}_Calf", ankle="CC_Base_{S}_Foot",
+               foot="CC_Base_{S}_ToeBase", finger="CC_Base_{S}_{Fw}{k}", words={"pinky": "Pinky"},
+               leg_parent="CC_Base_Pelvis", twist="CC_Base_{S}_UpperarmTwist01"),
+    "daz8": dict(pelvis="hip", spine=["abdomenLower", "abdomenUpper", "chestLower", "chestUpper"],
+                 neck=["neckLower", "neckUpper"], head="head", collar="{s}Collar", shoulder="{s}ShldrBend",
+                 elbow="{s}ForearmBend", wrist="{s}Hand", hip="{s}ThighBend", knee="{s}Shin", ankle="{s}Foot",
+                 foot="{s}Toe", finger="{s}{Fw}{k}", words={"middle": "Mid"}, leg_parent="pelvis",
+                 inline_twist="{s}ShldrTwist"),
+}
+VRM_PHALANGES = {1: "Proximal", 2: "Intermediate", 3: "Distal"}
+VRM_THUMB = {1: "Metacarpal", 2: "Proximal", 3: "Distal"}
+
+
+@dataclass
+class Bone:
+    name: str
+    parent: str | None
+    head: np.ndarray
+    tail: np.ndarray
+    roll: float = 0.0
+    role: str = ""  # what the test expects the identification to find ("" = helper)
+
+
+def _blender(point):
+    point = np.asarray(point, dtype=np.float64)
+    return np.array([point[0], -point[2], point[1]])
+
+
+def _name(conv: dict, role: str, side: str = "", finger: str = "", k: int = 0, key: str | None = None) -> str:
+    fmt = conv[key or role]
+    word = conv["words"].get(finger, finger.capitalize())
+    phalanx = (VRM_THUMB if finger == "thumb" else VRM_PHALANGES).get(k, "")
+    if finger == "thumb" and "thumb" in conv and key is None:
+        fmt = conv["thumb"]
+    return fmt.format(side=side, Side=side.capitalize(), S="L" if side == "left" else "R",
+                      s="l" if side == "left" else "r", F=finger, Fw=word, k=k, ph=phalanx)
+
+
+def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck: int | None = None,
+             fingers: bool = True, ring: bool = True, twist: bool = False, root: bool = False, ends: bool = False,
+             proportions: str = "smplx", rng: np.random.Generator | None = None) -> list[Bone]:
+    """The bones of one test rig, parents first (Blender axes, metres)."""
+    conv = CONVENTIONS[convention]
+    joints = {name: _blender(REST_JOINTS[index]) for name, index in JOINT_INDEX.items()}
+    if proportions == "stylised":  # longer arms and legs, a big head, a shorter torso
+        pelvis = joints["pelvis"].copy()
+        for name in joints:
+            p = joints[name] - pelvis
+            if name.startswith(("left_", "right_")) and any(w in name for w in ("hip", "knee", "ankle", "foot")):
+                p = p * np.array([1.1, 1.0, 1.25])
+            joints[name] = pelvis + p
+        for side in ("left", "right"):
+            base = joints[f"{side}_shoulder"].copy()
+            for name in list(joints):
+                if name.startswith(side) and any(w in name for w in ("elbow", "wrist", *FINGERS)):
+                    joints[name] = base + (joints[name] - base) * 1.2
+    if pose == "A":  # arms 40 degrees down, about the forward axis at the shoulder
+        for side, sign in (("left", -1.0), ("right", 1.0)):
+            angle = np.radians(40.0) * sign
+            c, s = np.cos(angle), np.sin(angle)
+            rot = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])  # about Y (Blender's forward axis)
+            base = joints[f"{side}_shoulder"].copy()
+            for name in list(joints):
+                if name.startswith(side) and any(w in name for w in ("elbow", "wrist", *FINGERS)):
+                    joints[name] = base + rot @ (joints[name] - base)
+    bones: list[Bone] = []
+    spine_count = spine or {"mixamo": 3}.get(convention, len(conv["spine"]))
+    neck_count = neck if neck is not None else len(conv["neck"])
+    spine_names = conv["spine"][:spine_count] if spine_count <= len(conv["spine"]) else \
+        [conv["spine"][0] + f"_{k}" for k in range(spine_count)]
+
+    def add(name, parent, head, tail, role=""):
+        bones.append(Bone(name, parent, np.asarray(head, float), np.asarray(tail, float), 0.0, role))
+        return name
+
+    top = None
+    if root or "root" in conv and root:
+        top = add(conv.get("root", "root"), None, [0, 0, 0], [0, 0.0, 0.2])
+    pelvis = add(conv["pelvis"], top, joints["pelvis"], joints["spine1"], "pelvis")
+    # Spine points along spine1 -> spine2 -> spine3 -> neck, resampled to spine_count bones.
+    polyline = np.array([joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]])
+    lengths = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
+    cumulative = np.r_[0.0, np.cumsum(lengths)]
+
+    def along(fraction):
+        distance = fraction * cumulative[-1]
+        k = min(int(np.searchsorted(cumulative, distance, side="right")) - 1, len(lengths) - 1)
+        w = (distance - cumulative[k]) / lengths[k]
+        return polyline[k] + w * (polyline[k + 1] - polyline[k])
+
+    if spine_count == 3:
+        points = [joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]]
+    else:
+        points = [along(k / spine_count) for k in range(spine_count + 1)]
+    parent = pelvis
+    for k in range(spine_count):
+        parent = add(spine_names[k], parent, points[k], points[k + 1], "spine")
+    chest = parent
+    neck_points = [joints["neck"] + (joints["head"] - joints["neck"]) * k / max(neck_count, 1)
+                   for k in range(neck_count + 1)]
+    for k in range(neck_count):
+        parent = add(conv["neck"][k], parent, neck_points[k], neck_points[k + 1], "neck")
+    head = add(conv["head"], parent, joints["head"], joints["head"] + np.array([0, 0, 0.2]), "head")
+    if ends and "head_end" in conv:
+        add(conv["head_end"], head, joints["head"] + np.array([0, 0, 0.2]), joints["head"] + np.array([0, 0, 0.3]))
+    for side in ("left", "right"):
+        collar = add(_name(conv, "collar", side), chest, joints[f"{side}_collar"], joints[f"{side}_shoulder"],
+                     f"{side}_collar")
+        upper = add(_name(conv, "shoulder", side), collar, joints[f"{side}_shoulder"], joints[f"{side}_elbow"],
+                    f"{side}_shoulder")
+        fore_parent = upper
+        if twist and "inline_twist" in conv:
+            mid = 0.5 * (joints[f"{side}_shoulder"] + joints[f"{side}_elbow"])
+            bones[-1].tail = mid
+            fore_parent = add(_name(conv, "inline_twist", side, key="inline_twist"), upper, mid,
+                              joints[f"{side}_elbow"])
+        elif twist and "twist" in conv:
+            mid = 0.5 * (joints[f"{side}_shoulder"] + joints[f"{side}_elbow"])
+            add(_name(conv, "twist", side, key="twist"), upper, mid, joints[f"{side}_elbow"])
+        fore = add(_name(conv, "elbow", side), fore_parent, joints[f"{side}_elbow"], joints[f"{side}_wrist"],
+                   f"{side}_elbow")
+        hand_tail = joints[f"{side}_middle1"] if fingers else joints[f"{side}_wrist"] + 1.4 * (
+            joints[f"{side}_middle1"] - joints[f"{side}_wrist"])
+        hand = add(_name(conv, "wrist", side), fore, joints[f"{side}_wrist"], hand_tail, f"{side}_wrist")
+        if fingers:
+            for finger in FINGERS:
+                if finger == "ring" and not ring:
+                    continue
+                parent = hand
+                for k in (1, 2, 3):
+                    joint = joints[f"{side}_{finger}{k}"]
+                    following = joints[f"{side}_{finger}{k + 1}"] if k < 3 else \
+                        joint + 0.8 * (joint - joints[f"{side}_{finger}{k - 1}"])
+                    parent = add(_name(conv, "finger", side, finger, k), parent, joint, following,
+                                 f"{side}_{finger}{k}")
+                if ends and "finger_end" in conv:
+                    joint = joints[f"{side}_{finger}3"]
+                    tip = joint + 0.8 * (joint - joints[f"{side}_{finger}2"])
+                    add(_name(conv, "finger_end", side, finger, 4, key="finger_end"), parent, tip,
+                        tip + 0.5 * (joint - joints[f"{side}_{finger}2"]))
+        leg_parent = pelvis
+        if "leg_parent" in conv:
+            leg_parent = next((b.name for b in bones if b.name == conv["leg_parent"]), None) or add(
+                conv["leg_parent"], pelvis, joints["pelvis"], joints["pelvis"] - np.array([0, 0, 0.1]))
+        thigh = add(_name(conv, "hip", side), leg_parent, joints[f"{side}_hip"], joints[f"{side}_knee"],
+                    f"{side}_hip")
+        shin = add(_name(conv, "knee", side), thigh, joints[f"{side}_knee"], joints[f"{side}_ankle"],
+                   f"{side}_knee")
+        foot = add(_name(conv, "ankle", side), shin, joints[f"{side}_ankle"], joints[f"{side}_foot"],
+                   f"{side}_ankle")
+        add(_name(conv, "foot", side), foot, joints[f"{side}_foot"],
+            joints[f"{side}_foot"] + np.array([0.0, -0.06, 0.0]), f"{side}_foot")
+    if rng is not None:
+        for bone in bones:
+            bone.roll = float(rng.uniform(-np.pi, np.pi))
+    return bones
+
+
+def expected_map(bones: list[Bone]) -> dict[str, list[str]]:
+    """role -> bone names the identification should find."""
+    out: dict[str, list[str]] = {}
+    for bone in bones:
+        if bone.role:
+            out.setdefault(bone.role, []).append(bone.name)
+    return out
+
+
+def arrays(bones: list[Bone]):
+    """(names, parents, heads) for ``rigmap.identify``."""
+    names = [b.name for b in bones]
+    index = {n: i for i, n in enumerate(names)}
+    parents = [index[b.parent] if b.parent else -1 for b in bones]
+    return names, parents, np.array([b.head for b in bones])
