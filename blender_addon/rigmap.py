@@ -674,3 +674,166 @@ def classify_helper(name: str) -> str:
         if word in tokens or (len(word) > 3 and word in joined):
             return label
     return "not part of the body map"
+
+
+# ---------------------------------------------------------------------------------------------------
+# From a map to what the retarget needs
+
+# Roles whose bone head is a good SMPL-X joint landmark for the alignment fit (independent of A/T pose).
+_ANCHOR_ROLES = ("pelvis", "head", *(f"{side}_{base}" for side in SIDES
+                                      for base in ("hip", "knee", "ankle", "shoulder")))
+
+
+def _primary_child(role: str) -> str | None:
+    for side in SIDES:
+        if role.startswith(side + "_"):
+            base = role[len(side) + 1:]
+            nxt = {"collar": "shoulder", "shoulder": "elbow", "elbow": "wrist", "wrist": "middle1", "hip": "knee",
+                   "knee": "ankle", "ankle": "foot"}.get(base)
+            if nxt is None and base[:-1] in FINGERS and base[-1] in "12":
+                nxt = f"{base[:-1]}{int(base[-1]) + 1}"
+            return f"{side}_{nxt}" if nxt else None
+    return None
+
+
+def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, rest_joints=None):
+    """The ``retarget.ArmatureRest`` of a rig with a map: drivers, chain blends, aims and anchors.
+
+    Args:
+        names, parents: bones, parents first (parent index -1 for roots).
+        rest_matrices: (B, 4, 4) ``bone.matrix_local``.
+        connected: (B,) ``bone.use_connect``.
+        bone_map: which bone plays which role (``identify`` or the user's).
+        rest_joints: (55, 3) SMPL-X rest joints (default: the built-in skeleton).
+
+    Raises:
+        ValueError: a mapped bone does not exist.
+    """
+    from . import retarget
+    from .backend.motion.skeleton import JOINT_INDEX, REST_JOINTS
+
+    joints = np.asarray(REST_JOINTS if rest_joints is None else rest_joints, dtype=np.float64)
+    names = [str(n) for n in names]
+    index = {n: i for i, n in enumerate(names)}
+    count = len(names)
+    heads = np.asarray(rest_matrices, dtype=np.float64)[:, :3, 3]
+    for role, bone in bone_map.pairs():
+        if bone not in index:
+            raise ValueError(f"The bone map names bone '{bone}' for {role.replace('_', ' ')}, but the armature "
+                             "has no such bone; fix the map in the Bone Map panel.")
+    joint_of = [-1] * count
+    blend_joint = [-1] * count
+    blend_weight = [0.0] * count
+    anchor = [-1] * count
+    aim = [-1] * count
+    aim_dir = np.zeros((count, 3))
+    side_bones = [(-1, -1)] * count
+    side_dir = np.zeros((count, 3))
+    spine_span = [(0.0, 0.0)] * count
+    children: list[list[int]] = [[] for _ in range(count)]
+    for bone, parent in enumerate(parents):
+        if parent >= 0:
+            children[parent].append(bone)
+
+    def bone_of(role):
+        found = bone_map.bones_of(role)
+        return index[found[0]] if found else -1
+
+    # Single-bone roles.
+    for role, bone_name in bone_map.roles.items():
+        b = index[bone_name]
+        joint = JOINT_INDEX[role]
+        joint_of[b] = joint
+        if role in _ANCHOR_ROLES:
+            anchor[b] = joint
+        child_role = _primary_child(role)
+        child = bone_of(child_role) if child_role else -1
+        if child >= 0:
+            aim[b], aim_dir[b] = child, joints[JOINT_INDEX[child_role]] - joints[joint]
+        elif role == "pelvis":
+            first = bone_of("spine")
+            if first >= 0:
+                aim[b], aim_dir[b] = first, joints[JOINT_INDEX["spine1"]] - joints[0]
+                left, right = bone_of("left_hip"), bone_of("right_hip")
+                if left >= 0 and right >= 0:
+                    side_bones[b] = (right, left)
+                    side_dir[b] = joints[JOINT_INDEX["left_hip"]] - joints[JOINT_INDEX["right_hip"]]
+        elif len(children[b]) == 1 and joint_of[children[b][0]] < 0 and not bone_map.bones_of(
+                child_role or "") and role in ("head",) + tuple(f"{s}_{x}" for s in SIDES for x in (
+                    "foot", "wrist", *(f"{f}3" for f in FINGERS))):
+            # An end bone (HeadTop_End, a finger tip) shows where the segment points.
+            leaf = {"head": (0.0, 1.0, 0.0)}
+            if role.endswith("_foot"):
+                direction = np.array([0.0, 0.0, 1.0])
+            elif role.endswith("_wrist"):
+                side = role.split("_")[0]
+                direction = joints[JOINT_INDEX[f"{side}_middle1"]] - joints[joint]
+            elif role == "head":
+                direction = np.array(leaf["head"])
+            else:
+                direction = joints[joint] - joints[JOINT_INDEX[role[:-1] + "2"]]
+            aim[b], aim_dir[b] = children[b][0], direction
+        if role.endswith("_wrist") and aim[b] >= 0:
+            side = role.split("_")[0]
+            first, last = bone_of(f"{side}_index1"), bone_of(f"{side}_pinky1")
+            last_role = f"{side}_pinky1"
+            if last < 0:
+                last, last_role = bone_of(f"{side}_ring1"), f"{side}_ring1"
+            if first >= 0 and last >= 0:
+                side_bones[b] = (first, last)
+                side_dir[b] = joints[JOINT_INDEX[last_role]] - joints[JOINT_INDEX[f"{side}_index1"]]
+    # Chains: SMPL-X spine1..3 (and neck) resampled at the rig bones' positions along their chain.
+    spine_bones = [index[n] for n in bone_map.spine]
+    neck_bones = [index[n] for n in bone_map.neck]
+    head_bone = bone_of("head")
+    if spine_bones:
+        end = neck_bones[0] if neck_bones else head_bone
+        points = [heads[b] for b in spine_bones] + ([heads[end]] if end >= 0 else [])
+        smplx_names = ("spine1", "spine2", "spine3", "neck")
+        smplx_points = np.array([joints[JOINT_INDEX[n]] for n in smplx_names])
+        smplx_len = np.linalg.norm(np.diff(smplx_points, axis=0), axis=1)
+        smplx_cum = np.r_[0.0, np.cumsum(smplx_len)] / smplx_len.sum()
+        smplx_mid = 0.5 * (smplx_cum[:-1] + smplx_cum[1:])
+        if len(points) == len(spine_bones) + 1:
+            rig_len = np.linalg.norm(np.diff(np.array(points), axis=0), axis=1)
+        else:  # no neck and no head: equal shares
+            rig_len = np.ones(len(spine_bones))
+        rig_cum = np.r_[0.0, np.cumsum(rig_len)] / max(rig_len.sum(), 1e-12)
+
+        def smplx_point(fraction):
+            k = int(np.clip(np.searchsorted(smplx_cum, fraction, side="right") - 1, 0, 2))
+            w = (fraction - smplx_cum[k]) / smplx_len[k] * smplx_len.sum()
+            return smplx_points[k] + w * (smplx_points[k + 1] - smplx_points[k])
+
+        for k, b in enumerate(spine_bones):
+            mid = 0.5 * (rig_cum[k] + rig_cum[k + 1])
+            seg = int(np.clip(np.searchsorted(smplx_mid, mid, side="right") - 1, 0, 2))
+            if mid <= smplx_mid[0]:
+                first, second, weight = 0, 0, 0.0
+            elif seg >= 2:
+                first, second, weight = 2, 2, 0.0
+            else:
+                first, second = seg, seg + 1
+                weight = float((mid - smplx_mid[seg]) / (smplx_mid[seg + 1] - smplx_mid[seg]))
+            joint_of[b] = JOINT_INDEX[smplx_names[first]]
+            blend_joint[b] = JOINT_INDEX[smplx_names[second]]
+            blend_weight[b] = weight
+            nxt = spine_bones[k + 1] if k + 1 < len(spine_bones) else end
+            spine_span[b] = (float(rig_cum[k]), float(rig_cum[k + 1]))
+            if nxt >= 0:
+                aim[b] = nxt
+                aim_dir[b] = smplx_point(rig_cum[k + 1]) - smplx_point(rig_cum[k])
+    for k, b in enumerate(neck_bones):
+        joint_of[b] = JOINT_INDEX["neck"]
+        if k == 0:
+            anchor[b] = JOINT_INDEX["neck"]
+        nxt = neck_bones[k + 1] if k + 1 < len(neck_bones) else head_bone
+        if nxt >= 0:
+            aim[b], aim_dir[b] = nxt, joints[JOINT_INDEX["head"]] - joints[JOINT_INDEX["neck"]]
+    return retarget.ArmatureRest(
+        names=tuple(names), parents=tuple(int(p) for p in parents),
+        rest_matrices=np.asarray(rest_matrices, dtype=np.float64), joint_of_bone=tuple(joint_of),
+        connected=tuple(bool(c) for c in connected), blend_joint=tuple(blend_joint),
+        blend_weight=tuple(blend_weight), anchor_of_bone=tuple(anchor), aim_bone=tuple(aim),
+        aim_direction=aim_dir, side_bones=tuple(side_bones), side_direction=side_dir,
+        spine_span=tuple(spine_span) if bone_map.spine and len(bone_map.spine) != 3 else None)

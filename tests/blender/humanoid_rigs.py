@@ -238,3 +238,93 @@ def arrays(bones: list[Bone]):
     index = {n: i for i, n in enumerate(names)}
     parents = [index[b.parent] if b.parent else -1 for b in bones]
     return names, parents, np.array([b.head for b in bones])
+
+
+def segments(bone_map) -> list[tuple[str, str, str, str, str]]:
+    """(label, rig from-bone, rig to-bone, SMPL-X from-joint, SMPL-X to-joint) for every mapped segment."""
+    out = []
+    roles = bone_map.roles
+    spine, neck = list(bone_map.spine), list(bone_map.neck)
+    top = neck[0] if neck else roles.get("head")
+    if spine and top:
+        out.append(("spine", spine[0], top, "spine1", "neck"))
+    if neck and "head" in roles:
+        out.append(("neck", neck[0], roles["head"], "neck", "head"))
+    for side in ("left", "right"):
+        for a, b in (("collar", "shoulder"), ("shoulder", "elbow"), ("elbow", "wrist"), ("wrist", "middle1"),
+                     ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot")):
+            ra, rb = f"{side}_{a}", f"{side}_{b}"
+            if ra in roles and rb in roles:
+                out.append((ra, roles[ra], roles[rb], ra, rb))
+        for finger in FINGERS:
+            for k in (1, 2):
+                ra, rb = f"{side}_{finger}{k}", f"{side}_{finger}{k + 1}"
+                if ra in roles and rb in roles:
+                    out.append((ra, roles[ra], roles[rb], ra, rb))
+    return out
+
+
+def segment_angles(bone_map, rig_heads: dict[str, np.ndarray], smplx_world: np.ndarray) -> dict[str, np.ndarray]:
+    """Per segment, (T,) angles in degrees between the rig's and the SMPL-X world directions.
+
+    Args:
+        bone_map: the rig's map.
+        rig_heads: bone name -> (T, 3) evaluated world heads (Blender's own pose evaluation).
+        smplx_world: (T, 55, 3) SMPL-X forward kinematics already placed in the rig's world frame.
+    """
+    out = {}
+    for label, rig_a, rig_b, ja, jb in segments(bone_map):
+        got = rig_heads[rig_b] - rig_heads[rig_a]
+        want = smplx_world[:, JOINT_INDEX[jb]] - smplx_world[:, JOINT_INDEX[ja]]
+        cos = (got * want).sum(-1) / (np.linalg.norm(got, axis=-1) * np.linalg.norm(want, axis=-1) + 1e-300)
+        out[label] = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return out
+
+
+def rest_matrix(head, tail, roll) -> np.ndarray:
+    """A bone's armature-space rest matrix like Blender's: Y along the bone, ``roll`` about it."""
+    y = np.asarray(tail, float) - np.asarray(head, float)
+    y /= np.linalg.norm(y)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(y[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(y, helper)
+    x /= np.linalg.norm(x)
+    z = np.cross(x, y)
+    c, s = np.cos(roll), np.sin(roll)
+    x, z = c * x - s * z, s * x + c * z
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, head
+    return m
+
+
+def numpy_pose_heads(rest, tracks, object_matrix=np.eye(4)) -> np.ndarray:
+    """World bone heads (T, B, 3) evaluated the way Blender composes pose bones (no constraints)."""
+    from blender_addon import retarget
+
+    frames = tracks.quaternions.shape[0]
+    count = len(rest.names)
+    basis = np.tile(np.eye(4), (frames, count, 1, 1))
+    index = {n: i for i, n in enumerate(rest.names)}
+    for k, name in enumerate(tracks.bone_names):
+        basis[:, index[name], :3, :3] = retarget.quaternion_to_matrix(tracks.quaternions[:, k])
+    basis[:, index[tracks.root_bone], :3, 3] = tracks.root_location
+    pose = np.empty_like(basis)
+    for b in range(count):
+        p = rest.parents[b]
+        rel = rest.rest_matrices[b] if p < 0 else np.linalg.inv(rest.rest_matrices[p]) @ rest.rest_matrices[b]
+        pose[:, b] = (rel if p < 0 else pose[:, p] @ rel) @ basis[:, b]
+    return (object_matrix @ pose)[..., :3, 3]
+
+
+def gesture_motion(frames: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth, gesture-like SMPL-X motion (body, arms and fingers moving; root drifting)."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 2.0 * np.pi, frames)[:, None]
+    amplitude = np.full(165, 0.25)
+    amplitude[:3] = 0.15
+    amplitude[16 * 3:22 * 3] = 0.6  # shoulders, elbows, wrists
+    amplitude[25 * 3:] = 0.35  # fingers
+    phase = rng.uniform(0, 2 * np.pi, 165)
+    speed = rng.integers(1, 3, 165)
+    poses = amplitude * np.sin(speed * t + phase) + rng.normal(0, 0.05, 165)
+    trans = np.stack([0.1 * np.sin(t[:, 0]), 0.02 * np.sin(2 * t[:, 0]), 0.05 * np.cos(t[:, 0])], axis=1)
+    return poses, trans
