@@ -47,6 +47,10 @@ CONVENTIONS: dict[str, dict] = {
                  collar="{side}Shoulder", shoulder="{side}UpperArm", elbow="{side}LowerArm", wrist="{side}Hand",
                  hip="{side}UpperLeg", knee="{side}LowerLeg", ankle="{side}Foot", foot="{side}Toes",
                  finger="{side}{Fw}{ph}", words={"pinky": "Little"}),
+    "vrm0": dict(pelvis="hips", spine=["spine", "chest", "upperChest"], neck=["neck"], head="head",
+                 collar="{side}Shoulder", shoulder="{side}UpperArm", elbow="{side}LowerArm", wrist="{side}Hand",
+                 hip="{side}UpperLeg", knee="{side}LowerLeg", ankle="{side}Foot", foot="{side}Toes",
+                 finger="{side}{Fw}{ph}", words={"pinky": "Little"}, vrm0=True),
     "vroid": dict(pelvis="J_Bip_C_Hips", spine=["J_Bip_C_Spine", "J_Bip_C_Chest", "J_Bip_C_UpperChest"],
                   neck=["J_Bip_C_Neck"], head="J_Bip_C_Head", collar="J_Bip_{S}_Shoulder",
                   shoulder="J_Bip_{S}_UpperArm", elbow="J_Bip_{S}_LowerArm", wrist="J_Bip_{S}_Hand",
@@ -96,7 +100,7 @@ def _blender(point):
 def _name(conv: dict, role: str, side: str = "", finger: str = "", k: int = 0, key: str | None = None) -> str:
     fmt = conv[key or role]
     word = conv["words"].get(finger, finger.capitalize())
-    phalanx = (VRM_THUMB if finger == "thumb" else VRM_PHALANGES).get(k, "")
+    phalanx = (VRM_THUMB if finger == "thumb" and not conv.get("vrm0") else VRM_PHALANGES).get(k, "")
     if finger == "thumb" and "thumb" in conv and key is None:
         fmt = conv["thumb"]
     return fmt.format(side=side, Side=side.capitalize(), S="L" if side == "left" else "R",
@@ -105,7 +109,8 @@ def _name(conv: dict, role: str, side: str = "", finger: str = "", k: int = 0, k
 
 def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck: int | None = None,
              fingers: bool = True, ring: bool = True, twist: bool = False, root: bool = False, ends: bool = False,
-             proportions: str = "smplx", rng: np.random.Generator | None = None) -> list[Bone]:
+             proportions: str = "smplx", rng: np.random.Generator | None = None,
+             tilt: tuple[float, float] | None = None, extras: bool = False) -> list[Bone]:
     """The bones of one test rig, parents first (Blender axes, metres)."""
     conv = CONVENTIONS[convention]
     joints = {name: _blender(REST_JOINTS[index]) for name, index in JOINT_INDEX.items()}
@@ -217,9 +222,28 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
                    f"{side}_ankle")
         add(_name(conv, "foot", side), foot, joints[f"{side}_foot"],
             joints[f"{side}_foot"] + np.array([0.0, -0.06, 0.0]), f"{side}_foot")
+    if extras:  # hair under the head, a skirt under the pelvis, a prop in the right hand
+        up = np.array([0.0, 0.0, 1.0])
+        parent = head
+        for k in range(3):
+            start = joints["head"] + np.array([0.0, 0.08, 0.15 - 0.08 * k])
+            parent = add(f"Hair_{k}", parent, start, start + np.array([0.0, 0.02, -0.08]))
+        parent = pelvis
+        for k in range(3):
+            start = joints["pelvis"] + np.array([0.0, -0.12, -0.1 * k])
+            parent = add(f"Skirt_front_{k}", parent, start, start - 0.1 * up)
+        hand = _name(conv, "wrist", "right")
+        add("Prop_weapon", hand, joints["right_wrist"] + np.array([0, -0.05, 0]),
+            joints["right_wrist"] + np.array([0, -0.05, 0.3]))
     if rng is not None:
         for bone in bones:
             bone.roll = float(rng.uniform(-np.pi, np.pi))
+    if tilt is not None:  # a bind pose that is not upright: tilted back about X, then yawed about Z (degrees)
+        back, yaw = np.radians(tilt[0]), np.radians(tilt[1])
+        rx = np.array([[1, 0, 0], [0, np.cos(back), -np.sin(back)], [0, np.sin(back), np.cos(back)]])
+        rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+        for bone in bones:
+            bone.head, bone.tail = rz @ rx @ bone.head, rz @ rx @ bone.tail
     return bones
 
 

@@ -95,6 +95,9 @@ CASES = [
     ("daz8", dict(twist=True), dict(rotation=(np.pi / 2, 0.0, 0.0))),
     ("mixamo", dict(spine=4, neck=2, ring=False), {}),
     ("smplx", {}, dict(rotation=(np.pi / 2, 0.0, 0.0))),
+    ("rigify_meta", dict(tilt=(25.0, 40.0), fingers=False), {}),
+    ("vrm0", dict(tilt=(0.0, 180.0), extras=True), {}),
+    ("cc", dict(extras=True, root=True, proportions="stylised"), {}),
 ]
 
 
@@ -187,10 +190,13 @@ def test_wrong_sides_are_caught_by_the_parent_check():
     assert "left elbow" in rigmap.essential_message("Rig", bone_map)
 
 
-def test_structure_search_maps_a_rig_with_meaningless_names():
+@pytest.mark.parametrize("convention,build", [("ue5", dict(pose="A")), ("daz8", dict(ring=False, twist=True)),
+                                              ("mixamo", dict(fingers=False, extras=True, ends=True))])
+def test_structure_search_maps_a_rig_with_meaningless_names(convention, build):
+    """COLLADA-converted names ('Skeleton_joint_L__4_') carry no meaning: the structure search maps the rig."""
     _scene()
-    bones = humanoid("ue5", pose="A", rng=np.random.default_rng(1))
-    renamed = {b.name: f"Joint_{k:02d}" for k, b in enumerate(bones)}
+    bones = humanoid(convention, rng=np.random.default_rng(1), **build)
+    renamed = {b.name: f"Skeleton_joint__{k}_" for k, b in enumerate(bones)}
     for bone in bones:
         bone.name, bone.parent = renamed[bone.name], renamed.get(bone.parent) if bone.parent else None
     obj = build_rig(bones, "Anonymous")
