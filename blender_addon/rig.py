@@ -443,5 +443,4 @@ def read_armature_rest(obj: bpy.types.Object):
 
 def map_notes(obj: bpy.types.Object) -> list[str]:
     """What the map skips (no fingers, no jaw, helper notes), for the take's report."""
-    return [f"{obj.name}: {note}" for note in bone_map_for(obj).notes if "skipped" in note or "FK" in note
-            or "structure" in note]
+    return [f"{obj.name}: {note}" for note in bone_map_for(obj).notes]

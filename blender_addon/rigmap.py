@@ -416,16 +416,21 @@ def identify(names, parents, heads) -> BoneMap:
 
 
 def _note_optional(result: BoneMap) -> None:
+    """One note listing the optional parts the rig lacks (they are skipped, the rest still moves)."""
+    skipped = []
     for side in SIDES:
         fingers = [f for f in FINGERS if f"{side}_{f}1" not in result.roles]
         if len(fingers) == len(FINGERS):
-            result.notes.append(f"No {side} fingers: the {side} hand moves as one piece.")
+            skipped.append(f"{side} fingers")
         elif fingers:
-            result.notes.append(f"No {side} {', '.join(fingers)}: skipped.")
+            skipped.append(f"{side} {'/'.join(fingers)}")
+    for side in SIDES:
         if f"{side}_foot" not in result.roles:
-            result.notes.append(f"No {side} toes: skipped.")
+            skipped.append(f"{side} toes")
     if "jaw" not in result.roles:
-        result.notes.append("No jaw bone: skipped.")
+        skipped.append("jaw")
+    if skipped:
+        result.notes.append(f"No bones for {', '.join(skipped)}: skipped.")
 
 
 # ---------------------------------------------------------------------------------------------------
