@@ -96,6 +96,9 @@ def write_action(obj: bpy.types.Object, tracks: retarget.BoneTracks, name: str, 
         root_path = f'pose.bones["{bpy.utils.escape_identifier(tracks.root_bone)}"].location'
         for axis in range(3):
             _write_curve(fcurves, groups, root_path, axis, tracks.root_bone, frames, tracks.root_location[:, axis])
+        for bone, prop, value in getattr(tracks, "switches", ()):  # rigs hook (issue 10): e.g. Rigify IK/FK to FK
+            path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{bpy.utils.escape_identifier(prop)}"]'
+            _write_curve(fcurves, groups, path, 0, bone, frames, np.full(len(frames), value))
         # The take spans exactly as many frames as the audio: keys frame_start .. frame_start + T - 1, held
         # through the last frame, so the NLA strip ends where the sound strip ends.
         action.use_frame_range = True

@@ -78,6 +78,7 @@ class ArmatureRest:
     side_bones: tuple[tuple[int, int], ...] | None = None  # (from, to) bones of a second direction, -1 none
     side_direction: np.ndarray | None = None  # (B, 3) its SMPL-X rest direction
     spine_span: tuple[tuple[float, float], ...] | None = None  # spine bones: (from, to) along SMPL-X's spine, 0-1
+    switches: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) keyed with the take
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class BoneTracks:
     quaternions: np.ndarray
     root_bone: str
     root_location: np.ndarray
+    switches: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value): e.g. Rigify IK/FK to FK
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -626,7 +628,7 @@ def retarget_motion(poses: np.ndarray, trans: np.ndarray, rest: ArmatureRest,
     quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
     quaternions = make_hemisphere_continuous(quaternions)
     return BoneTracks(bone_names=tuple(rest.names[b] for b in driven), quaternions=quaternions,
-                      root_bone=rest.names[pelvis], root_location=location)
+                      root_bone=rest.names[pelvis], root_location=location, switches=rest.switches)
 
 
 def smplx_joint_positions(poses: np.ndarray, trans: np.ndarray,

@@ -14,6 +14,7 @@ Works on Blender 3.4 to 5.0 (bpy + numpy only).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -436,9 +437,24 @@ def read_armature_rest(obj: bpy.types.Object):
         raise retarget.RetargetError(message)
     names, parents, matrices, connected = _arrays(obj)
     try:
-        return rigmap.rest_from_map(names, parents, matrices, connected, bone_map)
+        rest = rigmap.rest_from_map(names, parents, matrices, connected, bone_map)
     except ValueError as error:
         raise retarget.RetargetError(str(error)) from error
+    return dataclasses.replace(rest, switches=_fk_switches(obj))
+
+
+# Rig switches keyed with every take so the FK controls drive the deform bones (property, value).
+_SWITCHES = {"IK_FK": 1.0, "FK_limb_follow": 0.0, "neck_follow": 1.0, "head_follow": 1.0}
+
+
+def _fk_switches(obj: bpy.types.Object) -> tuple[tuple[str, str, float], ...]:
+    """Rigify's IK/FK switches set to FK (and neck/head following the chest), when the rig has them."""
+    out = []
+    for pose_bone in obj.pose.bones:
+        for prop, value in _SWITCHES.items():
+            if prop in pose_bone.keys() and isinstance(pose_bone[prop], (int, float)):
+                out.append((pose_bone.name, prop, value))
+    return tuple(out)
 
 
 def map_notes(obj: bpy.types.Object) -> list[str]:

@@ -180,8 +180,8 @@ TABLES: tuple[NameTable, ...] = (
               _merge(_limbs("shoulder", "upperarmfk", "forearmfk", "handfk", "thighfk", "shinfk", "footfk",
                             "toefk", ("eye",)),
                      _fingers("f{f}0{k}"), {f"thumb{k}": (f"thumb0{k}",) for k in (1, 2, 3)}),
-              ("spinefk", "spinefk001", "spinefk002", "spinefk003"), ("neck",), check_parents=False,
-              note="Rigify: keys the FK controls; set the arm and leg IK/FK switches to FK (1.0)."),
+              ("spinefk002", "spinefk003"), ("neck",), check_parents=False,
+              note="Rigify: the FK controls are keyed and the take sets the IK/FK switches to FK."),
     NameTable("Character Creator / AccuRIG", {"pelvis": ("hip",), "head": ("head",), "jaw": ("jawroot",)},
               _merge(_limbs("clavicle", "upperarm", "forearm", "hand", "thigh", "calf", "foot", "toebase"),
                      _fingers("{f}{k}"),
@@ -701,6 +701,35 @@ def _primary_child(role: str) -> str | None:
     return None
 
 
+def _effective_parents(names, parents, joint_of) -> list[int]:
+    """Parents as the pose sees them, for rigs with a mechanism layer (Rigify: ``ORG-``/``MCH-`` bones).
+
+    A control such as ``upper_arm_fk.L`` hangs below ``MCH-upper_arm_parent.L`` below ``ORG-shoulder.L``,
+    which copies the ``shoulder.L`` control: with those helpers at rest, the control moves as a child of
+    the nearest driven ancestor, where ``ORG-<name>`` stands for the control ``<name>``. Rigs without
+    such helpers keep their parents.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    if not any(n.startswith(("ORG-", "MCH-")) for n in names):
+        return parents
+    out = list(parents)
+    for bone, joint in enumerate(joint_of):
+        if joint < 0:
+            continue
+        node = parents[bone]
+        while node >= 0:
+            if joint_of[node] >= 0:
+                break
+            name = names[node]
+            if name.startswith("ORG-") and name[4:] in index and joint_of[index[name[4:]]] >= 0:
+                node = index[name[4:]]
+                break
+            node = parents[node]
+        if node < bone:  # parents before children, as the retarget passes need
+            out[bone] = node
+    return out
+
+
 def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, rest_joints=None):
     """The ``retarget.ArmatureRest`` of a rig with a map: drivers, chain blends, aims and anchors.
 
@@ -835,8 +864,9 @@ def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, r
         nxt = neck_bones[k + 1] if k + 1 < len(neck_bones) else head_bone
         if nxt >= 0:
             aim[b], aim_dir[b] = nxt, joints[JOINT_INDEX["head"]] - joints[JOINT_INDEX["neck"]]
+    parents = _effective_parents(names, [int(p) for p in parents], joint_of)
     return retarget.ArmatureRest(
-        names=tuple(names), parents=tuple(int(p) for p in parents),
+        names=tuple(names), parents=tuple(parents),
         rest_matrices=np.asarray(rest_matrices, dtype=np.float64), joint_of_bone=tuple(joint_of),
         connected=tuple(bool(c) for c in connected), blend_joint=tuple(blend_joint),
         blend_weight=tuple(blend_weight), anchor_of_bone=tuple(anchor), aim_bone=tuple(aim),
