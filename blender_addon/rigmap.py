@@ -407,7 +407,9 @@ def identify(names, parents, heads) -> BoneMap:
             structural = identify_structure(names, parents, heads)
         except ValueError:
             structural = None
-        if structural is not None and len(structural.missing()) < len(result.missing()):
+        # The structure search replaces names that largely failed, not a map missing a bone or two (those
+        # are better named in the message, e.g. a bone the parent check refused).
+        if structural is not None and not structural.missing() and len(result.missing()) >= 3:
             structural.notes.append(f"Bone names match no known rig (best: {table.name}, "
                                     f"{len(result.missing())} essential bones missing); mapped by structure.")
             result = structural
@@ -621,13 +623,13 @@ def _assign_arm(result, side, chain, children, heads, names, up, forward, size, 
         assigned.append(("thumb", thumb))
     for finger, k in assigned:
         bones = chains[k]
-        phalanges = bones[-3:] if len(bones) >= 3 else bones
-        if len(bones) >= 4:  # a tip end marker after three phalanges
-            last = bones[-1]
-            if np.linalg.norm(heads[last] - heads[bones[-2]]) < 0.6 * np.linalg.norm(heads[bones[-2]]
-                                                                                  - heads[bones[-3]]) \
-                    and not children[last]:
-                phalanges = bones[-4:-1]
+        phalanges = bones[:3]
+        if len(bones) >= 4 and finger != "thumb":
+            # Four bones: a metacarpal (starting at the hand) then three phalanges, or three phalanges and an
+            # end marker (the first starting at the knuckle, far from the hand's head).
+            near = np.linalg.norm(heads[bones[0]] - heads[hand]) < 0.5 * np.linalg.norm(heads[bones[1]]
+                                                                                          - heads[hand])
+            phalanges = bones[1:4] if near else bones[:3]
         for number, bone in enumerate(phalanges, 1):
             result.roles[f"{side}_{finger}{number}"] = names[bone]
 

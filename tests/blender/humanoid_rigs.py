@@ -77,6 +77,29 @@ CONVENTIONS: dict[str, dict] = {
                  elbow="{s}ForearmBend", wrist="{s}Hand", hip="{s}ThighBend", knee="{s}Shin", ankle="{s}Foot",
                  foot="{s}Toe", finger="{s}{Fw}{k}", words={"middle": "Mid"}, leg_parent="pelvis",
                  inline_twist="{s}ShldrTwist"),
+    "rigify_generated": dict(pelvis="torso", spine=["spine_fk.002", "spine_fk.003"], neck=["neck"], head="head",
+                             collar="shoulder.{S}", shoulder="upper_arm_fk.{S}", elbow="forearm_fk.{S}",
+                             wrist="hand_fk.{S}", hip="thigh_fk.{S}", knee="shin_fk.{S}", ankle="foot_fk.{S}",
+                             foot="toe_fk.{S}", finger="f_{F}.0{k}.{S}", words={}, thumb="thumb.0{k}.{S}"),
+    "arp": dict(pelvis="c_root.x", spine=["c_spine_01.x", "c_spine_02.x", "c_spine_03.x"], neck=["c_neck.x"],
+                head="c_head.x", collar="c_shoulder.{s}", shoulder="c_arm_fk.{s}", elbow="c_forearm_fk.{s}",
+                wrist="c_hand_fk.{s}", hip="c_thigh_fk.{s}", knee="c_leg_fk.{s}", ankle="c_foot_fk.{s}",
+                foot="c_toes_fk.{s}", finger="c_{F}{k}.{s}", words={}),
+    "makehuman": dict(pelvis="root", spine=["spine05", "spine04", "spine03", "spine02", "spine01"],
+                      neck=["neck01", "neck02", "neck03"], head="head", collar="clavicle.{S}",
+                      shoulder="upperarm01.{S}", elbow="lowerarm01.{S}", wrist="wrist.{S}", hip="upperleg01.{S}",
+                      knee="lowerleg01.{S}", ankle="foot.{S}", foot="toe1-1.{S}", finger="finger{n}-{k}.{S}",
+                      words={}),
+    "cc_old": dict(pelvis="CC_Base_Hip", spine=["CC_Base_Waist", "CC_Base_Spine01", "CC_Base_Spine02"],
+                   neck=["CC_Base_NeckTwist01"], head="CC_Base_Head", collar="CC_Base_{S}_Clavicle",
+                   shoulder="CC_Base_{S}_Upperarm", elbow="CC_Base_{S}_Forearm", wrist="CC_Base_{S}_Hand",
+                   hip="CC_Base_{S}_Thigh", knee="CC_Base_{S}_Calf", ankle="CC_Base_{S}_Foot",
+                   foot="CC_Base_{S}_ToeBase", finger="CC_Base_{S}_Finger{n0}{k0}", words={},
+                   leg_parent="CC_Base_Pelvis"),
+    "daz9": dict(pelvis="hip", spine=["spine1", "spine2", "spine3", "spine4"], neck=["neck1", "neck2"], head="head",
+                 collar="{s}_shoulder", shoulder="{s}_upperarm", elbow="{s}_forearm", wrist="{s}_hand",
+                 hip="{s}_thigh", knee="{s}_shin", ankle="{s}_foot", foot="{s}_toes", finger="{s}_{Fw}{k}",
+                 words={"middle": "mid"}, leg_parent="pelvis"),
 }
 VRM_PHALANGES = {1: "Proximal", 2: "Intermediate", 3: "Distal"}
 VRM_THUMB = {1: "Metacarpal", 2: "Proximal", 3: "Distal"}
@@ -103,14 +126,17 @@ def _name(conv: dict, role: str, side: str = "", finger: str = "", k: int = 0, k
     phalanx = (VRM_THUMB if finger == "thumb" and not conv.get("vrm0") else VRM_PHALANGES).get(k, "")
     if finger == "thumb" and "thumb" in conv and key is None:
         fmt = conv["thumb"]
+    n = FINGERS.index(finger) if finger in FINGERS else 0
     return fmt.format(side=side, Side=side.capitalize(), S="L" if side == "left" else "R",
-                      s="l" if side == "left" else "r", F=finger, Fw=word, k=k, ph=phalanx)
+                      s="l" if side == "left" else "r", F=finger, Fw=word, k=k, ph=phalanx, n=n + 1, n0=n,
+                      k0=k - 1)
 
 
 def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck: int | None = None,
              fingers: bool = True, ring: bool = True, twist: bool = False, root: bool = False, ends: bool = False,
              proportions: str = "smplx", rng: np.random.Generator | None = None,
-             tilt: tuple[float, float] | None = None, extras: bool = False) -> list[Bone]:
+             tilt: tuple[float, float] | None = None, extras: bool = False,
+             metacarpals: bool = False) -> list[Bone]:
     """The bones of one test rig, parents first (Blender axes, metres)."""
     conv = CONVENTIONS[convention]
     joints = {name: _blender(REST_JOINTS[index]) for name, index in JOINT_INDEX.items()}
@@ -147,7 +173,7 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
 
     top = None
     if root or "root" in conv and root:
-        top = add(conv.get("root", "root"), None, [0, 0, 0], [0, 0.0, 0.2])
+        top = add(conv.get("root", "root" if conv["pelvis"] != "root" else "master"), None, [0, 0, 0], [0, 0.0, 0.2])
     pelvis = add(conv["pelvis"], top, joints["pelvis"], joints["spine1"], "pelvis")
     # Spine points along spine1 -> spine2 -> spine3 -> neck, resampled to spine_count bones.
     polyline = np.array([joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]])
@@ -199,6 +225,10 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
                 if finger == "ring" and not ring:
                     continue
                 parent = hand
+                if metacarpals and finger != "thumb":  # UE5 / MetaHuman: a metacarpal from the hand
+                    knuckle = joints[f"{side}_{finger}1"]
+                    parent = add(f"{finger}_metacarpal_{'l' if side == 'left' else 'r'}", hand,
+                                 joints[f"{side}_wrist"] + 0.15 * (knuckle - joints[f"{side}_wrist"]), knuckle)
                 for k in (1, 2, 3):
                     joint = joints[f"{side}_{finger}{k}"]
                     following = joints[f"{side}_{finger}{k + 1}"] if k < 3 else \
