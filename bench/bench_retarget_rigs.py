@@ -29,8 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "blender")]
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
-from humanoid_rigs import (FINGERS, arrays, expected_map, gesture_motion, humanoid,  # noqa: E402
-                           segment_angles)
+from humanoid_rigs import FINGERS, arrays, expected_map, gesture_motion, humanoid, segment_angles  # noqa: E402
 
 from blender_addon import keyframes, retarget, rig, rigmap  # noqa: E402
 

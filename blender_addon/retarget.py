@@ -430,10 +430,8 @@ def _swing(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     if sin < 1e-12:
         if cos > 0:
             return np.eye(3)
-        helper = np.eye(3)[np.argmin(np.abs(a))]  # half turn about any axis normal to a
+        helper = np.eye(3)[np.argmin(np.abs(a))]  # opposite: a half turn about any axis normal to a
         axis = np.cross(a, helper)
-        sin = 0.0
-        cos = -1.0
         axis /= np.linalg.norm(axis)
         return 2.0 * np.outer(axis, axis) - np.eye(3)
     return axis_angle_to_matrix(axis / sin * np.arctan2(sin, cos))

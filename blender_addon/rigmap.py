@@ -797,15 +797,15 @@ def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, r
         elif len(children[b]) == 1 and joint_of[children[b][0]] < 0 and not bone_map.bones_of(
                 child_role or "") and role in ("head",) + tuple(f"{s}_{x}" for s in SIDES for x in (
                     "foot", "wrist", *(f"{f}3" for f in FINGERS))):
-            # An end bone (HeadTop_End, a finger tip) shows where the segment points.
-            leaf = {"head": (0.0, 1.0, 0.0)}
+            # An end bone (HeadTop_End, a finger tip) shows where the segment points: the head up, toes
+            # forward, a hand without fingers towards SMPL-X's middle finger, a last phalanx straight on.
             if role.endswith("_foot"):
                 direction = np.array([0.0, 0.0, 1.0])
             elif role.endswith("_wrist"):
                 side = role.split("_")[0]
                 direction = joints[JOINT_INDEX[f"{side}_middle1"]] - joints[joint]
             elif role == "head":
-                direction = np.array(leaf["head"])
+                direction = np.array([0.0, 1.0, 0.0])
             else:
                 direction = joints[joint] - joints[JOINT_INDEX[role[:-1] + "2"]]
             aim[b], aim_dir[b] = children[b][0], direction

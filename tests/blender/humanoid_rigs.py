@@ -21,10 +21,6 @@ from backend.motion.skeleton import JOINT_INDEX, REST_JOINTS
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 
 
-def _sided(fmt: dict[str, str]):
-    return fmt
-
-
 # role -> name format; {S} = side word, {s} = one letter; fingers use {F} (finger word) and {k} (1..3).
 CONVENTIONS: dict[str, dict] = {
     "smplx": dict(pelvis="pelvis", spine=["spine1", "spine2", "spine3"], neck=["neck"], head="head",

@@ -15,9 +15,9 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from humanoid_rigs import FINGERS, expected_map, gesture_motion, humanoid, segment_angles  # noqa: E402
+
 from blender_addon import keyframes, retarget, rig, rigmap  # noqa: E402
-from humanoid_rigs import (FINGERS, expected_map, gesture_motion, humanoid,  # noqa: E402
-                           segment_angles)
 
 FRAMES = 24
 
