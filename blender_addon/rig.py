@@ -411,10 +411,13 @@ def identify_bones(obj: bpy.types.Object):
 
 def bone_map_for(obj: bpy.types.Object):
     """The map in force: the stored one when every bone it names still exists, else a fresh identification."""
+    from . import rigmap
+
     stored = stored_bone_map(obj)
     if stored is not None:
         bones = obj.data.bones
         if all(bones.get(bone) is not None for _, bone in stored.pairs()):
+            rigmap.note_optional(stored)
             return stored
     return identify_bones(obj)
 

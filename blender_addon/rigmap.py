@@ -57,6 +57,20 @@ for _side in SIDES:
         _ANCESTORS[f"{_side}_{_finger}3"] = (f"{_side}_{_finger}2",)
 
 
+_BODY_WORDS = {"collar": "collar", "shoulder": "upper arm", "elbow": "forearm", "wrist": "hand", "hip": "thigh",
+               "knee": "shin", "ankle": "foot", "foot": "toes", "eye_smplhf": "eye"}
+
+
+def role_label(role: str) -> str:
+    """A role in the words of the bone it names: ``left_shoulder`` (SMPL-X's upper arm) -> ``left upper arm``."""
+    for side in SIDES:
+        if role.startswith(side + "_"):
+            base = role[len(side) + 1:]
+            word = _BODY_WORDS.get(base) or (f"{base[:-1]} {base[-1]}" if base[-1].isdigit() else base)
+            return f"{side} {word}"
+    return role
+
+
 def role_weight(role: str) -> float:
     return 3.0 if role in ESSENTIAL else 1.0
 
@@ -286,7 +300,7 @@ def essential_message(armature: str, bone_map: BoneMap) -> str | None:
     missing = bone_map.missing()
     if not missing:
         return None
-    pretty = ", ".join(m.replace("_", " ") for m in missing)
+    pretty = ", ".join(role_label(m) for m in missing)
     return (f"'{armature}' is missing essential bones for gestures: {pretty}. Pick them in the Bone Map panel "
             "(Gestures tab) or load a bone-map preset.")
 
@@ -360,8 +374,8 @@ def _match_table(table: NameTable, names, splits, ancestry) -> tuple[float, Bone
             if ok and len(bones) > 1:  # a chain must be one line of descent
                 ok = all(bones[k - 1] in ancestry[bones[k]] for k in range(1, len(bones)))
         if not ok:
-            result.notes.append(f"{role.replace('_', ' ')}: '{names[bones[0]]}' is not below its parent "
-                                "role; left unmapped.")
+            result.notes.append(f"{role_label(role)}: '{names[bones[0]]}' is not below the bone of its parent; "
+                                "left unmapped.")
             chosen[role] = []
             penalty += role_weight(role)
             continue
@@ -413,11 +427,11 @@ def identify(names, parents, heads) -> BoneMap:
             structural.notes.append(f"Bone names match no known rig (best: {table.name}, "
                                     f"{len(result.missing())} essential bones missing); mapped by structure.")
             result = structural
-    _note_optional(result)
+    note_optional(result)
     return result
 
 
-def _note_optional(result: BoneMap) -> None:
+def note_optional(result: BoneMap) -> None:
     """One note listing the optional parts the rig lacks (they are skipped, the rest still moves)."""
     skipped = []
     for side in SIDES:
@@ -755,7 +769,7 @@ def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, r
     heads = np.asarray(rest_matrices, dtype=np.float64)[:, :3, 3]
     for role, bone in bone_map.pairs():
         if bone not in index:
-            raise ValueError(f"The bone map names bone '{bone}' for {role.replace('_', ' ')}, but the armature "
+            raise ValueError(f"The bone map names bone '{bone}' for the {role_label(role)}, but the armature "
                              "has no such bone; fix the map in the Bone Map panel.")
     joint_of = [-1] * count
     blend_joint = [-1] * count

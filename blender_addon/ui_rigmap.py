@@ -19,7 +19,7 @@ PRESET_FOLDER = "expgest_bone_maps"
 
 
 def _pretty(role: str) -> str:
-    return role.replace("_smplhf", "").replace("_", " ").capitalize()
+    return rigmap.role_label(role).capitalize()
 
 
 def _armature(context: bpy.types.Context) -> bpy.types.Object | None:
@@ -266,10 +266,16 @@ class EXPGEST_PT_bone_map(bpy.types.Panel):
         rows = obj.data.expgest_map_rows
         col = layout.column(align=True)
         if len(rows):
+            counts: dict[str, int] = {}
             for item in rows:
-                line = col.row(align=True)
+                counts[item.role] = counts.get(item.role, 0) + 1
+                label = _pretty(item.role)
+                if item.role in rigmap.CHAINS:
+                    label += f" {counts[item.role]}"
+                line = col.split(factor=0.4, align=True)
                 line.alert = not item.bone and item.role in rigmap.ESSENTIAL
-                line.prop_search(item, "bone", obj.data, "bones", text=_pretty(item.role))
+                line.label(text=label)
+                line.prop_search(item, "bone", obj.data, "bones", text="")
             adds = layout.row(align=True)
             adds.operator("expgest.bone_map_add_row", text="Spine Bone", icon="ADD").role = "spine"
             adds.operator("expgest.bone_map_add_row", text="Neck Bone", icon="ADD").role = "neck"

@@ -159,7 +159,7 @@ def test_unknown_and_partial_rigs_get_one_clear_message():
     with pytest.raises(retarget.RetargetError) as error:
         keyframes.read_armature_rest(obj)
     message = str(error.value)
-    assert "right shoulder" in message and "right elbow" in message and "right wrist" in message
+    assert "right upper arm" in message and "right forearm" in message and "right hand" in message
     assert "Bone Map panel" in message and message.count("missing") == 1
     # Not a humanoid at all: a chain of three bones.
     data = bpy.data.armatures.new("Tail")
@@ -187,7 +187,7 @@ def test_wrong_sides_are_caught_by_the_parent_check():
     bone_map = rigmap.identify(*arrays(bones))
     assert "left_elbow" not in bone_map.roles
     assert any("lowerarm_l" in note and "not below" in note for note in bone_map.notes)
-    assert "left elbow" in rigmap.essential_message("Rig", bone_map)
+    assert "left forearm" in rigmap.essential_message("Rig", bone_map)
 
 
 @pytest.mark.parametrize("convention,build", [("ue5", dict(pose="A")), ("daz8", dict(ring=False, twist=True)),

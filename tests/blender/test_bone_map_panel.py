@@ -54,7 +54,7 @@ def test_a_rig_without_essential_bones_gets_one_message(clean_scene, short_speec
     with pytest.raises(RuntimeError) as error:
         bpy.ops.expgest.generate()
     message = str(error.value)
-    assert "left hip, left knee, left ankle" in message and "Bone Map panel" in message
+    assert "left thigh, left shin, left foot" in message and "Bone Map panel" in message
 
 
 def test_bone_map_edit_preset_save_load_and_automatic(clean_scene, tmp_path):

@@ -92,7 +92,7 @@ def test_parent_check_refuses_a_swapped_side_and_the_message_names_it():
     bone_map = rigmap.identify(*arrays(bones))
     assert "left_wrist" not in bone_map.roles
     message = rigmap.essential_message("Genesis", bone_map)
-    assert message.startswith("'Genesis' is missing essential bones for gestures: left wrist")
+    assert message.startswith("'Genesis' is missing essential bones for gestures: left hand")
 
 
 def test_helpers_are_classified():
