@@ -717,6 +717,19 @@ def _primary_child(role: str) -> str | None:
     return None
 
 
+def _control_of(name: str, index: dict[str, int], joint_of) -> int | None:
+    """The driven control an ``ORG-`` (or ``DEF-``) bone follows: ``ORG-shoulder.L`` -> ``shoulder.L``,
+    ``DEF-hand.L`` -> ``hand_fk.L`` (in FK mode the original and deform bones follow the FK chain)."""
+    if not name.startswith(("ORG-", "DEF-")):
+        return None
+    base = name[4:]
+    stem, dot, side = base.rpartition(".")
+    for candidate in (base, f"{stem}_fk{dot}{side}" if dot else f"{base}_fk"):
+        if candidate in index and joint_of[index[candidate]] >= 0:
+            return index[candidate]
+    return None
+
+
 def _effective_parents(names, parents, joint_of) -> list[int]:
     """Parents as the pose sees them, for rigs with a mechanism layer (Rigify: ``ORG-``/``MCH-`` bones).
 
@@ -736,9 +749,9 @@ def _effective_parents(names, parents, joint_of) -> list[int]:
         while node >= 0:
             if joint_of[node] >= 0:
                 break
-            name = names[node]
-            if name.startswith("ORG-") and name[4:] in index and joint_of[index[name[4:]]] >= 0:
-                node = index[name[4:]]
+            control = _control_of(names[node], index, joint_of)
+            if control is not None:
+                node = control
                 break
             node = parents[node]
         if node < bone:  # parents before children, as the retarget passes need
