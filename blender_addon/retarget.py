@@ -79,6 +79,7 @@ class ArmatureRest:
     side_direction: np.ndarray | None = None  # (B, 3) its SMPL-X rest direction
     spine_span: tuple[tuple[float, float], ...] | None = None  # spine bones: (from, to) along SMPL-X's spine, 0-1
     switches: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) keyed with the take
+    twist_share: tuple[tuple[int, int, float], ...] | None = None  # twist bones: (forearm, hand, fraction)
 
 
 @dataclass(frozen=True)
@@ -354,6 +355,10 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
             parent = parents[bone]
             pose_rot[:, bone] = relative[bone] if parent < 0 else quaternion_multiply(pose_rot[:, parent],
                                                                                        relative[bone])
+    # 2b. Forearm twist bones take their share of the hand's twist about the forearm (mesh deformation); an
+    #     inline twist bone is then the hand's parent, and step 3 solves the hand below it.
+    twisted = _share_twist(pose_rot, rest_rot, rest)
+    driven = np.union1d(driven, twisted).astype(int)
     # 3. Q_b = chain^-1 target for the driven bones, with chain = R(P_parent) R(L_parent)^T R(L_b).
     local = np.empty((frames, count, 4))
     local[:] = np.array([1.0, 0.0, 0.0, 0.0])
@@ -363,6 +368,35 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
     local[:, with_parent] = quaternion_multiply(quaternion_conjugate(chain), pose_rot[:, with_parent])
     local[:, roots] = quaternion_multiply(quaternion_conjugate(rest_rot[roots]), pose_rot[:, roots])
     return local
+
+
+def _share_twist(pose_rot: np.ndarray, rest_rot: np.ndarray, rest: ArmatureRest) -> np.ndarray:
+    """Set the pose of each forearm twist bone (in place); returns their indices.
+
+    The hand's rotation relative to the forearm, ``E = (P_F L_F^T)^T (P_H L_H^T)``, is split into swing and
+    twist about the forearm's rest axis; the twist bone turns with the forearm plus ``fraction`` of that
+    twist angle.
+    """
+    if rest.twist_share is None:
+        return np.zeros(0, dtype=int)
+    heads = rest.rest_matrices[:, :3, 3]
+    done = []
+    for bone, (forearm, hand, fraction) in enumerate(rest.twist_share):
+        if forearm < 0 or hand < 0:
+            continue
+        axis = heads[hand] - heads[forearm]
+        if np.linalg.norm(axis) < 1e-9:
+            continue
+        axis = axis / np.linalg.norm(axis)
+        forearm_delta = quaternion_multiply(pose_rot[:, forearm], quaternion_conjugate(rest_rot[forearm]))
+        hand_delta = quaternion_multiply(pose_rot[:, hand], quaternion_conjugate(rest_rot[hand]))
+        relative = quaternion_multiply(quaternion_conjugate(forearm_delta), hand_delta)
+        angle = 2.0 * np.arctan2(relative[:, 1:] @ axis, relative[:, 0])
+        angle = np.where(angle > np.pi, angle - 2 * np.pi, np.where(angle < -np.pi, angle + 2 * np.pi, angle))
+        share = axis_angle_to_quaternion(fraction * angle[:, None] * axis)
+        pose_rot[:, bone] = quaternion_multiply(quaternion_multiply(forearm_delta, share), rest_rot[bone])
+        done.append(bone)
+    return np.array(done, dtype=int)
 
 
 _SPINE = (3, 6, 9, 12)  # spine1, spine2, spine3, neck
@@ -621,7 +655,8 @@ def retarget_motion(poses: np.ndarray, trans: np.ndarray, rest: ArmatureRest,
     # overall size ratio, as before).
     scale = root_scale(rest, alignment, rest_joints) if rest.aim_bone is not None else None
     pelvis, location = solve_root_location(trans, rest, alignment, scale)
-    driven = [b for b, j in enumerate(rest.joint_of_bone) if j >= 0]
+    driven = [b for b, j in enumerate(rest.joint_of_bone)
+              if j >= 0 or (rest.twist_share is not None and rest.twist_share[b][0] >= 0)]
     quaternions = local_pose[:, driven]
     quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
     quaternions = make_hemisphere_continuous(quaternions)

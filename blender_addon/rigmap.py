@@ -759,6 +759,41 @@ def _effective_parents(names, parents, joint_of) -> list[int]:
     return out
 
 
+def _twist_bones(names, parents, heads, joint_of, bone_of):
+    """Forearm twist bones and their share of the hand's twist, or None when the rig has none.
+
+    A twist bone is an unmapped bone named ``twist`` (``lowerarm_twist_01_l``, ``CC_Base_L_ForearmTwist01``,
+    ``lForearmTwist``) or a Rigify ``.001`` segment, whose nearest mapped ancestor is a forearm; its share
+    is its position along the forearm (half way: half the twist).
+    """
+    out = [(-1, -1, 0.0)] * len(names)
+    found = False
+    for side in SIDES:
+        forearm, hand = bone_of(f"{side}_elbow"), bone_of(f"{side}_wrist")
+        if forearm < 0 or hand < 0:
+            continue
+        span = heads[hand] - heads[forearm]
+        length2 = float(span @ span)
+        if length2 < 1e-12:
+            continue
+        for bone, name in enumerate(names):
+            if joint_of[bone] >= 0:
+                continue
+            _, tokens = split_name(name)
+            if not ("twist" in "".join(tokens) or (tokens and tokens[-1].isdigit() and len(tokens[-1]) == 3
+                                                   and name.startswith("DEF-"))):
+                continue
+            node = parents[bone]
+            while node >= 0 and joint_of[node] < 0:
+                node = parents[node]
+            if node != forearm:
+                continue
+            fraction = float(np.clip((heads[bone] - heads[forearm]) @ span / length2, 0.1, 0.9))
+            out[bone] = (forearm, hand, fraction)
+            found = True
+    return tuple(out) if found else None
+
+
 def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, rest_joints=None):
     """The ``retarget.ArmatureRest`` of a rig with a map: drivers, chain blends, aims and anchors.
 
@@ -893,6 +928,7 @@ def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, r
         nxt = neck_bones[k + 1] if k + 1 < len(neck_bones) else head_bone
         if nxt >= 0:
             aim[b], aim_dir[b] = nxt, joints[JOINT_INDEX["head"]] - joints[JOINT_INDEX["neck"]]
+    twist_share = _twist_bones(names, [int(p) for p in parents], heads, joint_of, bone_of)
     parents = _effective_parents(names, [int(p) for p in parents], joint_of)
     return retarget.ArmatureRest(
         names=tuple(names), parents=tuple(parents),
@@ -900,4 +936,5 @@ def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, r
         connected=tuple(bool(c) for c in connected), blend_joint=tuple(blend_joint),
         blend_weight=tuple(blend_weight), anchor_of_bone=tuple(anchor), aim_bone=tuple(aim),
         aim_direction=aim_dir, side_bones=tuple(side_bones), side_direction=side_dir,
-        spine_span=tuple(spine_span) if bone_map.spine and len(bone_map.spine) != 3 else None)
+        spine_span=tuple(spine_span) if bone_map.spine and len(bone_map.spine) != 3 else None,
+        twist_share=twist_share)

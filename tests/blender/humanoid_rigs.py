@@ -38,7 +38,7 @@ CONVENTIONS: dict[str, dict] = {
     "ue5": dict(pelvis="pelvis", spine=[f"spine_0{k}" for k in range(1, 6)], neck=["neck_01", "neck_02"],
                 head="head", collar="clavicle_{s}", shoulder="upperarm_{s}", elbow="lowerarm_{s}", wrist="hand_{s}",
                 hip="thigh_{s}", knee="calf_{s}", ankle="foot_{s}", foot="ball_{s}", finger="{F}_0{k}_{s}", words={},
-                twist="upperarm_twist_01_{s}", root="root"),
+                twist="upperarm_twist_01_{s}", fore_twist="lowerarm_twist_01_{s}", root="root"),
     "vrm1": dict(pelvis="hips", spine=["spine", "chest", "upperChest"], neck=["neck"], head="head",
                  collar="{side}Shoulder", shoulder="{side}UpperArm", elbow="{side}LowerArm", wrist="{side}Hand",
                  hip="{side}UpperLeg", knee="{side}LowerLeg", ankle="{side}Foot", foot="{side}Toes",
@@ -61,18 +61,19 @@ CONVENTIONS: dict[str, dict] = {
                        shoulder="DEF-upper_arm.{S}", elbow="DEF-forearm.{S}", wrist="DEF-hand.{S}",
                        hip="DEF-thigh.{S}", knee="DEF-shin.{S}", ankle="DEF-foot.{S}", foot="DEF-toe.{S}",
                        finger="DEF-f_{F}.0{k}.{S}", words={}, thumb="DEF-thumb.0{k}.{S}",
-                       inline_twist="DEF-upper_arm.{S}.001"),
+                       inline_twist="DEF-upper_arm.{S}.001", inline_fore_twist="DEF-forearm.{S}.001"),
     "cc": dict(pelvis="CC_Base_Hip", spine=["CC_Base_Waist", "CC_Base_Spine01", "CC_Base_Spine02"],
                neck=["CC_Base_NeckTwist01", "CC_Base_NeckTwist02"], head="CC_Base_Head",
                collar="CC_Base_{S}_Clavicle", shoulder="CC_Base_{S}_Upperarm", elbow="CC_Base_{S}_Forearm",
                wrist="CC_Base_{S}_Hand", hip="CC_Base_{S}_Thigh", knee="CC_Base_{S}_Calf", ankle="CC_Base_{S}_Foot",
                foot="CC_Base_{S}_ToeBase", finger="CC_Base_{S}_{Fw}{k}", words={"pinky": "Pinky"},
-               leg_parent="CC_Base_Pelvis", twist="CC_Base_{S}_UpperarmTwist01"),
+               leg_parent="CC_Base_Pelvis", twist="CC_Base_{S}_UpperarmTwist01",
+               fore_twist="CC_Base_{S}_ForearmTwist01"),
     "daz8": dict(pelvis="hip", spine=["abdomenLower", "abdomenUpper", "chestLower", "chestUpper"],
                  neck=["neckLower", "neckUpper"], head="head", collar="{s}Collar", shoulder="{s}ShldrBend",
                  elbow="{s}ForearmBend", wrist="{s}Hand", hip="{s}ThighBend", knee="{s}Shin", ankle="{s}Foot",
                  foot="{s}Toe", finger="{s}{Fw}{k}", words={"middle": "Mid"}, leg_parent="pelvis",
-                 inline_twist="{s}ShldrTwist"),
+                 inline_twist="{s}ShldrTwist", inline_fore_twist="{s}ForearmTwist"),
     "rigify_generated": dict(pelvis="torso", spine=["spine_fk.002", "spine_fk.003"], neck=["neck"], head="head",
                              collar="shoulder.{S}", shoulder="upper_arm_fk.{S}", elbow="forearm_fk.{S}",
                              wrist="hand_fk.{S}", hip="thigh_fk.{S}", knee="shin_fk.{S}", ankle="foot_fk.{S}",
@@ -213,9 +214,17 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
             add(_name(conv, "twist", side, key="twist"), upper, mid, joints[f"{side}_elbow"])
         fore = add(_name(conv, "elbow", side), fore_parent, joints[f"{side}_elbow"], joints[f"{side}_wrist"],
                    f"{side}_elbow")
+        hand_parent = fore
+        mid = 0.5 * (joints[f"{side}_elbow"] + joints[f"{side}_wrist"])
+        if twist and "inline_fore_twist" in conv:
+            bones[-1].tail = mid
+            hand_parent = add(_name(conv, "inline_fore_twist", side, key="inline_fore_twist"), fore, mid,
+                              joints[f"{side}_wrist"])
+        elif twist and "fore_twist" in conv:
+            add(_name(conv, "fore_twist", side, key="fore_twist"), fore, mid, joints[f"{side}_wrist"])
         hand_tail = joints[f"{side}_middle1"] if fingers else joints[f"{side}_wrist"] + 1.4 * (
             joints[f"{side}_middle1"] - joints[f"{side}_wrist"])
-        hand = add(_name(conv, "wrist", side), fore, joints[f"{side}_wrist"], hand_tail, f"{side}_wrist")
+        hand = add(_name(conv, "wrist", side), hand_parent, joints[f"{side}_wrist"], hand_tail, f"{side}_wrist")
         if fingers:
             for finger in FINGERS:
                 if finger == "ring" and not ring:

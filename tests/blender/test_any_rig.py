@@ -336,3 +336,47 @@ def test_generated_rigify_rig_keys_fk_controls_and_switches_to_fk():
         k: round(float(v.max()), 2) for k, v in angles.items()}
     # Rigify's lower spine (below its pivot) moves with the hips: the whole-spine direction is a few degrees off.
     assert angles["spine"].mean() < 8.0
+
+
+def _twist_about(delta_f, delta_b, axis):
+    """Twist angle (rad) of rotation matrix delta_f^T delta_b about ``axis``, and its swing angle."""
+    relative = delta_f.T @ delta_b
+    q = retarget.matrix_to_quaternion(relative)
+    twist = 2.0 * np.arctan2(q[1:] @ axis, q[0])
+    twist = (twist + np.pi) % (2 * np.pi) - np.pi
+    moved = relative @ axis
+    return twist, np.degrees(np.arccos(np.clip(moved @ axis, -1, 1)))
+
+
+@pytest.mark.parametrize("convention", ["ue5", "daz8", "rigify_def"])
+def test_forearm_twist_bones_take_half_the_hand_twist(convention):
+    """UE5/CC-style twist bones beside the hand and Daz/Rigify-style twist bones between forearm and hand
+    turn about the forearm by half the hand's twist; the hand still lands on SMPL-X's direction."""
+    _scene()
+    bones = humanoid(convention, twist=True, rng=np.random.default_rng(3))
+    obj = build_rig(bones)
+    poses, trans = gesture_motion(FRAMES, seed=8)
+    _, angles, rest, tracks = retarget_and_measure(obj, poses, trans)
+    names = {"ue5": ("lowerarm_l", "lowerarm_twist_01_l", "hand_l"),
+             "daz8": ("lForearmBend", "lForearmTwist", "lHand"),
+             "rigify_def": ("DEF-forearm.L", "DEF-forearm.L.001", "DEF-hand.L")}[convention]
+    assert names[1] in tracks.bone_names
+    deltas = {}
+    for name in names:
+        rest_rot = np.array(obj.data.bones[name].matrix_local)[:3, :3]
+        deltas[name] = rest_rot
+    axis = np.array(obj.data.bones[names[2]].head_local) - np.array(obj.data.bones[names[0]].head_local)
+    axis /= np.linalg.norm(axis)
+    twists = []
+    for frame in range(1, FRAMES + 1, 4):
+        bpy.context.scene.frame_set(frame)
+        delta = {n: np.array(obj.pose.bones[n].matrix)[:3, :3] @ deltas[n].T for n in names}
+        hand_twist, _ = _twist_about(delta[names[0]], delta[names[2]], axis)
+        bone_twist, swing = _twist_about(delta[names[0]], delta[names[1]], axis)
+        assert swing < 0.5  # the twist bone only twists
+        twists.append((hand_twist, bone_twist))
+    twists = np.array(twists)
+    assert np.abs(twists[:, 0]).max() > 0.2  # the motion twists the hand
+    assert np.allclose(twists[:, 1], 0.5 * twists[:, 0], atol=0.02)
+    body, _ = _split(angles)
+    assert body.mean() < 1.0
