@@ -16,21 +16,22 @@ bl_info = {  # read only when installed as a legacy add-on (Blender < 4.2); exte
 
 
 def _classes() -> tuple:
-    from . import operators, preferences, properties, ui
+    from . import operators, preferences, properties, ui, ui_rigmap
 
     return (preferences.EXPGEST_AddonPreferences, *preferences.CLASSES, *properties.CLASSES, *operators.CLASSES,
-            *ui.CLASSES)
+            *ui.CLASSES, *ui_rigmap.CLASSES)  # ui_rigmap: the Bone Map sub-panel (issue 10)
 
 
 def register() -> None:
     """Register classes and attach ``Object.expgest`` / ``Scene.expgest``."""
     import bpy
 
-    from . import operators, properties
+    from . import operators, properties, ui_rigmap
 
     for cls in _classes():
         bpy.utils.register_class(cls)
     properties.attach()
+    ui_rigmap.attach()
     bpy.app.handlers.load_pre.append(operators.on_load_pre)
 
 
@@ -38,11 +39,12 @@ def unregister() -> None:
     """Stop any running backend, detach the properties and unregister in reverse order."""
     import bpy
 
-    from . import operators, properties
+    from . import operators, properties, ui_rigmap
 
     if operators.on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(operators.on_load_pre)
     operators.shutdown_backend()
     properties.detach()
+    ui_rigmap.detach()
     for cls in reversed(_classes()):
         bpy.utils.unregister_class(cls)

@@ -14,7 +14,6 @@ import bpy
 import numpy as np
 
 from . import retarget, timing
-from .rig import find_smplx_bones
 
 SLOTTED_ACTIONS = bpy.app.version >= (4, 4, 0)
 
@@ -37,26 +36,11 @@ def read_armature_rest(obj: bpy.types.Object) -> retarget.ArmatureRest:
     Raises:
         retarget.RetargetError: when it is not an SMPL-X armature (from ``rig.find_smplx_bones``).
     """
-    try:
-        joint_to_bone = find_smplx_bones(obj)
-    except Exception as error:  # rig raises its own error type; translate it once here
-        raise retarget.RetargetError(f"'{obj.name}' is not an SMPL-X armature ({error}).") from error
-    bone_to_joint = {name: joint for joint, name in joint_to_bone.items()}
-    bones = obj.data.bones
-    ordered: list[bpy.types.Bone] = []
-    pending = [b for b in bones if b.parent is None]
-    while pending:  # parents before children
-        bone = pending.pop(0)
-        ordered.append(bone)
-        pending.extend(bone.children)
-    index = {b.name: i for i, b in enumerate(ordered)}
-    return retarget.ArmatureRest(
-        names=tuple(b.name for b in ordered),
-        parents=tuple(index[b.parent.name] if b.parent else -1 for b in ordered),
-        rest_matrices=np.array([np.array(b.matrix_local, dtype=np.float64) for b in ordered]),
-        joint_of_bone=tuple(bone_to_joint.get(b.name, -1) for b in ordered),
-        connected=tuple(bool(b.use_connect) for b in ordered),
-    )
+    # rigs hook (issue 10): any humanoid rig, identified by rig.read_armature_rest (name tables, structure, or the
+    # map stored on the armature).
+    from .rig import read_armature_rest as _read_any_rig
+
+    return _read_any_rig(obj)
 
 
 def _fcurves_and_groups(obj: bpy.types.Object, action: bpy.types.Action):
@@ -112,6 +96,9 @@ def write_action(obj: bpy.types.Object, tracks: retarget.BoneTracks, name: str, 
         root_path = f'pose.bones["{bpy.utils.escape_identifier(tracks.root_bone)}"].location'
         for axis in range(3):
             _write_curve(fcurves, groups, root_path, axis, tracks.root_bone, frames, tracks.root_location[:, axis])
+        for bone, prop, value in getattr(tracks, "switches", ()):  # rigs hook (issue 10): e.g. Rigify IK/FK to FK
+            path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{bpy.utils.escape_identifier(prop)}"]'
+            _write_curve(fcurves, groups, path, 0, bone, frames, np.full(len(frames), value))
         # The take spans exactly as many frames as the audio: keys frame_start .. frame_start + T - 1, held
         # through the last frame, so the NLA strip ends where the sound strip ends.
         action.use_frame_range = True

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import jobs, keyframes, preferences, retarget, scene
+from . import jobs, keyframes, preferences, retarget, rig, scene
 from .backend.errors import ExpGestError
 
 # The backend process, kept warm between runs (models stay loaded); stopped in unregister().
@@ -232,6 +232,7 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     tracks = retarget.retarget_motion(poses, trans, rest)
     written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
     notes = list(plan.notes) + list(written.warnings) + list(outcome.result.get("warnings", []))
+    notes += rig.map_notes(obj)  # rigs hook (issue 10): skipped fingers/jaw/toes, Rigify/ARP FK advice
     frames = f"{written.frames} frame" + ("" if written.frames == 1 else "s")
     return f"'{written.strip}': {frames} from frame {written.frame_start}", notes
 

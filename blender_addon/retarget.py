@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend.motion.rotations import slerp
 from .backend.motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 
 # SMPL-X canonical frame (Y up, +Z forward, +X the body's left) -> Blender's convention for a
@@ -68,6 +69,17 @@ class ArmatureRest:
     rest_matrices: np.ndarray
     joint_of_bone: tuple[int, ...]
     connected: tuple[bool, ...]
+    # Any rig (``rigmap.rest_from_map``); all None for an SMPL-X armature, which needs none of them.
+    blend_joint: tuple[int, ...] | None = None  # chains: a second joint whose rotation is blended in
+    blend_weight: tuple[float, ...] | None = None  # its slerp weight (0 = joint_of_bone only)
+    anchor_of_bone: tuple[int, ...] | None = None  # SMPL-X joint at this bone's head (alignment), -1 none
+    aim_bone: tuple[int, ...] | None = None  # bone whose head gives the rest direction; -1 inherit parent's
+    aim_direction: np.ndarray | None = None  # (B, 3) the same segment's SMPL-X rest direction (canonical frame)
+    side_bones: tuple[tuple[int, int], ...] | None = None  # (from, to) bones of a second direction, -1 none
+    side_direction: np.ndarray | None = None  # (B, 3) its SMPL-X rest direction
+    spine_span: tuple[tuple[float, float], ...] | None = None  # spine bones: (from, to) along SMPL-X's spine, 0-1
+    switches: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) keyed with the take
+    twist_share: tuple[tuple[int, int, float], ...] | None = None  # twist bones: (forearm, hand, fraction)
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class BoneTracks:
     quaternions: np.ndarray
     root_bone: str
     root_location: np.ndarray
+    switches: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value): e.g. Rigify IK/FK to FK
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -266,7 +279,8 @@ def align_rest_frames(rest: ArmatureRest, rest_joints: np.ndarray = REST_JOINTS)
         RetargetError: when fewer than 4 non-coplanar joints are mapped.
     """
     heads = rest.rest_matrices[:, :3, 3]
-    pairs = [(b, j) for b, j in enumerate(rest.joint_of_bone) if j >= 0]
+    anchors = rest.anchor_of_bone if rest.anchor_of_bone is not None else rest.joint_of_bone
+    pairs = [(b, j) for b, j in enumerate(anchors) if j >= 0]
     if len(pairs) < 4:
         raise RetargetError("The armature maps fewer than 4 SMPL-X joints; it is not an SMPL-X armature.")
     target = np.array([heads[b] for b, _ in pairs])
@@ -311,10 +325,24 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
     rest_rot = matrix_to_quaternion(_orthonormal(rest.rest_matrices[:, :3, :3]))
     joints = np.array(rest.joint_of_bone)
     driven = np.flatnonzero(joints >= 0)
-    # 1. Target pose-space orientation of every driven bone at once: A G_j A^T R(L_b).
-    global_in_armature = quaternion_multiply(quaternion_multiply(a, global_rot), quaternion_conjugate(a))
+    # 1. Target pose-space orientation of every driven bone at once: A G_j A^T C_b R(L_b), where C_b turns
+    #    the rig's rest segment into the SMPL-X rest segment (identity for an SMPL-X rig), and G_j is
+    #    blended between two joints for bones of a chain of another length.
+    source = global_rot[:, joints[driven]]
+    if rest.blend_joint is not None:
+        other = np.array(rest.blend_joint)[driven]
+        weight = np.array(rest.blend_weight, dtype=np.float64)[driven]
+        mixed = np.flatnonzero(weight > 0.0)
+        if len(mixed):
+            source = source.copy()
+            source[:, mixed] = slerp(source[:, mixed], global_rot[:, other[mixed]], weight[mixed])
+    if rest.spine_span is not None:
+        source = _aim_spine(source, global_rot, rest, driven)
+    global_in_armature = quaternion_multiply(quaternion_multiply(a, source), quaternion_conjugate(a))
+    correction = rest_corrections(rest, alignment)
     pose_rot = np.empty((frames, count, 4))
-    pose_rot[:, driven] = quaternion_multiply(global_in_armature[:, joints[driven]], rest_rot[driven])
+    pose_rot[:, driven] = quaternion_multiply(global_in_armature, quaternion_multiply(correction[driven],
+                                                                                      rest_rot[driven]))
     # 2. Bones the Motion does not drive keep Basis = I: their pose is their parent's carried by the rest offset.
     #    R(P_parent) R(L_parent)^T R(L_b) is "where the bone points when its own Basis is identity".
     parents = np.array(rest.parents)
@@ -327,6 +355,10 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
             parent = parents[bone]
             pose_rot[:, bone] = relative[bone] if parent < 0 else quaternion_multiply(pose_rot[:, parent],
                                                                                        relative[bone])
+    # 2b. Forearm twist bones take their share of the hand's twist about the forearm (mesh deformation); an
+    #     inline twist bone is then the hand's parent, and step 3 solves the hand below it.
+    twisted = _share_twist(pose_rot, rest_rot, rest)
+    driven = np.union1d(driven, twisted).astype(int)
     # 3. Q_b = chain^-1 target for the driven bones, with chain = R(P_parent) R(L_parent)^T R(L_b).
     local = np.empty((frames, count, 4))
     local[:] = np.array([1.0, 0.0, 0.0, 0.0])
@@ -338,13 +370,179 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
     return local
 
 
+def _share_twist(pose_rot: np.ndarray, rest_rot: np.ndarray, rest: ArmatureRest) -> np.ndarray:
+    """Set the pose of each forearm twist bone (in place); returns their indices.
+
+    The hand's rotation relative to the forearm, ``E = (P_F L_F^T)^T (P_H L_H^T)``, is split into swing and
+    twist about the forearm's rest axis; the twist bone turns with the forearm plus ``fraction`` of that
+    twist angle.
+    """
+    if rest.twist_share is None:
+        return np.zeros(0, dtype=int)
+    heads = rest.rest_matrices[:, :3, 3]
+    done = []
+    for bone, (forearm, hand, fraction) in enumerate(rest.twist_share):
+        if forearm < 0 or hand < 0:
+            continue
+        axis = heads[hand] - heads[forearm]
+        if np.linalg.norm(axis) < 1e-9:
+            continue
+        axis = axis / np.linalg.norm(axis)
+        forearm_delta = quaternion_multiply(pose_rot[:, forearm], quaternion_conjugate(rest_rot[forearm]))
+        hand_delta = quaternion_multiply(pose_rot[:, hand], quaternion_conjugate(rest_rot[hand]))
+        relative = quaternion_multiply(quaternion_conjugate(forearm_delta), hand_delta)
+        angle = 2.0 * np.arctan2(relative[:, 1:] @ axis, relative[:, 0])
+        angle = np.where(angle > np.pi, angle - 2 * np.pi, np.where(angle < -np.pi, angle + 2 * np.pi, angle))
+        share = axis_angle_to_quaternion(fraction * angle[:, None] * axis)
+        pose_rot[:, bone] = quaternion_multiply(quaternion_multiply(forearm_delta, share), rest_rot[bone])
+        done.append(bone)
+    return np.array(done, dtype=int)
+
+
+_SPINE = (3, 6, 9, 12)  # spine1, spine2, spine3, neck
+
+
+def _aim_spine(source: np.ndarray, global_rot: np.ndarray, rest: ArmatureRest, driven: np.ndarray) -> np.ndarray:
+    """Spine bones of a chain of another length: turn each so it points along the posed SMPL-X spine.
+
+    The blended rotation gives the twist; the posed SMPL-X spine polyline (spine1 -> spine2 -> spine3 -> neck,
+    each segment turned by its joint's global rotation) is sampled at the bone's span, and the smallest
+    rotation taking the blended direction onto that chord is put in front. With 1 or 5 spine bones the
+    chest then ends where SMPL-X's does.
+    """
+    rest_points = REST_JOINTS[list(_SPINE)]
+    rest_segments = np.diff(rest_points, axis=0)  # (3, 3)
+    lengths = np.linalg.norm(rest_segments, axis=1)
+    cumulative = np.r_[0.0, np.cumsum(lengths)] / lengths.sum()
+    posed = np.einsum("tsij,sj->tsi", quaternion_to_matrix(global_rot[:, list(_SPINE[:3])]), rest_segments)
+    posed_points = np.concatenate([np.zeros((len(global_rot), 1, 3)), np.cumsum(posed, axis=1)], axis=1)
+
+    def point(points, fraction):
+        k = int(np.clip(np.searchsorted(cumulative, fraction, side="right") - 1, 0, 2))
+        w = (fraction - cumulative[k]) / (cumulative[k + 1] - cumulative[k])
+        return points[..., k, :] + w * (points[..., k + 1, :] - points[..., k, :])
+
+    rest_polyline = np.r_[np.zeros((1, 3)), np.cumsum(rest_segments, axis=0)]
+    out = source.copy()
+    for column, bone in enumerate(driven):
+        span = rest.spine_span[bone]
+        if span[1] <= span[0]:
+            continue
+        rest_chord = point(rest_polyline, span[1]) - point(rest_polyline, span[0])
+        want = point(posed_points, span[1]) - point(posed_points, span[0])
+        have = np.einsum("tij,j->ti", quaternion_to_matrix(source[:, column]), rest_chord)
+        out[:, column] = quaternion_multiply(_swing_quaternions(have, want), source[:, column])
+    return out
+
+
+def _swing_quaternions(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T, 4) smallest rotations taking directions a onto b (never opposite here: small corrections)."""
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    q = np.concatenate([1.0 + (a * b).sum(-1, keepdims=True), np.cross(a, b)], axis=-1)
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def _frame(primary: np.ndarray, secondary: np.ndarray | None) -> np.ndarray | None:
+    """Orthonormal 3x3 (columns) with the first axis along ``primary``, the second towards ``secondary``."""
+    x = primary / np.linalg.norm(primary)
+    if secondary is None:
+        return None
+    y = secondary - x * (secondary @ x)
+    if np.linalg.norm(y) < 1e-9 * max(np.linalg.norm(secondary), 1e-12):
+        return None
+    y /= np.linalg.norm(y)
+    return np.stack([x, y, np.cross(x, y)], axis=1)
+
+
+def _swing(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The smallest rotation (3x3) turning direction ``source`` onto ``target``."""
+    a = source / np.linalg.norm(source)
+    b = target / np.linalg.norm(target)
+    axis = np.cross(a, b)
+    sin, cos = np.linalg.norm(axis), float(a @ b)
+    if sin < 1e-12:
+        if cos > 0:
+            return np.eye(3)
+        helper = np.eye(3)[np.argmin(np.abs(a))]  # opposite: a half turn about any axis normal to a
+        axis = np.cross(a, helper)
+        axis /= np.linalg.norm(axis)
+        return 2.0 * np.outer(axis, axis) - np.eye(3)
+    return axis_angle_to_matrix(axis / sin * np.arctan2(sin, cos))
+
+
+def rest_corrections(rest: ArmatureRest, alignment: Alignment) -> np.ndarray:
+    """Per bone, the armature-space rotation ``C_b`` from the rig's rest segment to the SMPL-X one (rest only).
+
+    A rig in another rest pose (A-pose, bent elbows, fingers curled, a spine that curves differently)
+    would otherwise copy the SMPL-X rotations onto its own rest and miss the SMPL-X directions. ``C_b``
+    turns the rig's rest segment (this bone's head towards ``aim_bone``'s head: bone tails are not used,
+    importers often point them all along one axis) onto the SMPL-X rest segment ``A aim_direction``; with a
+    side direction (pelvis: right to left hip; hand: index to pinky) the twist is fixed too, else the
+    smallest such rotation is used. Bones without an aim (end bones, jaw, eyes) take their nearest driven
+    ancestor's correction, so they keep their rest pose relative to it.
+
+    Returns:
+        (B, 4) quaternions (w, x, y, z); identity for every bone of an SMPL-X rig.
+    """
+    count = len(rest.names)
+    result = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (count, 1))
+    if rest.aim_bone is None:
+        return result
+    heads = rest.rest_matrices[:, :3, 3]
+    a = alignment.rotation
+    for bone in range(count):
+        if rest.joint_of_bone[bone] < 0:
+            continue
+        aim = rest.aim_bone[bone]
+        rig = heads[aim] - heads[bone] if aim >= 0 else None
+        if rig is None or np.linalg.norm(rig) < 1e-9:
+            parent = rest.parents[bone]
+            while parent >= 0 and rest.joint_of_bone[parent] < 0:
+                parent = rest.parents[parent]
+            if parent >= 0:
+                result[bone] = result[parent]
+            continue
+        target = a @ rest.aim_direction[bone]
+        rotation = None
+        pair = rest.side_bones[bone] if rest.side_bones is not None else (-1, -1)
+        if pair[0] >= 0 and pair[1] >= 0:
+            rig_frame = _frame(rig, heads[pair[1]] - heads[pair[0]])
+            smplx_frame = _frame(target, a @ rest.side_direction[bone])
+            if rig_frame is not None and smplx_frame is not None:
+                rotation = smplx_frame @ rig_frame.T
+        if rotation is None:
+            rotation = _swing(rig, target)
+        result[bone] = matrix_to_quaternion(rotation)
+    return result
+
+
+def root_scale(rest: ArmatureRest, alignment: Alignment, rest_joints: np.ndarray = REST_JOINTS) -> float:
+    """Root-motion scale: the rig's hip height over the SMPL-X one (pelvis above the ankles, along up).
+
+    Falls back to the alignment's overall scale when the ankles are not mapped.
+    """
+    anchors = rest.anchor_of_bone if rest.anchor_of_bone is not None else rest.joint_of_bone
+    bones = {j: b for b, j in enumerate(anchors) if j in (0, 7, 8)}
+    if len(bones) < 3:
+        return alignment.scale
+    heads = rest.rest_matrices[:, :3, 3]
+    up = alignment.rotation @ np.array([0.0, 1.0, 0.0])
+    rig = float((heads[bones[0]] - 0.5 * (heads[bones[7]] + heads[bones[8]])) @ up)
+    smplx = float(rest_joints[0, 1] - 0.5 * (rest_joints[7, 1] + rest_joints[8, 1]))
+    if rig <= 1e-9 or smplx <= 1e-9:
+        return alignment.scale
+    return rig / smplx
+
+
 def _orthonormal(matrices: np.ndarray) -> np.ndarray:
     """Nearest rotations (polar decomposition) of rest matrices, which Blender stores in float32."""
     u, _, vt = np.linalg.svd(matrices)
     return u @ vt
 
 
-def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignment) -> tuple[int, np.ndarray]:
+def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignment,
+                        scale: float | None = None) -> tuple[int, np.ndarray]:
     """Pass 5: the pelvis bone's pose ``location`` from the Motion's root translation.
 
     In SMPL-X the pelvis is at ``J_0 + trans_t``, i.e. it moves by ``trans_t`` from its rest position.
@@ -380,7 +578,8 @@ def solve_root_location(trans: np.ndarray, rest: ArmatureRest, alignment: Alignm
             raise RetargetError("is a child of another SMPL-X bone; the pelvis must be the top SMPL-X bone.",
                                 bone=rest.names[pelvis])
         ancestor = rest.parents[ancestor]
-    displacement = alignment.scale * (np.asarray(trans, dtype=np.float64) @ alignment.rotation.T)
+    scale = alignment.scale if scale is None else scale
+    displacement = scale * (np.asarray(trans, dtype=np.float64) @ alignment.rotation.T)
     return pelvis, displacement @ chain  # row-vector form of chain^T d
 
 
@@ -452,13 +651,17 @@ def retarget_motion(poses: np.ndarray, trans: np.ndarray, rest: ArmatureRest,
     global_smplx = global_rotations(local_smplx)
     alignment = align_rest_frames(rest, rest_joints)
     local_pose = solve_pose_rotations(global_smplx, rest, alignment)
-    pelvis, location = solve_root_location(trans, rest, alignment)
-    driven = [b for b, j in enumerate(rest.joint_of_bone) if j >= 0]
+    # Any rig: the root moves by the hip-height ratio, so feet neither slide nor float (an SMPL-X rig: the
+    # overall size ratio, as before).
+    scale = root_scale(rest, alignment, rest_joints) if rest.aim_bone is not None else None
+    pelvis, location = solve_root_location(trans, rest, alignment, scale)
+    driven = [b for b, j in enumerate(rest.joint_of_bone)
+              if j >= 0 or (rest.twist_share is not None and rest.twist_share[b][0] >= 0)]
     quaternions = local_pose[:, driven]
     quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
     quaternions = make_hemisphere_continuous(quaternions)
     return BoneTracks(bone_names=tuple(rest.names[b] for b in driven), quaternions=quaternions,
-                      root_bone=rest.names[pelvis], root_location=location)
+                      root_bone=rest.names[pelvis], root_location=location, switches=rest.switches)
 
 
 def smplx_joint_positions(poses: np.ndarray, trans: np.ndarray,

@@ -14,6 +14,7 @@ Works on Blender 3.4 to 5.0 (bpy + numpy only).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -344,3 +345,121 @@ def find_smplx_bones(armature_obj: bpy.types.Object,
                          f"{', '.join(missing)}. Use an SMPL-X armature (Add SMPL-X Character, or one from the "
                          "SMPL-X Blender add-on), or rename its bones to the SMPL-X joint names.")
     return mapping
+
+
+# ---------------------------------------------------------------------------------------------------
+# Any humanoid rig: the bone map (rigmap.py) stored on the armature, and the rest pose the retarget needs
+
+MAP_PROPERTY = "expgest_bone_map"  # JSON (rigmap.BoneMap.to_json) on the armature data
+_IDENTIFIED: dict[tuple, Any] = {}  # (armature data name, bone names) -> BoneMap, so panels and polls stay cheap
+
+
+def armature_bones(obj: bpy.types.Object) -> list[bpy.types.Bone]:
+    """The armature's bones, parents before children (breadth first from the roots)."""
+    ordered: list[bpy.types.Bone] = []
+    pending = [b for b in obj.data.bones if b.parent is None]
+    while pending:
+        bone = pending.pop(0)
+        ordered.append(bone)
+        pending.extend(bone.children)
+    return ordered
+
+
+def _arrays(obj: bpy.types.Object):
+    bones = armature_bones(obj)
+    index = {b.name: i for i, b in enumerate(bones)}
+    names = [b.name for b in bones]
+    parents = [index[b.parent.name] if b.parent else -1 for b in bones]
+    matrices = np.array([np.array(b.matrix_local, dtype=np.float64) for b in bones]).reshape(-1, 4, 4)
+    connected = [bool(b.use_connect) for b in bones]
+    return names, parents, matrices, connected
+
+
+def stored_bone_map(obj: bpy.types.Object):
+    """The map saved on the armature (user edits, loaded presets, or the last identification), or None."""
+    from . import rigmap
+
+    text = obj.data.get(MAP_PROPERTY) if obj is not None and obj.type == "ARMATURE" else None
+    if not text:
+        return None
+    try:
+        return rigmap.BoneMap.from_json(str(text))
+    except ValueError:
+        return None
+
+
+def store_bone_map(obj: bpy.types.Object, bone_map) -> None:
+    """Save a map on the armature data (travels with the .blend, survives renaming the object)."""
+    obj.data[MAP_PROPERTY] = bone_map.to_json()
+    _IDENTIFIED.clear()
+
+
+def identify_bones(obj: bpy.types.Object):
+    """Identify the armature's bones by name tables or structure (``rigmap.identify``), cached per rig."""
+    from . import rigmap
+
+    names, parents, matrices, _ = _arrays(obj)
+    key = (obj.data.name, tuple(names), tuple(parents))
+    cached = _IDENTIFIED.get(key)
+    if cached is None:
+        if len(_IDENTIFIED) > 64:
+            _IDENTIFIED.clear()
+        cached = _IDENTIFIED[key] = rigmap.identify(names, parents, matrices[:, :3, 3])
+    return rigmap.BoneMap(dict(cached.roles), list(cached.spine), list(cached.neck), cached.convention,
+                          list(cached.notes))
+
+
+def bone_map_for(obj: bpy.types.Object):
+    """The map in force: the stored one when every bone it names still exists, else a fresh identification."""
+    from . import rigmap
+
+    stored = stored_bone_map(obj)
+    if stored is not None:
+        bones = obj.data.bones
+        if all(bones.get(bone) is not None for _, bone in stored.pairs()):
+            rigmap.note_optional(stored)
+            return stored
+    return identify_bones(obj)
+
+
+def read_armature_rest(obj: bpy.types.Object):
+    """The rest pose and bone map of any humanoid armature, for ``retarget.retarget_motion``.
+
+    Raises:
+        retarget.RetargetError: not an armature, or essential bones are missing (one message naming them
+            and pointing to the Bone Map panel).
+    """
+    from . import retarget, rigmap
+
+    if obj is None or obj.type != "ARMATURE":
+        kind = "nothing" if obj is None else f"a {obj.type.lower()} object"
+        raise retarget.RetargetError(f"Expected a character's armature, got {kind}; select the character.")
+    bone_map = bone_map_for(obj)
+    message = rigmap.essential_message(obj.name, bone_map)
+    if message:
+        raise retarget.RetargetError(message)
+    names, parents, matrices, connected = _arrays(obj)
+    try:
+        rest = rigmap.rest_from_map(names, parents, matrices, connected, bone_map)
+    except ValueError as error:
+        raise retarget.RetargetError(str(error)) from error
+    return dataclasses.replace(rest, switches=_fk_switches(obj))
+
+
+# Rig switches keyed with every take so the FK controls drive the deform bones (property, value).
+_SWITCHES = {"IK_FK": 1.0, "FK_limb_follow": 0.0, "neck_follow": 1.0, "head_follow": 1.0}
+
+
+def _fk_switches(obj: bpy.types.Object) -> tuple[tuple[str, str, float], ...]:
+    """Rigify's IK/FK switches set to FK (and neck/head following the chest), when the rig has them."""
+    out = []
+    for pose_bone in obj.pose.bones:
+        for prop, value in _SWITCHES.items():
+            if prop in pose_bone.keys() and isinstance(pose_bone[prop], (int, float)):
+                out.append((pose_bone.name, prop, value))
+    return tuple(out)
+
+
+def map_notes(obj: bpy.types.Object) -> list[str]:
+    """What the map skips (no fingers, no jaw, helper notes), for the take's report."""
+    return [f"{obj.name}: {note}" for note in bone_map_for(obj).notes]
