@@ -16,9 +16,10 @@ bl_info = {  # read only when installed as a legacy add-on (Blender < 4.2); exte
 
 
 def _classes() -> tuple:
-    from . import operators, preferences, properties, ui
+    from . import operators, preferences, properties, takes, ui
 
-    return (preferences.EXPGEST_AddonPreferences, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES)
+    return (preferences.EXPGEST_AddonPreferences, *properties.CLASSES, *operators.CLASSES, *ui.CLASSES,
+            *takes.CLASSES)
 
 
 def register() -> None:

@@ -337,3 +337,22 @@ def quaternion_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     return 2.0 * np.arccos(np.clip(np.abs((a * b).sum(-1)), 0.0, 1.0))
+
+
+def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
+    """(..., 4) Blender ``rotation_axis_angle`` (angle, x, y, z) -> (..., 4) quaternions (w, x, y, z)."""
+    axis_angle = np.asarray(axis_angle, dtype=np.float64)
+    axis = axis_angle[..., 1:]
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-12)
+    half = axis_angle[..., :1] / 2.0
+    return np.concatenate([np.cos(half), np.sin(half) * axis], -1)
+
+
+def rotation_difference(mode: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (radians) between two rotations given as the channels of rotation mode ``mode``, (..., C)."""
+    if mode == "QUATERNION":
+        return quaternion_angle(a, b)
+    if mode == "AXIS_ANGLE":
+        return quaternion_angle(axis_angle_to_quaternion(a), axis_angle_to_quaternion(b))
+    relative = np.swapaxes(euler_to_matrix(a, mode), -1, -2) @ euler_to_matrix(b, mode)
+    return np.arccos(np.clip((np.trace(relative, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0))

@@ -51,14 +51,14 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
         problem = preferences.quick_python_problem(settings.python)
         if problem:
             box = layout.box()
-            box.label(text=problem, icon="ERROR")
+            width = _width(context)
+            for index, line in enumerate(report_lines(problem, width)):
+                box.label(text=line, icon="ERROR" if index == 0 else "BLANK1")
             box.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = \
                 __package__
-            box.label(text=f"or set {preferences.ENV_PYTHON}")
-        layout.prop(context.scene.expgest, "character")
         obj = _character(context)
         if obj is None:
-            layout.label(text="No character chosen", icon="INFO")
+            layout.label(text="Select a character", icon="INFO")
         else:
             self._draw_character(layout, context, obj)
         layout.operator("expgest.add_character", icon="ARMATURE_DATA")
@@ -67,23 +67,22 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
     def _draw_character(self, layout, context, obj) -> None:
         props = obj.expgest
         box = layout.box()
-        box.label(text=obj.name, icon="OUTLINER_OB_ARMATURE")
+        selected = _armature_of_selection(context) == obj
+        box.label(text=obj.name + ("" if selected else " (not selected)"), icon="OUTLINER_OB_ARMATURE")
         col = box.column()
         col.use_property_split = True
         col.use_property_decorate = False
         seq_scene = scene.sequencer_scene(context)
-        editor = seq_scene.sequence_editor
-        if editor is not None:
-            collection = "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
-            col.prop_search(props, "sound_strip", editor, collection, text="Sound Strip", icon="SOUND")
+        if seq_scene.sequence_editor is not None:
+            col.prop(props, "sound_strip", text="Sound", icon="SOUND")
             if not props.sound_strip:
                 try:
                     chosen = scene.choose_sound_strip(seq_scene, scene.Settings.from_object(obj), obj.name)
-                    col.label(text=f"Uses '{chosen.name}', the only sound strip", icon="INFO")
+                    col.label(text=f"Uses '{chosen.name}'", icon="INFO")
                 except scene.SceneError:
-                    col.label(text="Pick this character's sound strip", icon="ERROR")
+                    col.label(text="Pick the sound strip", icon="ERROR")
         else:
-            col.label(text="No sequencer strips in this scene", icon="SOUND")
+            col.label(text="No sequencer strips", icon="SOUND")
         col.prop(props, "text_channel", text="Text Channel")
         if props.text_channel:
             col.prop(props, "annotation_kind", text="Text Kind")
@@ -94,7 +93,9 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
             col.prop(props, "mode")
             col.prop(props, "quality")
             col.prop(props, "speaker")
-        col.prop(props, "seed")
+        row = col.row(align=True)
+        row.prop(props, "seed")
+        row.prop(props, "lock_seed", text="", icon="LOCKED" if props.lock_seed else "UNLOCKED")
 
     def _draw_run(self, layout, context) -> None:
         active = operators.active_run()
@@ -113,20 +114,74 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
                 layout.label(text=f"[{'#' * filled}{'.' * (20 - filled)}] {run.fraction:.0%}")
                 layout.label(text=text)
             layout.operator("expgest.cancel", icon="CANCEL")
-        report = context.scene.expgest.last_report
-        if report:
+        report = operators.REPORT
+        if report.text:
             box = layout.box()
-            if "backend" in report.lower() and context.scene.expgest.last_report_is_error:
+            if "backend" in report.text.lower() and report.is_error:
                 row = box.row(align=True)
                 row.operator("expgest.check_backend", icon="FILE_REFRESH")
                 row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
-            region = getattr(context, "region", None)
-            width = _chars_that_fit(region.width if region is not None else 0, context.preferences.view.ui_scale)
-            parts = report.split(" | ")
+            width = _width(context)
+            parts = report.text.split(" | ")
             for part in parts:
-                failed = part.startswith("Failed") or (context.scene.expgest.last_report_is_error and len(parts) == 1)
+                failed = part.startswith("Failed") or (report.is_error and len(parts) == 1)
                 for index, line in enumerate(report_lines(part, width)):
                     box.label(text=line, icon=("ERROR" if failed else "INFO") if index == 0 else "BLANK1")
 
 
-CLASSES = (EXPGEST_PT_gestures,)
+def _width(context: bpy.types.Context) -> int:
+    region = getattr(context, "region", None)
+    return _chars_that_fit(region.width if region is not None else 0, context.preferences.view.ui_scale)
+
+
+def _armature_of_selection(context: bpy.types.Context) -> bpy.types.Object | None:
+    return operators._armature_of(context.active_object)
+
+
+class _CharacterSubPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Gestures"
+    bl_parent_id = "EXPGEST_PT_gestures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _character(context) is not None
+
+
+class EXPGEST_PT_layering(_CharacterSubPanel, bpy.types.Panel):
+    """What a new take keys and how it mixes with the animation below it"""
+
+    bl_label = "Layering"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        props = _character(context).expgest
+        col = self.layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(props, "scope")
+        col.prop(props, "blend")
+        col.prop(props, "influence")
+
+
+class EXPGEST_PT_curves(_CharacterSubPanel, bpy.types.Panel):
+    """How a new take's keys are written"""
+
+    bl_label = "Curves"
+
+    def draw_header(self, context: bpy.types.Context) -> None:
+        self.layout.prop(_character(context).expgest, "reduce_keys", text="")
+
+    def draw(self, context: bpy.types.Context) -> None:
+        props = _character(context).expgest
+        col = self.layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.active = props.reduce_keys
+        col.label(text="Reduce keys within:" if props.reduce_keys else "A linear key per frame")
+        col.prop(props, "tolerance_deg", text="Rotation \u00b0")
+        col.prop(props, "tolerance_mm", text="Location mm")
+
+
+CLASSES = (EXPGEST_PT_gestures, EXPGEST_PT_layering, EXPGEST_PT_curves)
