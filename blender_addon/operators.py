@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import jobs, keyframes, preferences, properties, retarget, scene
+from . import jobs, keyframes, preferences, retarget, scene
 from .backend.errors import ExpGestError
 
 # The backend process, kept warm between runs (models stay loaded); stopped in unregister().
@@ -206,11 +206,14 @@ def _backend_for(python: str) -> jobs.Backend | None:
     return _BACKEND
 
 
+NEW_SEED_MAX = 99_999  # new seeds have at most five digits: readable in a narrow sidebar and in take reports
+
+
 def new_seed() -> int:
-    """A fresh random seed for a take (0 .. 2**31 - 1, what the Seed field holds)."""
+    """A fresh random seed for a take (1 .. 99 999; the Seed field accepts any up to 2**31 - 1)."""
     import random
 
-    return random.SystemRandom().randint(0, properties.SEED_MAX)
+    return random.SystemRandom().randint(1, NEW_SEED_MAX)
 
 
 def settings_for(obj: bpy.types.Object) -> scene.Settings:

@@ -6,6 +6,8 @@ progress updates never touch the undo history.
 
 from __future__ import annotations
 
+import math
+
 import bpy
 
 from .backend.request import EMOTIONS
@@ -108,13 +110,15 @@ class EXPGEST_PG_character(bpy.types.PropertyGroup):
         name="Reduce Keys", default=True,
         description="Keep only the keys needed to stay within the tolerances, with smooth Bezier handles, so "
                     "the curves can be edited by hand (off: one linear key per frame)")
-    tolerance_deg: bpy.props.FloatProperty(
-        name="Rotation", default=0.5, min=0.01, max=10.0, precision=2,
-        description="Largest rotation difference (degrees, 0.01-10) a bone may have from the generated motion "
+    tolerance_rotation: bpy.props.FloatProperty(
+        name="Rotation", default=math.radians(0.5), min=math.radians(0.01), max=math.radians(10.0), precision=2,
+        subtype="ANGLE", step=10,
+        description="Largest rotation difference (0.01-10 degrees) any bone may have from the generated motion "
                     "after key reduction")
-    tolerance_mm: bpy.props.FloatProperty(
-        name="Location", default=1.0, min=0.01, max=100.0, precision=2,
-        description="Largest root position difference (millimetres, 0.01-100) after key reduction")
+    tolerance_location: bpy.props.FloatProperty(
+        name="Location", default=0.001, min=0.00001, max=0.1, precision=1, subtype="DISTANCE", unit="LENGTH",
+        step=0.01,
+        description="Largest root position difference (0.01-100 mm) after key reduction")
     active_take: bpy.props.IntProperty(name="Take", default=0, min=0,
                                        description="The take selected in the take list")
     previous_take: bpy.props.StringProperty(name="Previous Take", default="",
@@ -140,6 +144,12 @@ class EXPGEST_PG_scene(bpy.types.PropertyGroup):
     character: bpy.props.PointerProperty(
         name="Character", type=bpy.types.Object, poll=_is_armature,
         description="The armature to animate when no armature (or body mesh) is selected")
+    show_layering: bpy.props.BoolProperty(
+        name="Show Layering", default=False,
+        description="Show what a new take keys (body parts) and how it blends with the animation below it")
+    show_curves: bpy.props.BoolProperty(
+        name="Show Curves", default=False,
+        description="Show the key reduction tolerances of new takes")
 
     @property
     def last_report(self) -> str:

@@ -9,6 +9,7 @@ temporary file, which the run deletes when it is over.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ class Settings:
                    mode=props.mode, seed=int(props.seed), quality=props.quality, speaker=int(props.speaker),
                    lock_seed=bool(props.lock_seed), scope=props.scope, blend=props.blend,
                    influence=float(props.influence), reduce_keys=bool(props.reduce_keys),
-                   tolerance_deg=float(props.tolerance_deg), tolerance_mm=float(props.tolerance_mm))
+                   tolerance_deg=math.degrees(props.tolerance_rotation),
+                   tolerance_mm=float(props.tolerance_location) * 1000.0)
 
     def to_take(self) -> dict:
         """As stored on a take's Action (``action["expgest_take"]``): plain str / int / float values."""

@@ -100,16 +100,15 @@ def describe(take: Take) -> list[tuple[str, str]]:
         return []
     get = stored.get
     rows = [("Engine", str(get("engine", "?")).capitalize()),
-            ("Emotion", f"{str(get('emotion', '?')).capitalize()} \u00d7{float(get('emotion_strength', 1.0)):.2f}"),
+            ("Emotion", f"{str(get('emotion', '?')).capitalize()} {float(get('emotion_strength', 1.0)):.1f}"),
             ("Seed", f"{int(get('seed', 0))}" + (" (locked)" if get("lock_seed") else "")),
             ("Strip", str(get("sound_strip", "?"))),
             ("Keys", _scope_label(str(get("scope", "FULL")))),
-            ("Blend", f"{str(get('blend', 'REPLACE')).capitalize()} {float(get('influence', 1.0)):.2f}")]
+            ("Blend", f"{str(get('blend', 'REPLACE')).capitalize()} {float(get('influence', 1.0)):.0%}")]
     if get("reduce_keys", 1):
-        rows.append(("Curves", f"Reduced {float(get('tolerance_deg', 0.5)):g}\u00b0 / "
-                               f"{float(get('tolerance_mm', 1.0)):g} mm"))
+        rows.append(("Curves", f"{float(get('tolerance_deg', 0.5)):.2g}\u00b0 {float(get('tolerance_mm', 1.0)):.2g} mm"))
     else:
-        rows.append(("Curves", "A key per frame"))
+        rows.append(("Curves", "Every frame"))
     return rows
 
 
@@ -328,7 +327,10 @@ class EXPGEST_UL_takes(bpy.types.UIList):
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
         row = layout.row(align=True)
-        row.label(text=item.name, icon="ACTION" if not item.mute else "ACTION_TWEAK")
+        owner = data.id_data.name
+        shown = timing.safe_name(owner) + "_"  # the list is per character: show what tells its takes apart
+        label = item.name[len(shown):] if item.name.startswith(shown) and len(item.name) > len(shown) else item.name
+        row.label(text=label, icon="ACTION" if not item.mute else "ACTION_TWEAK")
         row.prop(item, "mute", text="", emboss=False, icon="CHECKBOX_DEHLT" if item.mute else "CHECKBOX_HLT")
         row.prop(item, "is_solo", text="", emboss=False, icon="SOLO_ON" if item.is_solo else "SOLO_OFF")
 

@@ -61,6 +61,7 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
             layout.label(text="Select a character", icon="INFO")
         else:
             self._draw_character(layout, context, obj)
+            draw_layering_and_curves(layout, context, obj)
         layout.operator("expgest.add_character", icon="ARMATURE_DATA")
         self._draw_run(layout, context)
 
@@ -83,9 +84,9 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
                     col.label(text="Pick the sound strip", icon="ERROR")
         else:
             col.label(text="No sequencer strips", icon="SOUND")
-        col.prop(props, "text_channel", text="Text Channel")
+        col.prop(props, "text_channel", text="Text")
         if props.text_channel:
-            col.prop(props, "annotation_kind", text="Text Kind")
+            col.prop(props, "annotation_kind", text="Kind")
         col.prop(props, "emotion")
         col.prop(props, "emotion_strength")
         col.prop(props, "engine")
@@ -138,50 +139,39 @@ def _armature_of_selection(context: bpy.types.Context) -> bpy.types.Object | Non
     return operators._armature_of(context.active_object)
 
 
-class _CharacterSubPanel:
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Gestures"
-    bl_parent_id = "EXPGEST_PT_gestures"
-    bl_options = {"DEFAULT_CLOSED"}
+def _foldout(layout, owner, prop: str, title: str, header_prop: tuple | None = None):
+    """A foldable section inside the panel (child panels would come after the Generate buttons, and 3.4 puts
+    header-less panels' tabs first): a triangle toggle; returns the column to draw into, or None if folded."""
+    box = layout.box()
+    row = box.row(align=True)
+    shown = getattr(owner, prop)
+    row.prop(owner, prop, text="", icon="TRIA_DOWN" if shown else "TRIA_RIGHT", emboss=False)
+    if header_prop is not None:
+        row.prop(*header_prop)
+    else:
+        row.label(text=title)
+    if not shown:
+        return None
+    col = box.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    return col
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return _character(context) is not None
 
-
-class EXPGEST_PT_layering(_CharacterSubPanel, bpy.types.Panel):
-    """What a new take keys and how it mixes with the animation below it"""
-
-    bl_label = "Layering"
-
-    def draw(self, context: bpy.types.Context) -> None:
-        props = _character(context).expgest
-        col = self.layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+def draw_layering_and_curves(layout, context, obj) -> None:
+    """What a new take keys and how it mixes with the animation below; how its keys are written."""
+    props = obj.expgest
+    ui_state = context.scene.expgest
+    col = _foldout(layout, ui_state, "show_layering", "Layering")
+    if col is not None:
         col.prop(props, "scope")
         col.prop(props, "blend")
         col.prop(props, "influence")
-
-
-class EXPGEST_PT_curves(_CharacterSubPanel, bpy.types.Panel):
-    """How a new take's keys are written"""
-
-    bl_label = "Curves"
-
-    def draw_header(self, context: bpy.types.Context) -> None:
-        self.layout.prop(_character(context).expgest, "reduce_keys", text="")
-
-    def draw(self, context: bpy.types.Context) -> None:
-        props = _character(context).expgest
-        col = self.layout.column()
-        col.use_property_split = True
-        col.use_property_decorate = False
+    col = _foldout(layout, ui_state, "show_curves", "", header_prop=(props, "reduce_keys"))
+    if col is not None:
         col.active = props.reduce_keys
-        col.label(text="Reduce keys within:" if props.reduce_keys else "A linear key per frame")
-        col.prop(props, "tolerance_deg", text="Rotation \u00b0")
-        col.prop(props, "tolerance_mm", text="Location mm")
+        col.prop(props, "tolerance_rotation")
+        col.prop(props, "tolerance_location")
 
 
-CLASSES = (EXPGEST_PT_gestures, EXPGEST_PT_layering, EXPGEST_PT_curves)
+CLASSES = (EXPGEST_PT_gestures,)
