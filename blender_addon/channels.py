@@ -216,48 +216,116 @@ def _slopes(y: np.ndarray) -> np.ndarray:
     return slopes
 
 
-def reduce_channel(values: np.ndarray, tolerance: float, max_span: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The keys to keep of a densely keyed channel, and the slope at each, within ``tolerance`` everywhere.
+_BASES: dict[int, tuple[np.ndarray, ...]] = {}
 
-    A greedy forward scan: from the last kept key, the next key is the farthest frame (at most ``max_span``
-    frames on) whose segment (H), with slopes taken from the dense curve (``_slopes``), stays within
-    ``tolerance`` of every frame it spans. A segment of one frame has no frame inside it, so the scan always
-    ends, and the result is within ``tolerance`` by construction. First and last frames are always keys.
+
+def _hermite_bases(width: int) -> tuple[np.ndarray, ...]:
+    """(H)'s four basis terms for segments of 1..width frames at the frames inside them: (width, width-1) each,
+    with the slope terms already multiplied by the segment length; and where a frame lies inside."""
+    if width not in _BASES:
+        lengths = np.arange(1, width + 1, dtype=np.float64)[:, None]
+        inner = np.arange(1, width)[None, :]
+        s = inner / lengths
+        s2, s3 = s * s, s * s * s
+        _BASES[width] = (2 * s3 - 3 * s2 + 1, (s3 - 2 * s2 + s) * lengths, -2 * s3 + 3 * s2, (s3 - s2) * lengths,
+                         inner < lengths)
+    return _BASES[width]
+
+
+def _farthest_fit(y: np.ndarray, slopes: np.ndarray, tolerances: np.ndarray, first: np.ndarray,
+                  channels_: np.ndarray, width: int) -> np.ndarray:
+    """For each scanning channel, the longest segment (1..width frames) from frame ``first`` that fits.
 
     Args:
-        values: (T,) the dense channel, one value per frame.
-        tolerance: the largest allowed difference at any frame (same units as ``values``), > 0.
+        y, slopes: (T, C) dense values and their slopes.
+        tolerances: (C,).
+        first: (A,) the segment start of each scanning channel.
+        channels_: (A,) which channels scan.
+        width: the longest segment tried.
+
+    Returns:
+        (A,) int64 segment lengths in frames (>= 1: a one-frame segment has nothing inside to miss).
+    """
+    count = len(y)
+    basis_y0, basis_m0, basis_y1, basis_m1, inside = _hermite_bases(width)
+    offsets = np.arange(1, width + 1)
+    ends = np.minimum(first[:, None] + offsets[None, :], count - 1)  # (A, W)
+    column = channels_[:, None]
+    y0 = y[first, channels_][:, None, None]
+    m0 = slopes[first, channels_][:, None, None]
+    y1 = y[ends, column][:, :, None]
+    m1 = slopes[ends, column][:, :, None]
+    predicted = y0 * basis_y0 + m0 * basis_m0 + y1 * basis_y1 + m1 * basis_m1  # (A, W, W-1)
+    actual = y[np.minimum(first[:, None] + offsets[None, :-1], count - 1), column][:, None, :]
+    error = np.where(inside[None], np.abs(predicted - actual), 0.0).max(axis=2, initial=0.0)  # (A, W)
+    fits = (error <= tolerances[channels_][:, None]) & (first[:, None] + offsets[None, :] <= count - 1)
+    return (width - np.argmax(fits[:, ::-1], axis=1)).astype(np.int64)
+
+
+def reduce_channel(values: np.ndarray, tolerance: float, max_span: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """``reduce_channels`` for one channel: (key frame indices (K,), slopes (K,))."""
+    (result,) = reduce_channels(np.asarray(values, dtype=np.float64)[:, None], np.array([tolerance]), max_span)
+    return result
+
+
+def reduce_channels(values: np.ndarray, tolerances: np.ndarray,
+                    max_span: int = 24) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The keys to keep of densely keyed channels, and the slope at each, within a tolerance at every frame.
+
+    A greedy forward scan per channel: from the last kept key ``i``, the next key is the farthest frame
+    ``j <= i + max_span`` whose segment (H) from ``i`` to ``j``, with slopes taken from the dense curve
+    (``_slopes``), stays within the channel's tolerance at every frame between them. A one-frame segment has
+    no frame inside it, so the scan always moves on, and the result is within tolerance by construction.
+    First and last frames are always keys; a channel that stays within its tolerance throughout keeps only
+    those two, flat. All channels advance together (one numpy pass per step over every channel still
+    scanning), so the Python loop runs about as often as the busiest channel has keys.
+
+    Args:
+        values: (T, C) the dense channels, one value per frame.
+        tolerances: (C,) the largest allowed difference at any frame, per channel (its units), > 0.
         max_span: the longest segment considered (frames).
 
     Returns:
-        (key frame indices (K,) int64, ascending, from 0 to T-1; slopes (K,) float64, value per frame).
+        Per channel: (key frame indices (K,) int64 ascending from 0 to T-1, slopes (K,) float64 per frame).
     """
     y = np.asarray(values, dtype=np.float64)
-    count = len(y)
-    if count == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    if count == 1:
-        return np.zeros(1, dtype=np.int64), np.zeros(1)
-    slopes = _slopes(y)
-    if np.ptp(y) <= tolerance:  # a still channel: two flat keys stay between its lowest and highest value
-        return np.array([0, count - 1], dtype=np.int64), np.zeros(2)
-    keys = [0]
-    start = 0
-    while start < count - 1:
-        span = min(max_span, count - 1 - start)
-        ends = start + np.arange(1, span + 1)  # candidate next keys
-        offsets = np.arange(1, span)  # frames inside a segment, relative to its start
-        h = (ends - start)[:, None].astype(np.float64)
-        s = offsets[None, :] / h
-        inside = offsets[None, :] < h  # (candidates, offsets)
-        predicted = hermite(y[start], y[ends][:, None], slopes[start], slopes[ends][:, None], h, s)
-        actual = y[np.minimum(start + offsets, count - 1)][None, :]
-        error = np.where(inside, np.abs(predicted - actual), 0.0)
-        fits = error.max(axis=1, initial=0.0) <= tolerance
-        start = int(ends[np.flatnonzero(fits)[-1]])  # the one-frame segment always fits
-        keys.append(start)
-    indices = np.asarray(keys, dtype=np.int64)
-    return indices, slopes[indices]
+    count, channel_count = y.shape
+    tolerances = np.broadcast_to(np.asarray(tolerances, dtype=np.float64), (channel_count,))
+    if count <= 1:
+        return [(np.zeros(count, dtype=np.int64), np.zeros(count)) for _ in range(channel_count)]
+    slopes = np.apply_along_axis(_slopes, 0, y)
+    still = np.ptp(y, axis=0) <= tolerances  # two flat keys stay between the channel's lowest and highest value
+    # Each step first tries segments of up to 8 frames (most keys of gesture motion at a tight tolerance are
+    # closer than that); only channels whose 8-frame segment fits try up to ``max_span``.
+    short = max(1, min(8, max_span, count - 1))
+    long = max(1, min(max_span, count - 1))
+    start = np.zeros(channel_count, dtype=np.int64)
+    start[still] = count - 1
+    found_channel = [np.flatnonzero(still)]
+    found_key = [np.full(int(still.sum()), count - 1, dtype=np.int64)]
+    while True:
+        active = np.flatnonzero(start < count - 1)
+        if len(active) == 0:
+            break
+        first = start[active]
+        length = _farthest_fit(y, slopes, tolerances, first, active, short)
+        longer = (length == short) & (first + short < count - 1)
+        if long > short and longer.any():
+            length[longer] = _farthest_fit(y, slopes, tolerances, first[longer], active[longer], long)
+        start[active] = first + length
+        found_channel.append(active)
+        found_key.append(start[active].copy())
+    channel_of = np.concatenate(found_channel)
+    key_of = np.concatenate(found_key)
+    order = np.lexsort((key_of, channel_of))
+    channel_of, key_of = channel_of[order], key_of[order]
+    bounds = np.searchsorted(channel_of, np.arange(channel_count + 1))
+    out = []
+    for channel in range(channel_count):
+        keys = np.concatenate([[0], key_of[bounds[channel]:bounds[channel + 1]]]).astype(np.int64)
+        key_slopes = np.zeros(2) if still[channel] else slopes[keys, channel]
+        out.append((keys, key_slopes))
+    return out
 
 
 def evaluate_keys(count: int, keys: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> np.ndarray:

@@ -184,11 +184,12 @@ def _write_sparse(curve, frames: np.ndarray, keys: np.ndarray, values: np.ndarra
 
 def _reduce(take: list[Channel], tolerance: channels.Tolerance, frames: int):
     """Reduce every channel; returns per-channel (keys, values, slopes) and the stats (measured here)."""
+    dense_values = np.stack([channel.values for channel in take], -1)
+    tolerances = np.array([tolerance.per_channel(channel.prop) for channel in take])
     reduced = []
     approx: dict[tuple[str, str, str], np.ndarray] = {}
     dense: dict[tuple[str, str, str], np.ndarray] = {}
-    for channel in take:
-        keys, slopes = channels.reduce_channel(channel.values, tolerance.per_channel(channel.prop))
+    for channel, (keys, slopes) in zip(take, channels.reduce_channels(dense_values, tolerances)):
         values = channel.values[keys]
         reduced.append((keys, values, slopes))
         size = {"rotation_euler": 3, "location": 3}.get(channel.prop, 4)
