@@ -12,15 +12,17 @@ the reduction is the difference). Target: reduction costs <= 1 s per minute of a
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="bl_bench_")  # before bpy starts
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_keyframes import MODULE, install, make_minute_of_speech  # noqa: E402  (sets up bpy)
-
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_keyframes import MODULE, install, make_minute_of_speech  # noqa: E402
 
 
 def curves_of(action):
@@ -30,9 +32,7 @@ def curves_of(action):
 
 
 def main() -> None:
-    import os
     import shutil
-    import tempfile
 
     if not os.environ.get("EXPGEST_BACKEND_PYTHON"):
         os.environ["EXPGEST_BACKEND_PYTHON"] = str(Path(__file__).resolve().parents[1] / ".venv" / "backend" /

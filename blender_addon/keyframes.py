@@ -127,7 +127,7 @@ class ReductionStats:
 def take_channels(obj: bpy.types.Object, tracks: retarget.BoneTracks, rest: retarget.ArmatureRest,
                   scope: str) -> list[Channel]:
     """The channels a take keys: bones in ``scope`` in their own rotation mode, the root location for FULL."""
-    joint_of = dict(zip(rest.names, rest.joint_of_bone))
+    joint_of = dict(zip(rest.names, rest.joint_of_bone, strict=True))
     joint_names = tuple(JOINT_NAMES[joint_of[bone]] for bone in tracks.bone_names)
     out = []
     for k in channels.bones_in_scope(tracks.bone_names, joint_names, scope):
@@ -189,7 +189,7 @@ def _reduce(take: list[Channel], tolerance: channels.Tolerance, frames: int):
     reduced = []
     approx: dict[tuple[str, str, str], np.ndarray] = {}
     dense: dict[tuple[str, str, str], np.ndarray] = {}
-    for channel, (keys, slopes) in zip(take, channels.reduce_channels(dense_values, tolerances)):
+    for channel, (keys, slopes) in zip(take, channels.reduce_channels(dense_values, tolerances), strict=True):
         values = channel.values[keys]
         reduced.append((keys, values, slopes))
         size = {"rotation_euler": 3, "location": 3}.get(channel.prop, 4)

@@ -106,7 +106,8 @@ def describe(take: Take) -> list[tuple[str, str]]:
             ("Keys", _scope_label(str(get("scope", "FULL")))),
             ("Blend", f"{str(get('blend', 'REPLACE')).capitalize()} {float(get('influence', 1.0)):.0%}")]
     if get("reduce_keys", 1):
-        rows.append(("Curves", f"{float(get('tolerance_deg', 0.5)):.2g}\u00b0 {float(get('tolerance_mm', 1.0)):.2g} mm"))
+        degrees, millimetres = float(get("tolerance_deg", 0.5)), float(get("tolerance_mm", 1.0))
+        rows.append(("Curves", f"{degrees:.2g}\u00b0 {millimetres:.2g} mm"))
     else:
         rows.append(("Curves", "Every frame"))
     return rows

@@ -118,7 +118,7 @@ def parse_annotation(text: str, default_kind: str) -> tuple[str, str] | None:
 
 
 NAME_BYTES = 63  # what an NLA track or strip name holds (and any ID name before Blender 5.0): 64 bytes with the NUL
-_TAKE_SUFFIX_BYTES = len("_take9999".encode())  # room kept for the take number, so the prefix never moves
+_TAKE_SUFFIX_BYTES = len(b"_take9999")  # room kept for the take number, so the prefix never moves
 _AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".aac", ".opus",
                      ".mp4", ".mov", ".mkv")
 

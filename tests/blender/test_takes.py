@@ -223,7 +223,7 @@ def test_an_euler_bone_plays_the_same_rotation_as_a_quaternion_bone(clean_scene,
     takes.character_takes(obj)[0].track.mute = True
     obj.pose.bones["right_shoulder"].rotation_mode = "YZX"
     _generate()
-    for frame, expected in zip(frames, quaternion_pose):
+    for frame, expected in zip(frames, quaternion_pose, strict=True):
         clean_scene.frame_set(frame)
         assert np.abs(np.array(obj.pose.bones["right_shoulder"].matrix_basis) - expected).max() < 1e-5
 
