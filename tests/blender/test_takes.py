@@ -382,3 +382,14 @@ def test_the_added_character_stands_with_its_origin_on_the_floor_between_its_fee
     _generate(reduce_keys=False)  # still driven: the pelvis moves where the motion says
     clean_scene.frame_set(10)
     assert obj.pose.bones["pelvis"].head.z > 0.5
+
+
+def test_a_backend_python_given_with_a_tilde_is_found(clean_scene, monkeypatch, tmp_path, backend_python, addon):
+    preferences = importlib.import_module(MODULE + ".preferences")
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    (tmp_path / "env" / "bin" / "python").symlink_to(backend_python)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EXPGEST_BACKEND_PYTHON", "~/env")
+    resolved = preferences.resolve(bpy.context)
+    assert resolved.python == str(tmp_path / "env" / "bin" / "python")
+    assert preferences.quick_python_problem(resolved.python) is None
