@@ -230,8 +230,22 @@ def graph_shot():
         return None
 
 
+def take_count() -> int:
+    obj = bpy.data.objects.get("SMPLX")  # undo replaces the Python objects: look it up again
+    return len(obj.animation_data.nla_tracks) if obj is not None and obj.animation_data else 0
+
+
 def undo_then_escape():
     try:
+        # Deleting a take from the take list is one undo step: undo brings the take back.
+        with bpy.context.temp_override(window=window, area=area, region=ui_region):
+            deleted = bpy.ops.expgest.take_delete("EXEC_DEFAULT", True)  # True: an undo step, as a click
+        result["take_delete"] = {"result": sorted(deleted), "tracks_after_delete": take_count(),
+                                 "action_after_delete": "SMPLX_speech_take1" in bpy.data.actions}
+        with bpy.context.temp_override(window=window, area=area):
+            bpy.ops.ed.undo()
+        result["take_delete"].update(tracks_after_undo=take_count(),
+                                     action_after_undo="SMPLX_speech_take1" in bpy.data.actions)
         # One generation is one undo step: undo removes the take and nothing else.
         with bpy.context.temp_override(window=window, area=area):
             bpy.ops.ed.undo()

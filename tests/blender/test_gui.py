@@ -53,6 +53,8 @@ def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, back
     assert result["nla"][0]["start"] == result["strip"]["start"]
     assert result["nla"][0]["end"] == result["strip"]["end"]
     assert result["fcurves"] == 55 * 4 + 3 and result["wrist_moved_m"] > 0.01
+    assert result["take_delete"] == {"result": ["FINISHED"], "tracks_after_delete": 0, "action_after_delete": False,
+                                     "tracks_after_undo": 1, "action_after_undo": True}, result["take_delete"]
     assert result["undo"] == {"character_kept": True, "tracks_left": 0, "take_actions_left": 0}
     escape = result["escape"]
     assert escape["invoke"] == ["RUNNING_MODAL"] and "Cancelled" in escape["report"] and escape["tracks"] == 0, escape
