@@ -175,6 +175,36 @@ def quaternions_to_axis_angle(quaternions: np.ndarray) -> np.ndarray:
     return np.concatenate([angle[..., None], axis], -1)
 
 
+def euler_to_quaternion(euler: np.ndarray, order: str) -> np.ndarray:
+    """(..., 3) Blender Euler angles in ``order`` -> (..., 4) quaternions (w, x, y, z), hemisphere-continuous
+    along the first axis when it is time.
+
+    ``q = q_k q_j q_i`` for order letters ``i j k`` (the first letter applies first), ``q_a = (cos a/2, sin a/2 e)``.
+    """
+    euler = np.asarray(euler, dtype=np.float64)
+    q = np.zeros(euler.shape[:-1] + (4,))
+    q[..., 0] = 1.0
+    for letter in order:
+        axis = "XYZ".index(letter)
+        half = euler[..., axis] / 2.0
+        step = np.zeros_like(q)
+        step[..., 0] = np.cos(half)
+        step[..., 1 + axis] = np.sin(half)
+        q = quaternion_multiply(step, q)
+    if q.ndim >= 2 and len(q) > 1:
+        signs = np.where((q[1:] * q[:-1]).sum(-1) < 0.0, -1.0, 1.0)
+        q[1:] *= np.cumprod(signs, axis=0)[..., None]
+    return q
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a b`` of (..., 4) quaternions (w, x, y, z)."""
+    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
+    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
+    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+
+
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
 
 

@@ -88,12 +88,15 @@ class TakeOptions:
         blend: the NLA strip's blend type, ``REPLACE`` | ``COMBINE`` | ``ADD``.
         influence: the strip's influence in [0, 1] (1: full, not animated).
         reduce: None for one linear key per frame, else the tolerance of the sparse Bezier keys.
+        to_quaternion: key every bone in quaternions, switching bones that use another rotation mode and
+            converting their existing curves (``convert_to_quaternion``); False keeps each bone's mode.
     """
 
     scope: str = "FULL"
     blend: str = "REPLACE"
     influence: float = 1.0
     reduce: channels.Tolerance | None = None
+    to_quaternion: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,14 +128,15 @@ class ReductionStats:
 
 
 def take_channels(obj: bpy.types.Object, tracks: retarget.BoneTracks, rest: retarget.ArmatureRest,
-                  scope: str) -> list[Channel]:
-    """The channels a take keys: bones in ``scope`` in their own rotation mode, the root location for FULL."""
+                  scope: str, to_quaternion: bool = False) -> list[Channel]:
+    """The channels a take keys: bones in ``scope`` in their own rotation mode (or all in quaternions), the root
+    location for FULL."""
     joint_of = dict(zip(rest.names, rest.joint_of_bone, strict=True))
     joint_names = tuple(JOINT_NAMES[joint_of[bone]] for bone in tracks.bone_names)
     out = []
     for k in channels.bones_in_scope(tracks.bone_names, joint_names, scope):
         bone = tracks.bone_names[k]
-        mode = obj.pose.bones[bone].rotation_mode
+        mode = "QUATERNION" if to_quaternion else obj.pose.bones[bone].rotation_mode
         prop, values = channels.rotation_channels(tracks.quaternions[:, k], mode)
         out += [Channel(bone, prop, c, values[:, c], mode) for c in range(values.shape[1])]
     if scope == "FULL":
@@ -227,7 +231,7 @@ def write_action(obj: bpy.types.Object, tracks: retarget.BoneTracks, name: str, 
     options = options or TakeOptions()
     rest = rest or read_armature_rest(obj)
     count = tracks.quaternions.shape[0]
-    take = take_channels(obj, tracks, rest, options.scope)
+    take = take_channels(obj, tracks, rest, options.scope, options.to_quaternion)
     frames = frame_start + np.arange(count, dtype=np.float64)
     reduced, stats = _reduce(take, options.reduce, count) if options.reduce is not None else (None, None)
     action = bpy.data.actions.new(name)
@@ -316,6 +320,14 @@ def apply_take(obj: bpy.types.Object, tracks: retarget.BoneTracks, *, strip_name
             _set_influence(strip, options.influence)
         if settings is not None:
             action["expgest_take"] = dict(settings)
+        if options.to_quaternion:
+            keyed = sorted({c.data_path.split('"')[1] for c in _all_fcurves(action)
+                            if c.data_path.endswith("rotation_quaternion")})
+            converted = convert_to_quaternion(obj, [bpy.utils.unescape_identifier(b) for b in keyed],
+                                              skip=(action,))
+            if converted:
+                warnings.append(f"{converted} bones of '{obj.name}' were switched to quaternion rotation and their "
+                                "existing rotation curves converted.")
     except Exception:
         if track is not None:
             obj.animation_data.nla_tracks.remove(track)
@@ -339,3 +351,77 @@ def _set_influence(strip: bpy.types.NlaStrip, influence: float) -> None:
                 point.handle_left[1] = influence
                 point.handle_right[1] = influence
             curve.update()
+
+
+def _curve_collections(action: bpy.types.Action):
+    """Every (fcurves, groups) collection of an Action: its channelbags on >= 4.4, else the Action's own."""
+    if not SLOTTED_ACTIONS:
+        return [(action.fcurves, action.groups)]
+    return [(bag.fcurves, bag.groups) for layer in action.layers for strip in layer.strips
+            for bag in strip.channelbags]
+
+
+def _all_fcurves(action: bpy.types.Action) -> list:
+    return [curve for fcurves, _groups in _curve_collections(action) for curve in fcurves]
+
+
+def convert_to_quaternion(obj: bpy.types.Object, bones: list[str], skip: tuple = ()) -> int:
+    """Switch ``bones`` to quaternion rotation so the animation they already have keeps playing.
+
+    In every Action the character plays (its active Action and its NLA strips' Actions, except ``skip``),
+    a bone's Euler or axis-angle curves are sampled at every frame of their key range, converted
+    (``channels.euler_to_quaternion``, hemisphere-continuous) and written as linear quaternion keys at those
+    frames, replacing them; its unanimated rotation is converted too. Quaternion bones are left alone.
+
+    Returns:
+        How many bones were switched.
+    """
+    adt = obj.animation_data
+    actions = []
+    if adt is not None:
+        actions = [adt.action] + [strip.action for track in adt.nla_tracks for strip in track.strips]
+    actions = [a for i, a in enumerate(actions) if a is not None and a not in skip and a not in actions[:i]]
+    switched = 0
+    for bone in bones:
+        pose_bone = obj.pose.bones[bone]
+        mode = pose_bone.rotation_mode
+        if mode == "QUATERNION":
+            continue
+        prop = "rotation_axis_angle" if mode == "AXIS_ANGLE" else "rotation_euler"
+        size = 4 if mode == "AXIS_ANGLE" else 3
+        static = np.array(getattr(pose_bone, prop), dtype=np.float64)
+        path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{prop}'
+        for action in actions:
+            for fcurves, groups in _curve_collections(action):
+                curves = [fcurves.find(path, index=i) for i in range(size)]
+                if not any(curves):
+                    continue
+                keys = np.concatenate([[p.co[0] for p in c.keyframe_points] for c in curves if c is not None])
+                frames = np.unique(np.concatenate([np.arange(np.ceil(keys.min()), np.floor(keys.max()) + 1), keys]))
+                values = np.stack([np.array([c.evaluate(f) for f in frames]) if c is not None
+                                   else np.full(len(frames), static[i]) for i, c in enumerate(curves)], -1)
+                group = next((c.group.name for c in curves if c is not None and c.group is not None), bone)
+                for curve in curves:
+                    if curve is not None:
+                        fcurves.remove(curve)
+                quaternions = (_axis_angle_quaternions(values) if mode == "AXIS_ANGLE"
+                               else channels.euler_to_quaternion(values, mode))
+                for component in range(4):
+                    channel = Channel(group, "rotation_quaternion", component, quaternions[:, component], "QUATERNION")
+                    curve = fcurves.new(f'pose.bones["{bpy.utils.escape_identifier(bone)}"].rotation_quaternion',
+                                        index=component)
+                    curve.group = groups.get(channel.bone) or groups.new(channel.bone)
+                    _write_dense(curve, frames, channel.values)
+        rest = (_axis_angle_quaternions(static[None]) if mode == "AXIS_ANGLE"
+                else channels.euler_to_quaternion(static[None], mode))[0]
+        pose_bone.rotation_mode = "QUATERNION"
+        pose_bone.rotation_quaternion = rest.tolist()
+        switched += 1
+    return switched
+
+
+def _axis_angle_quaternions(values: np.ndarray) -> np.ndarray:
+    q = channels.axis_angle_to_quaternion(values)
+    if len(q) > 1:
+        q[1:] *= np.cumprod(np.where((q[1:] * q[:-1]).sum(-1) < 0.0, -1.0, 1.0))[:, None]
+    return q

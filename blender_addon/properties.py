@@ -106,6 +106,13 @@ class EXPGEST_PG_character(bpy.types.PropertyGroup):
         name="Influence", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
         description="How much of the take plays over the animation below it (0 to 1); below 1 the strip's "
                     "influence is keyed, so it can be faded by hand")
+    rotation: bpy.props.EnumProperty(
+        name="Rotation", default="KEEP",
+        items=[("KEEP", "Keep Modes", "Key each bone in the rotation mode it has (Euler bones get Euler curves), so "
+                                      "the animation below keeps playing"),
+               ("QUATERNION", "Quaternion", "Key every bone in quaternions: bones in another mode are switched and "
+                                            "their existing rotation curves converted, so they keep playing")],
+        description="The rotation mode the take keys bones in")
     reduce_keys: bpy.props.BoolProperty(
         name="Reduce Keys", default=True,
         description="Keep only the keys needed to stay within the tolerances, with smooth Bezier handles, so "

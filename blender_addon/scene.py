@@ -70,6 +70,7 @@ class Settings:
     reduce_keys: bool = True
     tolerance_deg: float = 0.5
     tolerance_mm: float = 1.0
+    to_quaternion: bool = False
 
     @classmethod
     def from_object(cls, obj: bpy.types.Object) -> Settings:
@@ -82,7 +83,8 @@ class Settings:
                    lock_seed=bool(props.lock_seed), scope=props.scope, blend=props.blend,
                    influence=float(props.influence), reduce_keys=bool(props.reduce_keys),
                    tolerance_deg=math.degrees(props.tolerance_rotation),
-                   tolerance_mm=float(props.tolerance_location) * 1000.0)
+                   tolerance_mm=float(props.tolerance_location) * 1000.0,
+                   to_quaternion=props.rotation == "QUATERNION")
 
     def to_take(self) -> dict:
         """As stored on a take's Action (``action["expgest_take"]``): plain str / int / float values."""
@@ -117,7 +119,8 @@ class Settings:
 
         tolerance = channels.Tolerance(rotation_deg=self.tolerance_deg, location_m=self.tolerance_mm / 1000.0)
         return keyframes.TakeOptions(scope=self.scope, blend=self.blend, influence=self.influence,
-                                     reduce=tolerance if self.reduce_keys else None)
+                                     reduce=tolerance if self.reduce_keys else None,
+                                     to_quaternion=self.to_quaternion)
 
 
 def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene:

@@ -167,6 +167,7 @@ def draw_layering_and_curves(layout, context, obj) -> None:
         col.prop(props, "scope")
         col.prop(props, "blend")
         col.prop(props, "influence")
+        col.prop(props, "rotation")
     col = _foldout(layout, ui_state, "show_curves", "", header_prop=(props, "reduce_keys"))
     if col is not None:
         col.active = props.reduce_keys

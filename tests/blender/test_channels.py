@@ -56,6 +56,15 @@ def test_continuous_euler_never_jumps_and_is_the_same_rotation():
         assert np.allclose(channels.euler_to_matrix(euler, order), channels.quaternion_to_matrix(q), atol=1e-9)
 
 
+@pytest.mark.parametrize("order", channels.EULER_ORDERS)
+def test_euler_to_quaternion_is_the_same_rotation_and_continuous(order):
+    rng = np.random.default_rng(5)
+    euler = np.cumsum(rng.normal(0, 0.3, size=(300, 3)), axis=0)  # wanders over several turns
+    q = channels.euler_to_quaternion(euler, order)
+    assert np.allclose(channels.quaternion_to_matrix(q), channels.euler_to_matrix(euler, order), atol=1e-9)
+    assert ((q[1:] * q[:-1]).sum(-1) >= 0).all()
+
+
 def test_axis_angle_channels_are_the_same_rotation():
     rng = np.random.default_rng(2)
     q = _random_quaternions(rng, (50,))

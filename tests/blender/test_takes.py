@@ -393,3 +393,27 @@ def test_a_backend_python_given_with_a_tilde_is_found(clean_scene, monkeypatch, 
     resolved = preferences.resolve(bpy.context)
     assert resolved.python == str(tmp_path / "env" / "bin" / "python")
     assert preferences.quick_python_problem(resolved.python) is None
+
+
+def test_quaternion_choice_converts_the_existing_euler_walk_so_it_keeps_playing(clean_scene, short_speech, takes):
+    obj = add_character()
+    sound = add_sound(clean_scene, short_speech)
+    frames = range(sound.frame_final_start, sound.frame_final_end)
+    walk = _hand_keyed_walk(obj, frames)  # the left knee is animated in Euler XYZ
+    checks = (frames.start + 2, frames.start + 7, frames.stop - 1)
+    before = []
+    for frame in checks:
+        clean_scene.frame_set(frame)
+        before.append(np.array(obj.pose.bones["left_knee"].matrix_basis))
+    _generate(rotation="QUATERNION", scope="FULL")
+    take = _newest(takes, obj)
+    assert obj.pose.bones["left_knee"].rotation_mode == "QUATERNION"
+    walk_paths = {c.data_path for c in _curves(walk)}
+    assert 'pose.bones["left_knee"].rotation_quaternion' in walk_paths
+    assert 'pose.bones["left_knee"].rotation_euler' not in walk_paths
+    assert "switched to quaternion rotation and their existing rotation curves converted" in \
+        clean_scene.expgest.last_report
+    take.track.mute = True  # the walk alone plays as it did
+    for frame, expected in zip(checks, before, strict=True):
+        clean_scene.frame_set(frame)
+        assert np.abs(np.array(obj.pose.bones["left_knee"].matrix_basis) - expected).max() < 1e-5, frame
