@@ -319,7 +319,9 @@ def test_ignored_inputs_and_wrong_strips_are_named(clean_scene, short_speech):
     report = clean_scene.expgest.last_report
     assert "the Procedural engine reads only motion text; 1 phrase text strip on channel 3 were not used" in report
     assert "muted text strips on channel 3 were not used ('text_30')" in report
-    obj.expgest.sound_strip = "text_5"  # a text strip is no sound strip
+    properties = importlib.import_module(MODULE + ".properties")
+    assert properties._sound_strip_names(bpy.context, "") == ["speech"]  # the Sound picker lists sound strips only
+    obj.expgest.sound_strip = "text_5"  # typed by hand: a text strip is no sound strip
     with pytest.raises(RuntimeError, match="'text_5' is a text strip, not a sound strip"):
         bpy.ops.expgest.generate()
 
