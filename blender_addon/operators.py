@@ -635,13 +635,15 @@ class EXPGEST_OT_add_character(bpy.types.Operator):
                                              with_mesh=self.with_mesh)
         except Exception as error:
             traceback.print_exc()
-            self.report({"ERROR"}, f"Could not build the character: {error}")
+            set_report(f"Could not build the character: {error}", True)
+            self.report({"ERROR"}, REPORT.text)
             return {"CANCELLED"}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         stand_origin_on_floor(obj)
         obj.location = context.scene.cursor.location
         context.scene.expgest.character = obj
+        set_report(f"Added '{obj.name}', standing on the 3D cursor; select it and click Generate Gestures.")
         self.report({"INFO"}, f"Added '{obj.name}'.")
         return {"FINISHED"}
 
