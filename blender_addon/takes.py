@@ -63,20 +63,34 @@ def _overlaps(a: bpy.types.NlaStrip, b: bpy.types.NlaStrip) -> bool:
     return a.frame_start < b.frame_end and b.frame_start < a.frame_end
 
 
+def _layer(take: Take) -> tuple[str, str]:
+    """What a take is a version of: its scope and blend mode (an upper-body Combine layer is not an
+    alternative to a full-body take, it plays over it)."""
+    stored = take.settings or {}
+    return str(stored.get("scope", "FULL")), take.strip.blend_type
+
+
+def alternatives(obj: bpy.types.Object, take: Take) -> list[Take]:
+    """The character's takes that are versions of ``take``: over its frames, same scope and blend (itself too)."""
+    return [t for t in character_takes(obj) if _overlaps(t.strip, take.strip) and _layer(t) == _layer(take)]
+
+
 def playing_take(obj: bpy.types.Object, like: Take) -> Take | None:
-    """The unmuted take on top among those that overlap ``like`` (what plays over its frames), or None."""
-    found = [t for t in character_takes(obj) if _overlaps(t.strip, like.strip) and not t.track.mute]
+    """The unmuted version of ``like`` on top (what plays over its frames), or None."""
+    found = [t for t in alternatives(obj, like) if not t.track.mute]
     return found[-1] if found else None
 
 
 def activate(obj: bpy.types.Object, take: Take) -> None:
-    """Play ``take``: unmute it, mute the other takes over its frames, clear solo, make its track active."""
+    """Play ``take``: unmute it, mute its other versions (same frames, scope and blend; layers of another scope
+    keep playing), clear solo, make its track active."""
     before = playing_take(obj, take)
     if before is not None and before.track.name != take.track.name:
         obj.expgest.previous_take = before.track.name
-    for other in character_takes(obj):
-        if other.track.name != take.track.name and _overlaps(other.strip, take.strip):
+    for other in alternatives(obj, take):
+        if other.track.name != take.track.name:
             other.track.mute = True
+    for other in character_takes(obj):
         other.track.is_solo = False
     take.track.mute = False
     obj.animation_data.nla_tracks.active = take.track
@@ -151,7 +165,8 @@ class _TakeOperator:
 
 
 class EXPGEST_OT_take_activate(_TakeOperator, bpy.types.Operator):
-    """Play the selected take: unmute it and mute the character's other takes over the same frames"""
+    """Play the selected take: unmute it and mute its other versions (same frames, keys and blend); layers
+    of other body parts keep playing"""
 
     bl_idname = "expgest.take_activate"
     bl_label = "Make Active"
@@ -323,8 +338,7 @@ class EXPGEST_UL_takes(bpy.types.UIList):
         tracks = getattr(data, propname)
         flags = [self.bitflag_filter_item if take_of_track(track, i) is not None else 0
                  for i, track in enumerate(tracks)]
-        order = list(range(len(tracks)))[::-1]  # newest (top track) first, as in the NLA editor
-        return flags, [order.index(i) for i in range(len(tracks))]
+        return flags, [len(tracks) - 1 - i for i in range(len(tracks))]  # newest (top track) first
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
         row = layout.row(align=True)

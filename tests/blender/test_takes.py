@@ -419,3 +419,15 @@ def test_quaternion_choice_converts_the_existing_euler_walk_so_it_keeps_playing(
     for frame, expected in zip(checks, before, strict=True):
         clean_scene.frame_set(frame)
         assert np.abs(np.array(obj.pose.bones["left_knee"].matrix_basis) - expected).max() < 1e-5, frame
+
+
+def test_playing_a_take_keeps_a_layer_of_other_body_parts_playing(clean_scene, short_speech, takes):
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    _generate()
+    _generate()
+    _generate(scope="UPPER", blend="COMBINE")
+    first = takes.character_takes(obj)[0]
+    _select(obj, first)
+    assert bpy.ops.expgest.take_activate() == {"FINISHED"}
+    assert [t.track.mute for t in takes.character_takes(obj)] == [False, True, False]
