@@ -375,11 +375,16 @@ def ignored_inputs(seq_scene: bpy.types.Scene, character: str, strip: SoundStrip
                    used: tuple[TextAnnotation, ...], mode: str) -> tuple[str, ...]:
     """Sentences naming every input near the line that the generation does not use, and how to use it.
 
-    Text strips on other channels (no Text Channel set), muted text strips on the Text Channel, text kinds the
-    engine does not read (the procedural engine reads only ``motion`` annotations; the ExpGest engine in
+    Muted sound strips over the line's frames, text strips on other channels (no Text Channel set), muted text
+    strips on the Text Channel, text kinds the engine does not read (the procedural engine reads only ``motion`` annotations; the ExpGest engine in
     Audio Only guidance reads none).
     """
     out = []
+    muted_sounds = [s.name for s in sound_strips(seq_scene) if s.muted and s.name != strip.name
+                    and s.clip.frame_start < strip.clip.frame_end and strip.clip.frame_start < s.clip.frame_end]
+    if muted_sounds:
+        names = ", ".join(f"'{name}'" for name in muted_sounds[:3]) + (" ..." if len(muted_sounds) > 3 else "")
+        out.append(f"'{character}': muted sound strips over the same frames were not used ({names}).")
     if settings.text_channel <= 0:
         unused = unused_text_channels(seq_scene, strip.clip, settings.text_channel)
         if unused:

@@ -314,13 +314,15 @@ def test_ignored_inputs_and_wrong_strips_are_named(clean_scene, short_speech):
     add_text(clean_scene, "phrase: Kick", channel=3, frame_start=5, length=20)
     muted = add_text(clean_scene, "a person waves", channel=3, frame_start=30, length=20)
     muted.mute = True
+    add_sound(clean_scene, short_speech, name="old_take", channel=2, frame_start=10).mute = True
     obj.expgest.text_channel = 3
     _generate()
     report = clean_scene.expgest.last_report
     assert "the Procedural engine reads only motion text; 1 phrase text strip on channel 3 were not used" in report
     assert "muted text strips on channel 3 were not used ('text_30')" in report
+    assert "muted sound strips over the same frames were not used ('old_take')" in report
     properties = importlib.import_module(MODULE + ".properties")
-    assert properties._sound_strip_names(bpy.context, "") == ["speech"]  # the Sound picker lists sound strips only
+    assert properties._sound_strip_names(bpy.context, "") == ["speech", "old_take"]  # sound strips only
     obj.expgest.sound_strip = "text_5"  # typed by hand: a text strip is no sound strip
     with pytest.raises(RuntimeError, match="'text_5' is a text strip, not a sound strip"):
         bpy.ops.expgest.generate()
