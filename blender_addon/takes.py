@@ -300,6 +300,11 @@ class EXPGEST_OT_generate_again(operators._GenerateBase, bpy.types.Operator):
     bl_idname = "expgest.generate_again"
     bl_label = "Generate Again"
 
+    # Hidden, like expgest.generate's: a visible property would open Adjust Last Operation (a blocking re-run).
+    dense: bpy.props.BoolProperty(name="Dense", default=False, options={"HIDDEN", "SKIP_SAVE"},
+                                  description="One linear key per frame (the exact generated motion) instead of the "
+                                              "take's own key setting")
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         why = operators.why_generate_cannot_run(context)
@@ -314,8 +319,13 @@ class EXPGEST_OT_generate_again(operators._GenerateBase, bpy.types.Operator):
         return [operators.pick_character(context)]
 
     def run_settings(self, context: bpy.types.Context) -> dict[str, scene.Settings]:
+        import dataclasses
+
         obj = operators.pick_character(context)
-        return {obj.name: scene.Settings.from_take(selected_take(obj).settings)}
+        settings = scene.Settings.from_take(selected_take(obj).settings)
+        if self.dense:
+            settings = dataclasses.replace(settings, reduce_keys=False)
+        return {obj.name: settings}
 
     def _begin(self, context: bpy.types.Context) -> bool:
         try:
@@ -389,6 +399,8 @@ def draw_takes(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     row.operator("expgest.take_solo", text="Solo", icon="SOLO_ON")
     row = layout.row(align=True)
     row.operator("expgest.generate_again", text="Again", icon="FILE_REFRESH")
+    dense = row.operator("expgest.generate_again", text="", icon="IPO_LINEAR")
+    dense.dense = True
     row.operator("expgest.take_rename", text="Rename", icon="GREASEPENCIL")
     row.operator("expgest.take_delete", text="", icon="TRASH")
     layout.operator("expgest.takes_clean_up", icon="BRUSH_DATA")

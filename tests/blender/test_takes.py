@@ -191,6 +191,11 @@ def test_reduced_curves_are_sparse_bezier_keys_within_tolerance_of_the_dense_tak
         assert {p.handle_left_type for p in points} == {"ALIGNED"}
     a, b = _curve_values(dense.action, frames), _curve_values(sparse.action, frames)
     assert a.keys() == b.keys()
+    _select(obj, sparse)  # the dense version of a reduced take, one click away
+    assert bpy.ops.expgest.generate_again(dense=True) == {"FINISHED"}
+    again = _curve_values(_newest(takes, obj).action, frames)
+    assert max(np.abs(again[k] - a[k]).max() for k in a) == 0.0
+    assert all(len(c.keyframe_points) == len(frames) for c in _curves(_newest(takes, obj).action))
     channels = importlib.import_module(MODULE + ".channels")
     worst = 0.0
     for bone in obj.pose.bones:
@@ -433,3 +438,11 @@ def test_playing_a_take_keeps_a_layer_of_other_body_parts_playing(clean_scene, s
     _select(obj, first)
     assert bpy.ops.expgest.take_activate() == {"FINISHED"}
     assert [t.track.mute for t in takes.character_takes(obj)] == [False, True, False]
+
+
+def test_generate_again_offers_no_redo_panel(addon):
+    """A visible property on an undoable operator opens Adjust Last Operation, whose edits re-run the whole
+    generation synchronously (frozen UI, no Cancel)."""
+    properties = bpy.ops.expgest.generate_again.get_rna_type().properties
+    assert [p.identifier for p in properties if p.identifier != "rna_type" and not p.is_hidden] == []
+    assert properties["dense"].is_skip_save
