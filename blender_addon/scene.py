@@ -376,8 +376,8 @@ def ignored_inputs(seq_scene: bpy.types.Scene, character: str, strip: SoundStrip
     """Sentences naming every input near the line that the generation does not use, and how to use it.
 
     Muted sound strips over the line's frames, text strips on other channels (no Text Channel set), muted text
-    strips on the Text Channel, text kinds the engine does not read (the procedural engine reads only ``motion`` annotations; the ExpGest engine in
-    Audio Only guidance reads none).
+    strips on the Text Channel, text kinds the engine does not read (the procedural engine reads only
+    ``motion`` annotations; the ExpGest engine in Audio Only guidance reads none).
     """
     out = []
     muted_sounds = [s.name for s in sound_strips(seq_scene) if s.muted and s.name != strip.name
