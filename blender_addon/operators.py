@@ -275,6 +275,7 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
                              backend=_backend_for(python))
     planned[-1].temp_files += (work_dir,)
     _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures)
+    set_report("")  # the last result no longer applies: the panel shows this run's progress, then its result
     return _ACTIVE
 
 

@@ -292,6 +292,11 @@ def test_reports_live_in_memory_and_are_not_saved(clean_scene, short_speech, tmp
     add_sound(clean_scene, short_speech)
     _generate()
     assert ops.REPORT.text.startswith("Generated")
+    active = ops.start_run(bpy.context, [bpy.context.view_layer.objects.active])
+    assert ops.REPORT.text == ""  # the next run clears the last result while it runs
+    active.run.run_blocking()
+    assert ops.finish_run(bpy.context, lambda *args: None) == {"FINISHED"}
+    assert ops.REPORT.text.startswith("Generated")
     assert "last_report" not in clean_scene.expgest.bl_rna.properties
     path = tmp_path / "saved.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
