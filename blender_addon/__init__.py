@@ -16,10 +16,10 @@ bl_info = {  # read only when installed as a legacy add-on (Blender < 4.2); exte
 
 
 def _classes() -> tuple:
-    from . import operators, preferences, properties, ui, ui_rigmap
+    from . import operators, preferences, properties, takes, ui, ui_rigmap
 
     return (preferences.EXPGEST_AddonPreferences, *preferences.CLASSES, *properties.CLASSES, *operators.CLASSES,
-            *ui.CLASSES, *ui_rigmap.CLASSES)  # ui_rigmap: the Bone Map sub-panel (issue 10)
+            *ui.CLASSES, *takes.CLASSES, *ui_rigmap.CLASSES)  # ui_rigmap: the Bone Map sub-panel (issue 10)
 
 
 def register() -> None:

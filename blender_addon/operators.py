@@ -35,6 +35,45 @@ class ActiveRun:
 
 
 _ACTIVE: ActiveRun | None = None
+
+
+@dataclass
+class Report:
+    """The last action's result for the panel: in memory only (never saved in the .blend), replaced by the
+    next action and cleared when a file is loaded."""
+
+    text: str = ""
+    is_error: bool = False
+
+
+REPORT = Report()
+
+
+def set_report(text: str, is_error: bool = False) -> None:
+    """Replace the panel's report (and redraw the sidebars showing it)."""
+    REPORT.text = for_blender(text)
+    REPORT.is_error = is_error
+    context = bpy.context
+    if getattr(context, "window_manager", None) is not None:
+        _tag_redraw(context)
+
+
+# Backend sentences written for the command line, and what they mean in Blender.
+_CLI_WORDING = (
+    ("trim the audio or choose a shorter range with --start/--end (audio start_s/end_s).",
+     "trim the sound strip (or split it) so that a shorter part plays."),
+    ("(--models DIR)", "(Edit > Preferences > Add-ons > ExpGest Gestures > Models Folder, or EXPGEST_MODELS)"),
+)
+
+
+def for_blender(message: str) -> str:
+    """A message for the Blender surface: command-line wording replaced, no joined '.;'."""
+    for cli, blender in _CLI_WORDING:
+        message = message.replace(cli, blender)
+    return message.replace(".;", ";")
+
+
+SKIPPED = "skipped: "  # a failure entry that is a character left out on purpose (Generate All)
 COMPRESSED_LENGTH_SLACK_S = 0.25  # how far a sound played to its end may decode from its strip's length
 _EXIT_HOOK = False
 
@@ -75,8 +114,9 @@ def abandon_run() -> None:
 
 @bpy.app.handlers.persistent
 def on_load_pre(*_args) -> None:
-    """``bpy.app.handlers.load_pre``: a run never outlives the file it was started in."""
+    """``bpy.app.handlers.load_pre``: a run never outlives the file it was started in, nor does its report."""
     abandon_run()
+    REPORT.text, REPORT.is_error = "", False
 
 
 def shutdown_backend() -> None:
@@ -119,8 +159,8 @@ def _armature_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
 
 
 def pick_character(context: bpy.types.Context, name: str = "") -> bpy.types.Object:
-    """The character to animate: ``name``, else the panel's choice, the active armature (or the armature of
-    the active body mesh), the only armature.
+    """The character to animate: ``name``; else the selection (the active armature, or the armature of the
+    active body mesh); else the panel's Character; else the scene's only armature.
 
     Raises:
         scene.SceneError: when none (or several, ambiguously) qualify.
@@ -130,20 +170,27 @@ def pick_character(context: bpy.types.Context, name: str = "") -> bpy.types.Obje
         if obj is None or obj.type != "ARMATURE":
             raise scene.SceneError(f"There is no armature named '{name}' in scene '{context.scene.name}'.")
         return obj
+    active = _armature_of(context.active_object)
+    if active is not None and active.name in context.scene.objects:
+        return active
     chosen = context.scene.expgest.character
     if chosen is not None and chosen.name in context.scene.objects:
         return chosen
-    active = _armature_of(context.active_object)
-    if active is not None:
-        return active
     armatures = [o for o in context.scene.objects if o.type == "ARMATURE"]
     if len(armatures) == 1:
         return armatures[0]
     if not armatures:
         raise scene.SceneError("There is no armature in the scene; add one with Add SMPL-X Character "
                                "(Gestures panel) or import an SMPL-X body.")
-    raise scene.SceneError(f"The scene has {len(armatures)} armatures; select the character to animate "
-                           "(or pick it in the Gestures panel), or use Generate All.")
+    raise scene.SceneError(f"The scene has {len(armatures)} armatures; select the character to animate, or use "
+                           "Generate All.")
+
+
+def assigned_characters(context: bpy.types.Context) -> tuple[list[bpy.types.Object], list[str]]:
+    """The characters Generate All animates (SMPL-X armatures with a Sound Strip assigned), and the names of
+    the SMPL-X armatures it skips because they have none."""
+    found = _smplx_armatures(context)
+    return [o for o in found if o.expgest.sound_strip], [o.name for o in found if not o.expgest.sound_strip]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -159,8 +206,30 @@ def _backend_for(python: str) -> jobs.Backend | None:
     return _BACKEND
 
 
-def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) -> ActiveRun:
+NEW_SEED_MAX = 99_999  # new seeds have at most five digits: readable in a narrow sidebar and in take reports
+
+
+def new_seed() -> int:
+    """A fresh random seed for a take (1 .. 99 999; the Seed field accepts any up to 2**31 - 1)."""
+    import random
+
+    return random.SystemRandom().randint(1, NEW_SEED_MAX)
+
+
+def settings_for(obj: bpy.types.Object) -> scene.Settings:
+    """The character's settings for a new take: a new seed unless its seed is locked."""
+    import dataclasses
+
+    settings = scene.Settings.from_object(obj)
+    return settings if settings.lock_seed else dataclasses.replace(settings, seed=new_seed())
+
+
+def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
+              settings: dict[str, scene.Settings] | None = None, skipped: list[tuple[str, str]] = ()) -> ActiveRun:
     """Plan every character (reads the scene) and create the run; nothing is started or written yet.
+
+    ``settings`` gives a character's exact settings (Generate Again); others use ``settings_for``.
+    ``skipped`` are characters not run, with why (reported with the results).
 
     Raises:
         scene.SceneError: when the backend interpreter is not usable or no character can be planned.
@@ -168,15 +237,15 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) ->
     global _ACTIVE
     if _ACTIVE is not None:
         raise scene.SceneError("A generation is already running; wait for it or cancel it.")
-    settings = preferences.resolve(context)
-    problem = preferences.quick_python_problem(settings.python)
+    preferences_settings = preferences.resolve(context)
+    problem = preferences.quick_python_problem(preferences_settings.python)
     if problem:
         raise scene.SceneError(problem + " (Edit > Preferences > Add-ons > ExpGest Gestures, or set "
                                f"{preferences.ENV_PYTHON}.)")
     work_dir = scene.new_work_dir()
     planned: list[jobs.PlannedGeneration] = []
     plans: dict[str, scene.CharacterPlan] = {}
-    failures: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = list(skipped)
     for obj in characters:
         if obj.library is not None:  # a take on linked data shows now and is gone after saving
             failures.append((obj.name, f"'{obj.name}' is linked from '{obj.library.filepath}', and Blender does "
@@ -187,8 +256,9 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) ->
             obj.update_from_editmode()
         try:
             keyframes.read_armature_rest(obj)
-            job, plan = scene.plan_generation(context, obj, models=settings.models, device=settings.device,
-                                              work_dir=work_dir)
+            chosen = (settings or {}).get(obj.name) or settings_for(obj)
+            job, plan = scene.plan_generation(context, obj, models=preferences_settings.models,
+                                              device=preferences_settings.device, work_dir=work_dir, settings=chosen)
         except (scene.SceneError, retarget.RetargetError, ExpGestError) as error:
             failures.append((obj.name, str(error)))
             continue
@@ -198,12 +268,14 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object]) ->
         import shutil
 
         shutil.rmtree(work_dir, ignore_errors=True)
-        raise scene.SceneError("; ".join(message for _name, message in failures) or "Nothing to generate.")
-    python = settings.python
+        raise scene.SceneError(" ".join(message for _name, message in failures if not message.startswith(SKIPPED))
+                               or "Nothing to generate.")
+    python = preferences_settings.python
     run = jobs.GenerationRun(plans=planned, backend_factory=lambda: jobs.make_backend(python),
                              backend=_backend_for(python))
     planned[-1].temp_files += (work_dir,)
     _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures)
+    set_report("")  # the last result no longer applies: the panel shows this run's progress, then its result
     return _ACTIVE
 
 
@@ -230,11 +302,20 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
         tolerance = max(1, int(round(COMPRESSED_LENGTH_SLACK_S * plan.fps)))
     poses, trans = retarget.fit_frame_count(motion.poses, motion.trans, plan.frames, tolerance=tolerance)
     tracks = retarget.retarget_motion(poses, trans, rest)
-    written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start)
+    settings = plan.settings or scene.Settings.from_object(obj)
+    stored = dict(settings.to_take(), sound_strip=plan.strip_name)
+    written = keyframes.apply_take(obj, tracks, strip_name=plan.strip_name, frame_start=plan.frame_start,
+                                   options=settings.take_options(), settings=stored)
+    obj.expgest.seed = settings.seed  # the seed field shows the newest take's seed
     notes = list(plan.notes) + list(written.warnings) + list(outcome.result.get("warnings", []))
     notes += rig.map_notes(obj)  # rigs hook (issue 10): skipped fingers/jaw/toes, Rigify/ARP FK advice
     frames = f"{written.frames} frame" + ("" if written.frames == 1 else "s")
-    return f"'{written.strip}': {frames} from frame {written.frame_start}", notes
+    summary = f"'{written.strip}': {frames} from frame {written.frame_start}, seed {settings.seed}"
+    reduction = written.reduction
+    if reduction is not None:
+        summary += (f"; {reduction.keys:,} keys instead of {reduction.dense_keys:,} "
+                    f"(max {reduction.max_rotation_deg:.2f}\u00b0, {reduction.max_location_m * 1000:.2f} mm off)")
+    return summary, notes
 
 
 def finish_run(context: bpy.types.Context, report) -> set[str]:
@@ -248,11 +329,10 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
     _BACKEND_PYTHON = preferences.resolve(context).python
     if _BACKEND is not None:
         _ensure_exit_hook()
-    props = context.scene.expgest
     try:
         if run.cancelled:
-            props.last_report, props.last_report_is_error = "Cancelled; nothing was changed.", False
-            report({"WARNING"}, props.last_report)
+            set_report("Cancelled; nothing was changed.")
+            report({"WARNING"}, REPORT.text)
             return {"CANCELLED"}
         done: list[str] = []
         notes: list[str] = []
@@ -261,7 +341,7 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
             if outcome.error is not None:
                 if outcome.detail:
                     print(f"ExpGest: backend log for {outcome.plan.label}:\n{outcome.detail}")
-                failures.append((outcome.plan.key, outcome.error))
+                failures.append((outcome.plan.key, for_blender(outcome.error)))
                 continue
             try:
                 summary, take_notes = _apply_outcome(context, active, outcome)
@@ -272,20 +352,20 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
             except Exception as error:  # a bug: full traceback on the console, one line for the user
                 traceback.print_exc()
                 failures.append((outcome.plan.key, f"internal error: {error}"))
-        failed = [f"Failed '{name}': {why}" for name, why in failures]
-        lines = [f"Generated {line}" for line in done] + [f"Note: {note}" for note in notes] + failed
-        props.last_report = " | ".join(lines)
-        props.last_report_is_error = bool(failures)
+        skipped = [f"Skipped '{name}': {why[len(SKIPPED):]}" for name, why in failures if why.startswith(SKIPPED)]
+        failed = [f"Failed '{name}': {why}" for name, why in failures if not why.startswith(SKIPPED)]
+        lines = ([f"Generated {line}" for line in done] + skipped + [f"Note: {note}" for note in notes] + failed)
+        set_report(" | ".join(lines), bool(failed))
         for line in lines:
             print(f"ExpGest: {line}")
         for line in [f"Generated {line}" for line in done]:
             report({"INFO"}, line)
-        for line in [f"Note: {note}" for note in notes]:
+        for line in skipped + [f"Note: {note}" for note in notes]:
             report({"WARNING"}, line)
         # A batch that made some takes reports its failures as warnings (scripts keep going, the panel shows
         # them); when nothing was made, they are errors.
         for line in failed:
-            report({"WARNING"} if done else {"ERROR"}, line)
+            report({"WARNING"} if done else {"ERROR"}, for_blender(line))
         return {"FINISHED"} if done else {"CANCELLED"}
     finally:
         run.cleanup()
@@ -312,13 +392,20 @@ class _GenerateBase:
 
     def _begin(self, context: bpy.types.Context) -> bool:
         try:
-            start_run(context, self.characters(context))
+            start_run(context, self.characters(context), self.run_settings(context), self.skipped(context))
         except scene.SceneError as error:
-            context.scene.expgest.last_report = str(error)
-            context.scene.expgest.last_report_is_error = True
-            self.report({"ERROR"}, str(error))
+            set_report(str(error), True)
+            self.report({"ERROR"}, REPORT.text)
             return False
         return True
+
+    def run_settings(self, context: bpy.types.Context) -> dict[str, scene.Settings] | None:
+        """Exact settings per character name (Generate Again), or None: each character's own."""
+        return None
+
+    def skipped(self, context: bpy.types.Context) -> list[tuple[str, str]]:
+        """Characters left out, with why (reported with the results)."""
+        return []
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if not self._begin(context):
@@ -367,8 +454,27 @@ class _GenerateBase:
             self._timer = None
 
 
+def why_generate_cannot_run(context: bpy.types.Context) -> str:
+    """Why no Generate can start now ('' when one can): a run in progress, no armature, no sound strip."""
+    if _ACTIVE is not None:
+        return "A generation is running; wait for it or cancel it"
+    if not any(o.type == "ARMATURE" for o in context.scene.objects):
+        return "There is no armature in the scene: add one with Add SMPL-X Character"
+    if not any(not info.muted for info in scene.sound_strips(scene.sequencer_scene(context))):
+        return "There is no unmuted sound strip in the sequencer: add the dialogue with Add > Sound"
+    return ""
+
+
+def poll_with_reason(cls, reason: str) -> bool:
+    """Operator poll: False with ``reason`` shown in the button's tooltip (Blender 3.0+)."""
+    if reason:
+        cls.poll_message_set(reason)
+        return False
+    return True
+
+
 class EXPGEST_OT_generate(_GenerateBase, bpy.types.Operator):
-    """Generate gestures for the character from its sound strip, as a new take on its NLA"""
+    """Generate gestures for the selected character from its sound strip, as a new take on its NLA"""
 
     bl_idname = "expgest.generate"
     bl_label = "Generate Gestures"
@@ -376,11 +482,11 @@ class EXPGEST_OT_generate(_GenerateBase, bpy.types.Operator):
     # Hidden: a visible property opens Blender's Adjust Last Operation panel, where any edit undoes the take
     # and re-runs the whole generation through execute(), blocking the UI with no progress and no Cancel.
     character: bpy.props.StringProperty(name="Character", default="", options={"HIDDEN", "SKIP_SAVE"},
-                                        description="Armature object name (empty: the panel's character)")
+                                        description="Armature object name (empty: the selected character)")
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _ACTIVE is None
+        return poll_with_reason(cls, why_generate_cannot_run(context))
 
     def characters(self, context: bpy.types.Context) -> list[bpy.types.Object]:
         return [pick_character(context, self.character)]
@@ -389,27 +495,33 @@ class EXPGEST_OT_generate(_GenerateBase, bpy.types.Operator):
         try:
             self.characters(context)
         except scene.SceneError as error:
-            context.scene.expgest.last_report, context.scene.expgest.last_report_is_error = str(error), True
-            self.report({"ERROR"}, str(error))
+            set_report(str(error), True)
+            self.report({"ERROR"}, REPORT.text)
             return False
         return super()._begin(context)
 
 
 class EXPGEST_OT_generate_all(_GenerateBase, bpy.types.Operator):
-    """Generate gestures for every SMPL-X character in the scene from its own sound strip, one after another"""
+    """Generate a take for every SMPL-X character that has a Sound Strip assigned, one after another"""
 
     bl_idname = "expgest.generate_all"
     bl_label = "Generate All"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _ACTIVE is None
+        return poll_with_reason(cls, why_generate_cannot_run(context))
 
     def characters(self, context: bpy.types.Context) -> list[bpy.types.Object]:
-        found = _smplx_armatures(context)
+        found, _skipped = assigned_characters(context)
         if not found:
-            raise scene.SceneError("There is no SMPL-X armature in the scene; add one with Add SMPL-X Character.")
+            raise scene.SceneError("No SMPL-X character has a Sound Strip assigned; select each character and "
+                                   "pick its Sound Strip in the Gestures panel (Generate animates the selected "
+                                   "one without).")
         return found
+
+    def skipped(self, context: bpy.types.Context) -> list[tuple[str, str]]:
+        _found, skipped = assigned_characters(context)
+        return [(name, SKIPPED + "no Sound Strip assigned.") for name in skipped]
 
 
 class EXPGEST_OT_cancel(bpy.types.Operator):
@@ -460,6 +572,39 @@ def build_character_file(context: bpy.types.Context, folder: str, *, gender: str
     return output
 
 
+def floor_point(obj: bpy.types.Object) -> tuple[float, float, float]:
+    """Armature-space point on the floor between the feet: the middle of the ankles in X and Y, the lowest
+    bone head (or body vertex) in Z."""
+    import numpy as np
+
+    bones = obj.data.bones
+    heads = np.array([list(bone.head_local) for bone in bones])
+    feet = [bones[name].head_local for name in ("left_ankle", "right_ankle") if name in bones]
+    middle = np.mean([list(head) for head in feet], axis=0) if feet else heads.mean(axis=0)
+    lowest = float(heads[:, 2].min())
+    body = bpy.data.objects.get(obj.get("expgest_body", ""))
+    if body is not None and body.type == "MESH" and len(body.data.vertices):
+        coords = np.empty(len(body.data.vertices) * 3)
+        body.data.vertices.foreach_get("co", coords)
+        lowest = min(lowest, float(coords.reshape(-1, 3)[:, 2].min()))
+    return float(middle[0]), float(middle[1]), lowest
+
+
+def stand_origin_on_floor(obj: bpy.types.Object) -> None:
+    """Move the character's rest pose (bones and body) so its object origin lies on the floor between its
+    feet, leaving it where it stood: the origin is then where an animator places and turns a character."""
+    from mathutils import Matrix, Vector
+
+    point = Vector(floor_point(obj))
+    shift = Matrix.Translation(-point)
+    obj.data.transform(shift)
+    for child in obj.children:
+        if child.type == "MESH" and child.parent_type == "OBJECT":
+            child.data.transform(child.matrix_parent_inverse.inverted() @ shift @ child.matrix_parent_inverse)
+    obj.location = obj.matrix_world @ point
+    bpy.context.view_layer.update()
+
+
 class EXPGEST_OT_add_character(bpy.types.Operator):
     """Add a 55-bone SMPL-X armature (and optionally a skinned mannequin body) at the 3D cursor"""
 
@@ -492,12 +637,15 @@ class EXPGEST_OT_add_character(bpy.types.Operator):
                                              with_mesh=self.with_mesh)
         except Exception as error:
             traceback.print_exc()
-            self.report({"ERROR"}, f"Could not build the character: {error}")
+            set_report(f"Could not build the character: {error}", True)
+            self.report({"ERROR"}, REPORT.text)
             return {"CANCELLED"}
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        obj.location = obj.location + context.scene.cursor.location  # the rig lifts it onto the floor
+        stand_origin_on_floor(obj)
+        obj.location = context.scene.cursor.location
         context.scene.expgest.character = obj
+        set_report(f"Added '{obj.name}', standing on the 3D cursor; select it and click Generate Gestures.")
         self.report({"INFO"}, f"Added '{obj.name}'.")
         return {"FINISHED"}
 
@@ -515,9 +663,8 @@ class EXPGEST_OT_check_backend(bpy.types.Operator):
         works = (f"The backend works with {preferences.SOURCE_LABELS[settings.python_source]} ({python}). Engines: "
                  "procedural ready; ExpGest " + ("ready (needs the weights in the Models Folder)." if has_torch else
                                                  "not installed (Install ExpGest Engine in the preferences)."))
-        context.scene.expgest.last_report = problem or works
-        context.scene.expgest.last_report_is_error = problem is not None
-        self.report({"ERROR"} if problem else {"INFO"}, context.scene.expgest.last_report)
+        set_report(problem or works, problem is not None)
+        self.report({"ERROR"} if problem else {"INFO"}, REPORT.text)
         return {"CANCELLED"} if problem else {"FINISHED"}
 
 

@@ -42,7 +42,8 @@ class EXPGEST_AddonPreferences(bpy.types.AddonPreferences):
         name="Models Folder", subtype="DIR_PATH", default="",
         description=f"Folder with the released ExpGest weights (only the ExpGest engine needs it). {ENV_MODELS} "
                     "overrides it")
-    device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto",
+                                   description="Where the ExpGest engine computes (the Procedural engine uses the CPU)")
     smplx_dir: bpy.props.StringProperty(
         name="SMPL-X Model Folder", subtype="DIR_PATH", default="",
         description="Optional: your own SMPL-X model files, for characters with the real SMPL-X body (needs the "
@@ -179,11 +180,10 @@ def _addon_preferences(context: bpy.types.Context) -> EXPGEST_AddonPreferences |
 def resolve(context: bpy.types.Context) -> Resolved:
     """The effective backend interpreter, weights folder and device."""
     prefs = _addon_preferences(context)
-    env_python = os.path.expanduser(os.environ.get(ENV_PYTHON, ""))
-    stored_python = os.path.expanduser(bpy.path.abspath(prefs.backend_python)) if prefs and prefs.backend_python \
-        else ""
-    env_models = os.environ.get(ENV_MODELS, "")
-    stored_models = bpy.path.abspath(prefs.models_dir) if prefs and prefs.models_dir else ""
+    env_python = _path(os.environ.get(ENV_PYTHON, ""))
+    stored_python = _path(prefs.backend_python) if prefs and prefs.backend_python else ""
+    env_models = _path(os.environ.get(ENV_MODELS, ""))
+    stored_models = _path(prefs.models_dir) if prefs and prefs.models_dir else ""
     if env_python:
         python, source = env_python, "environment"
     elif stored_python:
@@ -193,9 +193,15 @@ def resolve(context: bpy.types.Context) -> Resolved:
         managed = engine_install.installed_python(root) if root is not None else None
         python, source = (str(managed), "engine") if managed is not None else (sys.executable, "blender")
     return Resolved(python=interpreter_in(python), python_from_env=bool(env_python),
-                    models=os.path.expanduser(env_models or stored_models), device=prefs.device if prefs else "auto",
-                    smplx_dir=bpy.path.abspath(prefs.smplx_dir) if prefs and prefs.smplx_dir else "",
+                    models=env_models or stored_models, device=prefs.device if prefs else "auto",
+                    smplx_dir=_path(prefs.smplx_dir) if prefs and prefs.smplx_dir else "",
                     python_source=source)
+
+
+def _path(text: str) -> str:
+    """A path as typed: ``~`` expanded, Blender's ``//`` (relative to the .blend) made absolute."""
+    text = text.strip()
+    return bpy.path.abspath(os.path.expanduser(text)) if text else ""
 
 
 def interpreter_in(path: str) -> str:
@@ -212,7 +218,7 @@ def interpreter_in(path: str) -> str:
 def quick_python_problem(python: str) -> str | None:
     """A cheap check (no subprocess) that the interpreter is set and exists; the sentence to show, or None."""
     if not python:
-        return "No Python to run the backend: choose one in the add-on preferences."
+        return "No backend Python is set: choose the interpreter of the backend's environment (Backend Python)."
     if os.path.isdir(python):
         return f"Backend Python: '{python}' is a folder without a Python interpreter (bin/python) in it"
     if not os.path.isfile(python):

@@ -8,6 +8,8 @@ temporary file, which the run deletes when it is over.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -46,7 +48,10 @@ class SoundStripInfo:
 
 @dataclass(frozen=True)
 class Settings:
-    """One character's settings, read from ``object.expgest`` (a frozen copy, HOUSE_STYLE 3)."""
+    """One character's settings, read from ``object.expgest`` (a frozen copy, HOUSE_STYLE 3).
+
+    A take stores these (with the seed it used) on its Action, so **Generate Again** can re-run it exactly.
+    """
 
     sound_strip: str
     text_channel: int
@@ -58,6 +63,14 @@ class Settings:
     seed: int
     quality: str
     speaker: int
+    lock_seed: bool = False
+    scope: str = "FULL"
+    blend: str = "REPLACE"
+    influence: float = 1.0
+    reduce_keys: bool = True
+    tolerance_deg: float = 0.5
+    tolerance_mm: float = 1.0
+    to_quaternion: bool = False
 
     @classmethod
     def from_object(cls, obj: bpy.types.Object) -> Settings:
@@ -66,7 +79,48 @@ class Settings:
         return cls(sound_strip=props.sound_strip, text_channel=int(props.text_channel),
                    annotation_kind=props.annotation_kind.lower(), emotion=props.emotion.lower(),
                    emotion_strength=float(props.emotion_strength), engine=props.engine.lower(),
-                   mode=props.mode, seed=int(props.seed), quality=props.quality, speaker=int(props.speaker))
+                   mode=props.mode, seed=int(props.seed), quality=props.quality, speaker=int(props.speaker),
+                   lock_seed=bool(props.lock_seed), scope=props.scope, blend=props.blend,
+                   influence=float(props.influence), reduce_keys=bool(props.reduce_keys),
+                   tolerance_deg=math.degrees(props.tolerance_rotation),
+                   tolerance_mm=float(props.tolerance_location) * 1000.0,
+                   to_quaternion=props.rotation == "QUATERNION")
+
+    def to_take(self) -> dict:
+        """As stored on a take's Action (``action["expgest_take"]``): plain str / int / float values."""
+        out = {}
+        for name, value in dataclasses.asdict(self).items():
+            out[name] = int(value) if isinstance(value, bool) else value
+        return out
+
+    @classmethod
+    def from_take(cls, stored) -> Settings:
+        """Read what ``to_take`` stored (an ID property group); fields a take lacks take their defaults.
+
+        Raises:
+            SceneError: when the take carries no settings (not made by this add-on, or damaged).
+        """
+        if stored is None:
+            raise SceneError("This take carries no generation settings (it was not made by ExpGest, or they were "
+                             "removed), so it cannot be generated again.")
+        values = {}
+        for item in dataclasses.fields(cls):
+            if item.name not in stored:
+                if item.default is dataclasses.MISSING:
+                    raise SceneError(f"This take's settings lack '{item.name}'; it cannot be generated again.")
+                continue
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[item.type]
+            values[item.name] = kind(stored[item.name])
+        return cls(**values)
+
+    def take_options(self):
+        """How the take is written (``keyframes.TakeOptions``)."""
+        from . import channels, keyframes
+
+        tolerance = channels.Tolerance(rotation_deg=self.tolerance_deg, location_m=self.tolerance_mm / 1000.0)
+        return keyframes.TakeOptions(scope=self.scope, blend=self.blend, influence=self.influence,
+                                     reduce=tolerance if self.reduce_keys else None,
+                                     to_quaternion=self.to_quaternion)
 
 
 def sequencer_scene(context: bpy.types.Context) -> bpy.types.Scene:
@@ -127,6 +181,10 @@ def choose_sound_strip(scene: bpy.types.Scene, settings: Settings, character: st
     strips = sound_strips(scene)
     if settings.sound_strip:
         match = next((s for s in strips if s.name == settings.sound_strip), None)
+        other = _find_strip(scene, settings.sound_strip) if match is None else None
+        if other is not None:
+            raise SceneError(f"'{character}': '{settings.sound_strip}' is a {other.type.lower()} strip, not a sound "
+                             "strip; pick the character's dialogue in the Sound Strip field.")
         if match is None:
             raise SceneError(f"'{character}': its sound strip '{settings.sound_strip}' is not in the sequencer of "
                              f"scene '{scene.name}'; pick another strip in the Gestures panel.")
@@ -258,10 +316,11 @@ class CharacterPlan:
     fps: float
     to_file_end: bool = False
     notes: tuple[str, ...] = ()
+    settings: Settings | None = None
 
 
 def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models: str, device: str,
-                    work_dir: str) -> tuple[PlannedGeneration, CharacterPlan]:
+                    work_dir: str, settings: Settings | None = None) -> tuple[PlannedGeneration, CharacterPlan]:
     """Gather one character's request from the scene (read-only).
 
     Args:
@@ -270,6 +329,7 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
         models: the weights folder ('' = none).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``mps``.
         work_dir: folder for the result file and unpacked sounds.
+        settings: the settings to use (a take's, for Generate Again); default: ``obj.expgest``'s, as they are.
 
     Returns:
         The job for the backend and the bookkeeping to apply its result.
@@ -277,7 +337,7 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     Raises:
         SceneError: with the fix, when the scene does not allow it.
     """
-    settings = Settings.from_object(obj)
+    settings = settings or Settings.from_object(obj)
     seq_scene = sequencer_scene(context)
     strip = choose_sound_strip(seq_scene, settings, obj.name)
     if strip.clip.frames <= 0:
@@ -304,16 +364,53 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     GenerationRequest.from_dict(params)  # the backend's own validation, here, so errors show before starting
     job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=params,
                             temp_files=temp_files + (output,))
-    notes_for_user = ()
+    notes_for_user = ignored_inputs(seq_scene, obj.name, strip, settings, notes, request.mode)
+    bookkeeping = CharacterPlan(object_name=obj.name, strip_name=strip.name, frame_start=frame_start,
+                                frames=int(round(duration * fps)), fps=fps, to_file_end=strip.to_file_end,
+                                notes=notes_for_user, settings=settings)
+    return job, bookkeeping
+
+
+def ignored_inputs(seq_scene: bpy.types.Scene, character: str, strip: SoundStripInfo, settings: Settings,
+                   used: tuple[TextAnnotation, ...], mode: str) -> tuple[str, ...]:
+    """Sentences naming every input near the line that the generation does not use, and how to use it.
+
+    Muted sound strips over the line's frames, text strips on other channels (no Text Channel set), muted text
+    strips on the Text Channel, text kinds the engine does not read (the procedural engine reads only
+    ``motion`` annotations; the ExpGest engine in Audio Only guidance reads none).
+    """
+    out = []
+    muted_sounds = [s.name for s in sound_strips(seq_scene) if s.muted and s.name != strip.name
+                    and s.clip.frame_start < strip.clip.frame_end and strip.clip.frame_start < s.clip.frame_end]
+    if muted_sounds:
+        names = ", ".join(f"'{name}'" for name in muted_sounds[:3]) + (" ..." if len(muted_sounds) > 3 else "")
+        out.append(f"'{character}': muted sound strips over the same frames were not used ({names}).")
     if settings.text_channel <= 0:
         unused = unused_text_channels(seq_scene, strip.clip, settings.text_channel)
         if unused:
-            notes_for_user = (f"'{obj.name}': text strips on channel {', '.join(map(str, unused))} overlap "
-                              f"'{strip.name}' but were not used: set the character's Text Channel to use them.",)
-    bookkeeping = CharacterPlan(object_name=obj.name, strip_name=strip.name, frame_start=frame_start,
-                                frames=int(round(duration * fps)), fps=fps, to_file_end=strip.to_file_end,
-                                notes=notes_for_user)
-    return job, bookkeeping
+            out.append(f"'{character}': text strips on channel {', '.join(map(str, unused))} overlap "
+                       f"'{strip.name}' but were not used: set the character's Text Channel to use them.")
+        return tuple(out)
+    fps = scene_fps(seq_scene)
+    muted = [s for s in _all_strips(seq_scene) if s.type == "TEXT" and s.channel == settings.text_channel
+             and _muted(seq_scene, s) and s.text.strip()
+             and timing.annotation_span(s.frame_final_start, s.frame_final_end, strip.clip, fps)]
+    if muted:
+        names = ", ".join(f"'{s.name}'" for s in muted[:3]) + (" ..." if len(muted) > 3 else "")
+        out.append(f"'{character}': muted text strips on channel {settings.text_channel} were not used ({names}); "
+                   "unmute them to use them.")
+    if settings.engine == "procedural":
+        skipped = [a for a in used if a.kind != "motion"]
+        if skipped:
+            kinds = " and ".join(sorted({a.kind for a in skipped}))
+            out.append(f"'{character}': the Procedural engine reads only motion text; {len(skipped)} {kinds} "
+                       f"text strip{'s' if len(skipped) != 1 else ''} on channel {settings.text_channel} "
+                       "were not used (the ExpGest engine uses them).")
+    elif mode == "audio_only" and used:
+        out.append(f"'{character}': Guidance is Audio Only, so the {len(used)} text strip"
+                   f"{'s' if len(used) != 1 else ''} on channel {settings.text_channel} were not used; set "
+                   "Guidance to Automatic to use them.")
+    return tuple(out)
 
 
 def new_work_dir() -> str:

@@ -118,38 +118,58 @@ def parse_annotation(text: str, default_kind: str) -> tuple[str, str] | None:
 
 
 NAME_BYTES = 63  # what an NLA track or strip name holds (and any ID name before Blender 5.0): 64 bytes with the NUL
-_TAKE_SUFFIX_BYTES = len(" \u00b7 take 9999".encode())  # room kept for the take number, so the prefix never moves
+_TAKE_SUFFIX_BYTES = len(b"_take9999")  # room kept for the take number, so the prefix never moves
+_AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".m4a", ".aac", ".opus",
+                     ".mp4", ".mov", ".mkv")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a name that survives every export format's clip names: letters, digits, ``-`` and ``_``.
+
+    Spaces, dots and other punctuation become one ``_`` (glTF, FBX and game engines treat dots and some
+    symbols specially); letters of any script stay. A sound file's extension is dropped (``line 01.wav`` ->
+    ``line_01``). Empty results become ``take``.
+    """
+    stem = text.strip()
+    for extension in _AUDIO_EXTENSIONS:
+        if stem.lower().endswith(extension) and len(stem) > len(extension):
+            stem = stem[:-len(extension)]
+            break
+    out = "".join(c if (c.isalnum() or c == "-") else "_" for c in stem)
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out.strip("_") or "take"
 
 
 def _fit(text: str, size: int) -> str:
-    """``text`` in at most ``size`` UTF-8 bytes: cut in the middle at character boundaries, with an ellipsis
-    (the ends usually tell takes apart: ``line_01`` / ``line_02``, ``Bob`` / ``Bob.001``)."""
+    """``text`` in at most ``size`` UTF-8 bytes: cut in the middle at character boundaries, joined by ``-``
+    (the ends usually tell takes apart: ``line_01`` / ``line_02``, ``Bob`` / ``Bob_001``)."""
     if len(text.encode()) <= size:
         return text
     head, tail = text[:len(text) // 2], text[len(text) // 2:]
-    while head + tail and len((head + "\u2026" + tail).encode()) > size:
+    while head + tail and len((head + "-" + tail).encode()) > size:
         if len(head.encode()) * 2 >= len(tail.encode()) * 3 or not tail:  # keep about 3/5 head, 2/5 tail
             head = head[:-1]
         else:
             tail = tail[1:]
-    return head + "\u2026" + tail
+    return head + "-" + tail
 
 
 def take_name(character: str, strip: str, number: int) -> str:
-    """The name of a take's Action and NLA strip: ``"<character> · <strip> · take N"``.
+    """The name of a take's Action, NLA track and strip: ``"<character>_<strip>_take<N>"``, export-safe.
 
-    Blender cuts longer names at 63 bytes, possibly inside a multi-byte character (the name then cannot be
-    read back), so long character and strip names are shortened here with an ellipsis; the take number is
+    Both parts go through ``safe_name``. Blender cuts longer names at 63 bytes, possibly inside a multi-byte
+    character (the name then cannot be read back), so long names are shortened here; the take number is
     always kept whole.
     """
-    separator = " \u00b7 "
-    room = NAME_BYTES - _TAKE_SUFFIX_BYTES - len(separator.encode())
+    character, strip = safe_name(character), safe_name(strip)
+    room = NAME_BYTES - _TAKE_SUFFIX_BYTES - 1
     if len(character.encode()) + len(strip.encode()) > room:
         half = room // 2
         character_room = max(half, room - len(strip.encode()))
         character = _fit(character, character_room)
         strip = _fit(strip, room - len(character.encode()))
-    return f"{character}{separator}{strip} \u00b7 take {number}"
+    return f"{character}_{strip}_take{number}"
 
 
 def next_take_number(existing_names: list[str] | tuple[str, ...], character: str, strip: str) -> int:

@@ -51,42 +51,42 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
         problem = preferences.quick_python_problem(settings.python)
         if problem:
             box = layout.box()
-            box.label(text=problem, icon="ERROR")
+            width = _width(context)
+            for index, line in enumerate(report_lines(problem, width)):
+                box.label(text=line, icon="ERROR" if index == 0 else "BLANK1")
             box.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = \
                 __package__
-            box.label(text=f"or set {preferences.ENV_PYTHON}")
-        layout.prop(context.scene.expgest, "character")
         obj = _character(context)
         if obj is None:
-            layout.label(text="No character chosen", icon="INFO")
+            layout.label(text="Select a character", icon="INFO")
         else:
             self._draw_character(layout, context, obj)
+            draw_layering_and_curves(layout, context, obj)
         layout.operator("expgest.add_character", icon="ARMATURE_DATA")
         self._draw_run(layout, context)
 
     def _draw_character(self, layout, context, obj) -> None:
         props = obj.expgest
         box = layout.box()
-        box.label(text=obj.name, icon="OUTLINER_OB_ARMATURE")
+        selected = _armature_of_selection(context) == obj
+        box.label(text=obj.name + ("" if selected else " (not selected)"), icon="OUTLINER_OB_ARMATURE")
         col = box.column()
         col.use_property_split = True
         col.use_property_decorate = False
         seq_scene = scene.sequencer_scene(context)
-        editor = seq_scene.sequence_editor
-        if editor is not None:
-            collection = "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
-            col.prop_search(props, "sound_strip", editor, collection, text="Sound Strip", icon="SOUND")
+        if seq_scene.sequence_editor is not None:
+            col.prop(props, "sound_strip", text="Sound", icon="SOUND")
             if not props.sound_strip:
                 try:
                     chosen = scene.choose_sound_strip(seq_scene, scene.Settings.from_object(obj), obj.name)
-                    col.label(text=f"Uses '{chosen.name}', the only sound strip", icon="INFO")
+                    col.label(text=f"Uses '{chosen.name}'", icon="INFO")
                 except scene.SceneError:
-                    col.label(text="Pick this character's sound strip", icon="ERROR")
+                    col.label(text="Pick the sound strip", icon="ERROR")
         else:
-            col.label(text="No sequencer strips in this scene", icon="SOUND")
-        col.prop(props, "text_channel", text="Text Channel")
+            col.label(text="No sequencer strips", icon="SOUND")
+        col.prop(props, "text_channel", text="Text")
         if props.text_channel:
-            col.prop(props, "annotation_kind", text="Text Kind")
+            col.prop(props, "annotation_kind", text="Kind")
         col.prop(props, "emotion")
         col.prop(props, "emotion_strength")
         col.prop(props, "engine")
@@ -94,7 +94,9 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
             col.prop(props, "mode")
             col.prop(props, "quality")
             col.prop(props, "speaker")
-        col.prop(props, "seed")
+        row = col.row(align=True)
+        row.prop(props, "seed")
+        row.prop(props, "lock_seed", text="", icon="LOCKED" if props.lock_seed else "UNLOCKED")
 
     def _draw_run(self, layout, context) -> None:
         active = operators.active_run()
@@ -113,20 +115,64 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
                 layout.label(text=f"[{'#' * filled}{'.' * (20 - filled)}] {run.fraction:.0%}")
                 layout.label(text=text)
             layout.operator("expgest.cancel", icon="CANCEL")
-        report = context.scene.expgest.last_report
-        if report:
+        report = operators.REPORT
+        if report.text:
             box = layout.box()
-            if "backend" in report.lower() and context.scene.expgest.last_report_is_error:
+            if "backend" in report.text.lower() and report.is_error:
                 row = box.row(align=True)
                 row.operator("expgest.check_backend", icon="FILE_REFRESH")
                 row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
-            region = getattr(context, "region", None)
-            width = _chars_that_fit(region.width if region is not None else 0, context.preferences.view.ui_scale)
-            parts = report.split(" | ")
+            width = _width(context)
+            parts = report.text.split(" | ")
             for part in parts:
-                failed = part.startswith("Failed") or (context.scene.expgest.last_report_is_error and len(parts) == 1)
+                failed = part.startswith("Failed") or (report.is_error and len(parts) == 1)
                 for index, line in enumerate(report_lines(part, width)):
                     box.label(text=line, icon=("ERROR" if failed else "INFO") if index == 0 else "BLANK1")
+
+
+def _width(context: bpy.types.Context) -> int:
+    region = getattr(context, "region", None)
+    return _chars_that_fit(region.width if region is not None else 0, context.preferences.view.ui_scale)
+
+
+def _armature_of_selection(context: bpy.types.Context) -> bpy.types.Object | None:
+    return operators._armature_of(context.active_object)
+
+
+def _foldout(layout, owner, prop: str, title: str, header_prop: tuple | None = None):
+    """A foldable section inside the panel (child panels would come after the Generate buttons, and 3.4 puts
+    header-less panels' tabs first): a triangle toggle; returns the column to draw into, or None if folded."""
+    box = layout.box()
+    row = box.row(align=True)
+    shown = getattr(owner, prop)
+    row.prop(owner, prop, text="", icon="TRIA_DOWN" if shown else "TRIA_RIGHT", emboss=False)
+    if header_prop is not None:
+        row.prop(*header_prop)
+    else:
+        row.label(text=title)
+    if not shown:
+        return None
+    col = box.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    return col
+
+
+def draw_layering_and_curves(layout, context, obj) -> None:
+    """What a new take keys and how it mixes with the animation below; how its keys are written."""
+    props = obj.expgest
+    ui_state = context.scene.expgest
+    col = _foldout(layout, ui_state, "show_layering", "Layering")
+    if col is not None:
+        col.prop(props, "scope")
+        col.prop(props, "blend")
+        col.prop(props, "influence")
+        col.prop(props, "rotation")
+    col = _foldout(layout, ui_state, "show_curves", "", header_prop=(props, "reduce_keys"))
+    if col is not None:
+        col.active = props.reduce_keys
+        col.prop(props, "tolerance_rotation")
+        col.prop(props, "tolerance_location")
 
 
 CLASSES = (EXPGEST_PT_gestures,)

@@ -56,6 +56,7 @@ def main() -> int:
     character = scene.expgest.character
     character.expgest.emotion = args.emotion
     character.expgest.seed = args.seed
+    character.expgest.lock_seed = True  # the seed given, not a new one per take
     log(f"character '{character.name}' added in {time.perf_counter() - started:.1f} s; generating gestures")
     started = time.perf_counter()
     if bpy.ops.expgest.generate() != {"FINISHED"}:

@@ -55,7 +55,8 @@ def tick():
         if operators.active_run() is not None and step < 20:
             return 0.5
         result["running_after_load"] = operators.active_run() is not None
-        result["generate_poll"] = bpy.ops.expgest.generate.poll()
+        # The new file has no character, so Generate is disabled, but not because of the dropped run.
+        result["generate_poll"] = "running" not in operators.why_generate_cannot_run(bpy.context)
         finish()
     except Exception:
         result["error"] = traceback.format_exc()

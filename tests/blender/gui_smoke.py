@@ -168,13 +168,19 @@ def tick():
             scene.frame_set(middle)
             wrist = character.pose.bones["left_wrist"]
             result["wrist_moved_m"] = (wrist.head - character.data.bones["left_wrist"].head_local).length
-        state["keys_ok"] = bool(strips) and result.get("keys", 0) == sound.frame_final_duration
+        if strips:  # reduced keys (the default): fewer than one a frame, the first and last frame keyed
+            points = curves[0].keyframe_points
+            result["key_range"] = [points[0].co[0], points[-1].co[0]]
+            result["keys_total"] = sum(len(c.keyframe_points) for c in curves)
+        state["keys_ok"] = (bool(strips) and 2 <= result.get("keys", 0) < sound.frame_final_duration
+                            and result["key_range"] == [sound.frame_final_start, sound.frame_final_end - 1])
         body = bpy.data.objects.get(character.get("expgest_body", ""))
         for obj in scene.objects:
             obj.select_set(obj == (body or character))
         with bpy.context.temp_override(window=window, area=area, region=view_region):
             bpy.ops.view3d.view_selected()
-        result["shots"].append(screenshot("panel_after.png"))
+        context_scene = scene.expgest
+        context_scene.show_layering = context_scene.show_curves = True  # the foldouts open in the screenshot
         return 1.0  # let the viewport redraw the posed frame before the viewport screenshot
     except Exception:
         fail(traceback.format_exc())
@@ -182,8 +188,64 @@ def tick():
 
 
 def finish_and_quit():
+    """The posed character, then the take's curves in the Graph Editor (NLA tweak mode shows a strip's Action)."""
     try:
+        result["shots"].append(screenshot("panel_after.png"))  # the panels have settled to their new size
         result["shots"].append(screenshot("viewport_posed.png"))
+        adt = character.animation_data
+        track = adt.nla_tracks[0]
+        track.strips[0].select = True
+        adt.nla_tracks.active = track
+        adt.use_tweak_mode = True
+        area.type = "GRAPH_EDITOR"
+        graph = area.spaces.active
+        graph.dopesheet.filter_text = "right_shoulder"
+        graph.use_normalization = True  # each curve's range fills the view: the Bezier keys are visible
+        graph.dopesheet.show_only_selected = False
+        bpy.app.timers.register(graph_shot, first_interval=0.5)
+        return None
+    except Exception:
+        fail(traceback.format_exc())
+        return None
+
+
+def graph_shot():
+    global view_region
+    try:
+        graph_region = next(r for r in area.regions if r.type == "WINDOW")
+        with bpy.context.temp_override(window=window, area=area, region=graph_region):
+            bpy.ops.graph.select_all(action="DESELECT")
+            bpy.ops.graph.view_all()
+        if not state.get("graph_framed"):
+            state["graph_framed"] = True
+            return 0.5  # let it redraw framed
+        result["shots"].append(screenshot("graph_editor_reduced_take.png"))
+        area.type = "VIEW_3D"
+        view_region = next(r for r in area.regions if r.type == "WINDOW")
+        character.animation_data.use_tweak_mode = False
+        bpy.app.timers.register(undo_then_escape, first_interval=0.3)
+        return None
+    except Exception:
+        fail(traceback.format_exc())
+        return None
+
+
+def take_count() -> int:
+    obj = bpy.data.objects.get("SMPLX")  # undo replaces the Python objects: look it up again
+    return len(obj.animation_data.nla_tracks) if obj is not None and obj.animation_data else 0
+
+
+def undo_then_escape():
+    try:
+        # Deleting a take from the take list is one undo step: undo brings the take back.
+        with bpy.context.temp_override(window=window, area=area, region=ui_region):
+            deleted = bpy.ops.expgest.take_delete("EXEC_DEFAULT", True)  # True: an undo step, as a click
+        result["take_delete"] = {"result": sorted(deleted), "tracks_after_delete": take_count(),
+                                 "action_after_delete": "SMPLX_speech_take1" in bpy.data.actions}
+        with bpy.context.temp_override(window=window, area=area):
+            bpy.ops.ed.undo()
+        result["take_delete"].update(tracks_after_undo=take_count(),
+                                     action_after_undo="SMPLX_speech_take1" in bpy.data.actions)
         # One generation is one undo step: undo removes the take and nothing else.
         with bpy.context.temp_override(window=window, area=area):
             bpy.ops.ed.undo()
@@ -191,7 +253,7 @@ def finish_and_quit():
         result["undo"] = {
             "character_kept": after_undo is not None,
             "tracks_left": len(after_undo.animation_data.nla_tracks) if after_undo and after_undo.animation_data else 0,
-            "take_actions_left": sum(" take " in a.name for a in bpy.data.actions),
+            "take_actions_left": sum("_take" in a.name for a in bpy.data.actions),
         }
         result["ok"] = state["keys_ok"]
         # Esc cancels a running generation and leaves the scene as it was.

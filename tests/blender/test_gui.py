@@ -53,6 +53,8 @@ def test_generate_gestures_in_the_gui_runs_modally_to_the_end(short_speech, back
     assert result["nla"][0]["start"] == result["strip"]["start"]
     assert result["nla"][0]["end"] == result["strip"]["end"]
     assert result["fcurves"] == 55 * 4 + 3 and result["wrist_moved_m"] > 0.01
+    assert result["take_delete"] == {"result": ["FINISHED"], "tracks_after_delete": 0, "action_after_delete": False,
+                                     "tracks_after_undo": 1, "action_after_undo": True}, result["take_delete"]
     assert result["undo"] == {"character_kept": True, "tracks_left": 0, "take_actions_left": 0}
     escape = result["escape"]
     assert escape["invoke"] == ["RUNNING_MODAL"] and "Cancelled" in escape["report"] and escape["tracks"] == 0, escape
@@ -79,3 +81,23 @@ def test_opening_a_file_during_a_modal_run_lets_go_of_it(speech_wav, backend_pyt
     result = json.loads(result_file.read_text())
     assert result == {"invoke": ["RUNNING_MODAL"], "running_before_load": True, "running_after_load": False,
                       "generate_poll": True}, (result, run.stdout[-3000:])
+
+
+def test_the_take_list_on_screen(short_speech, backend_python, legacy_zip):
+    """Three takes in the sidebar's take list (screenshot ``artifacts/gui/takes_panel.png``)."""
+    out = ROOT / "artifacts" / "gui"
+    env = dict(os.environ, BLENDER_USER_SCRIPTS=tempfile.mkdtemp(), BLENDER_USER_CONFIG=tempfile.mkdtemp(),
+               EXPGEST_BACKEND_PYTHON=backend_python)
+    run = subprocess.run(["timeout", "200", "xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", BLENDER,
+                          "--factory-startup", "--python", str(ROOT / "tests" / "blender" / "gui_takes.py"), "--",
+                          str(legacy_zip), str(short_speech), str(out)],
+                         capture_output=True, text=True, env=env)
+    result_file = out / "takes_result.json"
+    assert result_file.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(result_file.read_text())
+    assert result.get("ok"), result
+    assert [(t["name"], t["muted"], t["scope"]) for t in result["takes"]] == [
+        ("Anna_line_01_take1", False, "FULL"), ("Anna_line_01_take2", True, "FULL"),
+        ("Anna_line_01_take3", False, "UPPER")], result  # take 1 plays instead of take 2; the layer plays on
+    assert len({t["seed"] for t in result["takes"]}) == 3, result
+    assert (out / "takes_panel.png").stat().st_size > 10_000

@@ -60,18 +60,27 @@ def test_take_numbers_continue_after_the_highest_existing_take():
              timing.take_name("Bob", "line 2", 7), "unrelated"]
     assert timing.next_take_number(names, "Bob", "line 1") == 4
     assert timing.next_take_number(names, "Ann", "line 1") == 1
-    assert timing.take_name("Bob", "line 1", 4) == "Bob \u00b7 line 1 \u00b7 take 4"
+    assert timing.take_name("Bob", "line 1", 4) == "Bob_line_1_take4"
+
+
+@pytest.mark.parametrize(("raw", "safe"), [
+    ("SMPLX", "SMPLX"), ("line.wav", "line"), ("Bob \u00b7 take 1", "Bob_take_1"), ("a.b/c:d", "a_b_c_d"),
+    ("Персонаж 1", "Персонаж_1"), ("...", "take"), ("mix-02.final.flac", "mix-02_final"),
+])
+def test_take_names_are_safe_export_clip_names(raw, safe):
+    assert timing.safe_name(raw) == safe
 
 
 def test_take_names_fit_blenders_63_bytes_and_keep_counting():
-    character, strip = "Character_With_A_Long_Name", "dialogue_line_042_final_mix.wav"
+    character, strip = "Character_With_A_Long_Name", "dialogue_line_042_final_mix_for_the_trailer.wav"
     names = []
     for number in (1, 2, 10, 9999):
         name = timing.take_name(character, strip, number)
-        assert len(name.encode()) <= timing.NAME_BYTES and name.endswith(f" \u00b7 take {number}")
+        assert len(name.encode()) <= timing.NAME_BYTES and name.endswith(f"_take{number}")
+        assert name == timing.safe_name(name)
         names.append(name)
     assert timing.next_take_number(names, character, strip) == 10000
-    assert timing.take_name("Bob", "line 1", 2) == "Bob \u00b7 line 1 \u00b7 take 2"  # short names stay whole
+    assert timing.take_name("Bob", "line 1", 2) == "Bob_line_1_take2"  # short names stay whole
     wide = timing.take_name("Персонаж_с_длинным_именем", "реплика_номер_сорок_два", 3)  # two bytes a letter
     assert len(wide.encode()) <= timing.NAME_BYTES
     wide.encode().decode()  # never cut inside a character
