@@ -49,7 +49,7 @@ def test_generate_with_nothing_configured_uses_blenders_python_and_the_wheels(al
     assert "Blender's own Python" in alone["check_report"] and "ExpGest not installed" in alone["check_report"]
     assert alone["add_character"] == ["FINISHED"] and alone["mesh_vertices"] > 500  # the segment body
     assert alone["generate"] == ["FINISHED"], alone["report"]
-    assert alone["keys"] > 10_000, alone
+    assert alone["keys"] > 2_000, alone  # reduced Bezier keys (the default) on 55 bones
     assert alone["seconds_to_keys"] < 60  # the benchmark (bench/bench_first_keys.py) reports the real figure
 
 
