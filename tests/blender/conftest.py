@@ -95,3 +95,20 @@ def short_speech(tmp_path_factory) -> Path:
     from tests.conftest import make_speech
 
     return make_speech(tmp_path_factory.mktemp("speech") / "short.wav", "Hello there, look at this.")
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config) -> None:
+    """Leave without Blender's own interpreter shutdown: bpy 4.5 (as a module) can deadlock there after the
+    takes and rig tests (every thread waiting on a futex, after pytest printed its summary); the cause is not
+    found yet. Pytest's result is final at this point, so exit with it directly."""
+    if _EXIT_STATUS and bpy.app.version < (5, 0, 0):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
