@@ -39,11 +39,16 @@ def test_one_click_on_a_mixamo_character_selected_by_its_mesh(clean_scene, short
     assert not any("End" in name for name in keyed)  # end bones are left alone
     report = clean_scene.expgest.last_report
     assert "No bones for left fingers, right fingers" in report, report
-    # The arms really move in Blender's evaluation.
+    # The arms really move in Blender's evaluation (a gesture unit may start late: look over the whole take).
+    hands = ("mixamorig:LeftHand", "mixamorig:RightHand")
     clean_scene.frame_set(1)
-    first = np.array(obj.pose.bones["mixamorig:LeftHand"].head)
-    clean_scene.frame_set(40)
-    assert np.linalg.norm(np.array(obj.pose.bones["mixamorig:LeftHand"].head) - first) > 0.02  # armature space
+    first = [np.array(obj.pose.bones[name].head) for name in hands]
+    moved = 0.0
+    for frame in range(1, int(clean_scene.frame_end) + 1, 3):
+        clean_scene.frame_set(frame)
+        moved = max(moved, *(float(np.linalg.norm(np.array(obj.pose.bones[name].head) - start))
+                             for name, start in zip(hands, first, strict=True)))
+    assert moved > 0.02, moved  # armature space
 
 
 def test_a_rig_without_essential_bones_gets_one_message(clean_scene, short_speech):
