@@ -29,7 +29,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "blender")]
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
-from humanoid_rigs import FINGERS, arrays, expected_map, gesture_motion, humanoid, segment_angles  # noqa: E402
+from humanoid_rigs import FINGERS, arrays, expected_map, gesture_motion, humanoid  # noqa: E402
+from smplx_oracle import take_angles  # noqa: E402
 
 from blender_addon import keyframes, retarget, rig, rigmap  # noqa: E402
 
@@ -70,22 +71,12 @@ def _build(bones, name="Rig"):
 
 
 def _angles(obj, poses, trans, step=5):
+    """Key the take and measure it with the tests' own measure (``smplx_oracle.take_angles``)."""
     rest = keyframes.read_armature_rest(obj)
     tracks = retarget.retarget_motion(poses, trans, rest)
     keyframes.apply_take(obj, tracks, strip_name="bench", frame_start=1)
-    bone_map = rig.bone_map_for(obj)
-    frames = list(range(1, len(poses) + 1, step))
-    names = {bone for _, bone in bone_map.pairs()}
-    heads = {n: np.empty((len(frames), 3)) for n in names}
-    for t, frame in enumerate(frames):
-        bpy.context.scene.frame_set(frame)
-        world = np.array(obj.matrix_world)
-        for n in names:
-            heads[n][t] = world[:3, :3] @ np.array(obj.pose.bones[n].head) + world[:3, 3]
-    alignment = retarget.align_rest_frames(rest)
-    smplx = retarget.smplx_joint_positions(poses[::step], trans[::step]) @ (np.array(obj.matrix_world)[:3, :3]
-                                                                           @ alignment.rotation).T
-    return segment_angles(bone_map, heads, smplx)
+    return take_angles(obj, rig.bone_map_for(obj), poses, trans, retarget.align_rest_frames(rest).rotation,
+                       step=step)[0]
 
 
 def _summary(label, angle_sets):
@@ -135,16 +126,7 @@ def bench_accuracy():
 
 def _deform_angles(obj, bone_map, poses, trans, step=5):
     rest = keyframes.read_armature_rest(obj)
-    frames = list(range(1, len(poses) + 1, step))
-    names = {bone for _, bone in bone_map.pairs()}
-    heads = {n: np.empty((len(frames), 3)) for n in names}
-    for t, frame in enumerate(frames):
-        bpy.context.scene.frame_set(frame)
-        for n in names:
-            heads[n][t] = np.array(obj.pose.bones[n].head)
-    alignment = retarget.align_rest_frames(rest)
-    smplx = retarget.smplx_joint_positions(poses[::step], trans[::step]) @ alignment.rotation.T
-    return segment_angles(bone_map, heads, smplx)
+    return take_angles(obj, bone_map, poses, trans, retarget.align_rest_frames(rest).rotation, step=step)[0]
 
 
 def bench_identification():

@@ -34,12 +34,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend.motion.rotations import slerp
+# One rotation / FK library for the backend and the add-on (numpy only; build_addon.py bundles backend/).
+from .backend.motion.fk import chain_quaternions
+from .backend.motion.rotations import (
+    axis_angle_to_quat,
+    matrix_to_quat,
+    quat_between,
+    quat_conjugate,
+    quat_continuity,
+    quat_multiply,
+    quat_to_matrix,
+    slerp,
+    twist_angle,
+)
 from .backend.motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
-
-# SMPL-X canonical frame (Y up, +Z forward, +X the body's left) -> Blender's convention for a
-# character standing in the world (Z up, facing -Y, +X the body's left): a +90 degree turn about X.
-SMPLX_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 
 class RetargetError(Exception):
@@ -79,7 +87,8 @@ class ArmatureRest:
     side_direction: np.ndarray | None = None  # (B, 3) its SMPL-X rest direction
     spine_span: tuple[tuple[float, float], ...] | None = None  # spine bones: (from, to) along SMPL-X's spine, 0-1
     switches: tuple[tuple[str, str, float], ...] = ()  # (bone, custom property, value) keyed with the take
-    twist_share: tuple[tuple[int, int, float], ...] | None = None  # twist bones: (forearm, hand, fraction)
+    # Twist bones (and main bones with inline twist bones): (main, end, fraction, own), see ``_share_twist``.
+    twist_share: tuple[tuple[int, int, float, bool], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,126 +119,6 @@ class BoneTracks:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Rotation helpers (w, x, y, z quaternions; radians)
-
-
-def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula ``R = I + sin(theta) K + (1 - cos(theta)) K^2``.
-
-    Args:
-        axis_angle: (..., 3) rotation vectors, radians.
-
-    Returns:
-        (..., 3, 3) float64 rotation matrices.
-    """
-    vectors = np.asarray(axis_angle, dtype=np.float64)
-    theta = np.linalg.norm(vectors, axis=-1)
-    safe = np.where(theta > 1e-12, theta, 1.0)
-    axis = vectors / safe[..., None]
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    skew = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(vectors.shape[:-1] + (3, 3))
-    sin = np.sin(theta)[..., None, None]
-    one_minus_cos = (1.0 - np.cos(theta))[..., None, None]
-    eye = np.broadcast_to(np.eye(3), skew.shape)
-    return eye + sin * skew + one_minus_cos * (skew @ skew)
-
-
-def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
-    """Rotation matrices to unit quaternions (w, x, y, z), w >= 0, numerically stable branch per element.
-
-    Args:
-        matrix: (..., 3, 3) rotation matrices.
-
-    Returns:
-        (..., 4) float64 unit quaternions.
-    """
-    m = np.asarray(matrix, dtype=np.float64)
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    # Four candidate squared magnitudes (4w^2, 4x^2, 4y^2, 4z^2); take the largest for stability.
-    candidates = np.stack([1.0 + m00 + m11 + m22, 1.0 + m00 - m11 - m22,
-                           1.0 - m00 + m11 - m22, 1.0 - m00 - m11 + m22], axis=-1)
-    best = np.argmax(candidates, axis=-1)
-    root = np.sqrt(np.maximum(np.take_along_axis(candidates, best[..., None], -1)[..., 0], 1e-300))
-    quats = np.empty(m.shape[:-2] + (4,))
-    pairs = (
-        (1.0, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]),
-        (m[..., 2, 1] - m[..., 1, 2], 1.0, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]),
-        (m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1.0, m[..., 1, 2] + m[..., 2, 1]),
-        (m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1.0),
-    )
-    for case, terms in enumerate(pairs):
-        mask = best == case
-        if not np.any(mask):
-            continue
-        r = root[mask]
-        for component, term in enumerate(terms):
-            # The diagonal component is r/2, the others (difference or sum of off-diagonals) / (2r).
-            quats[mask, component] = r / 2.0 if component == case else np.asarray(term)[mask] / (2.0 * r)
-    quats /= np.linalg.norm(quats, axis=-1, keepdims=True)
-    return np.where(quats[..., :1] < 0.0, -quats, quats)
-
-
-def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
-    """Unit quaternions (w, x, y, z) to rotation matrices.
-
-    Args:
-        quaternion: (..., 4).
-
-    Returns:
-        (..., 3, 3) float64.
-    """
-    q = np.asarray(quaternion, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-    return np.stack(rows, axis=-1).reshape(q.shape[:-1] + (3, 3))
-
-
-def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
-    """``q = (cos(theta/2), sin(theta/2) axis)``, elementwise (no per-matrix loops).
-
-    Args:
-        axis_angle: (..., 3) rotation vectors, radians.
-
-    Returns:
-        (..., 4) float64 unit quaternions (w, x, y, z).
-    """
-    vectors = np.asarray(axis_angle, dtype=np.float64)
-    theta = np.linalg.norm(vectors, axis=-1)
-    half = 0.5 * theta
-    # sin(theta/2)/theta, with its Taylor series near 0 (1/2 - theta^2/48).
-    safe = np.where(theta > 1e-8, theta, 1.0)
-    scale = np.where(theta > 1e-8, np.sin(half) / safe, 0.5 - theta * theta / 48.0)
-    return np.concatenate([np.cos(half)[..., None], vectors * scale[..., None]], axis=-1)
-
-
-def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product ``a b`` (the rotation b, then a), broadcasting over leading axes.
-
-    Args:
-        a: (..., 4) quaternions (w, x, y, z).
-        b: (..., 4) quaternions.
-
-    Returns:
-        (..., 4) float64.
-    """
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz,
-                     aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw], axis=-1)
-
-
-def quaternion_conjugate(q: np.ndarray) -> np.ndarray:
-    """The inverse rotation of unit quaternions: ``(w, -x, -y, -z)``."""
-    return np.asarray(q, dtype=np.float64) * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-# ---------------------------------------------------------------------------------------------------
 # The passes
 
 
@@ -242,7 +131,7 @@ def local_rotations(poses: np.ndarray) -> np.ndarray:
         (T, 55, 4) float64 parent-relative rotations ``R_j`` (w, x, y, z).
     """
     poses = np.asarray(poses, dtype=np.float64)
-    return axis_angle_to_quaternion(poses.reshape(len(poses), NUM_JOINTS, 3))
+    return axis_angle_to_quat(poses.reshape(len(poses), NUM_JOINTS, 3))
 
 
 def global_rotations(local: np.ndarray) -> np.ndarray:
@@ -253,10 +142,7 @@ def global_rotations(local: np.ndarray) -> np.ndarray:
     Returns:
         (T, 55, 4) float64 global rotations in the SMPL-X canonical frame.
     """
-    result = np.empty_like(local)
-    for joint, parent in enumerate(PARENTS):
-        result[:, joint] = local[:, joint] if parent < 0 else quaternion_multiply(result[:, parent], local[:, joint])
-    return result
+    return chain_quaternions(local, PARENTS)
 
 
 def align_rest_frames(rest: ArmatureRest, rest_joints: np.ndarray = REST_JOINTS) -> Alignment:
@@ -321,8 +207,8 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
     """
     frames = global_rot.shape[0]
     count = len(rest.names)
-    a = matrix_to_quaternion(alignment.rotation)
-    rest_rot = matrix_to_quaternion(_orthonormal(rest.rest_matrices[:, :3, :3]))
+    a = matrix_to_quat(alignment.rotation)
+    rest_rot = matrix_to_quat(_orthonormal(rest.rest_matrices[:, :3, :3]))
     joints = np.array(rest.joint_of_bone)
     driven = np.flatnonzero(joints >= 0)
     # 1. Target pose-space orientation of every driven bone at once: A G_j A^T C_b R(L_b), where C_b turns
@@ -338,63 +224,98 @@ def solve_pose_rotations(global_rot: np.ndarray, rest: ArmatureRest, alignment: 
             source[:, mixed] = slerp(source[:, mixed], global_rot[:, other[mixed]], weight[mixed])
     if rest.spine_span is not None:
         source = _aim_spine(source, global_rot, rest, driven)
-    global_in_armature = quaternion_multiply(quaternion_multiply(a, source), quaternion_conjugate(a))
+    global_in_armature = quat_multiply(quat_multiply(a, source), quat_conjugate(a))
     correction = rest_corrections(rest, alignment)
     pose_rot = np.empty((frames, count, 4))
-    pose_rot[:, driven] = quaternion_multiply(global_in_armature, quaternion_multiply(correction[driven],
+    pose_rot[:, driven] = quat_multiply(global_in_armature, quat_multiply(correction[driven],
                                                                                       rest_rot[driven]))
     # 2. Bones the Motion does not drive keep Basis = I: their pose is their parent's carried by the rest offset.
     #    R(P_parent) R(L_parent)^T R(L_b) is "where the bone points when its own Basis is identity".
     parents = np.array(rest.parents)
     relative = rest_rot.copy()
     has_parent = np.flatnonzero(parents >= 0)
-    relative[has_parent] = quaternion_multiply(quaternion_conjugate(rest_rot[parents[has_parent]]),
+    relative[has_parent] = quat_multiply(quat_conjugate(rest_rot[parents[has_parent]]),
                                                rest_rot[has_parent])
-    for bone in range(count):
-        if joints[bone] < 0:
-            parent = parents[bone]
-            pose_rot[:, bone] = relative[bone] if parent < 0 else quaternion_multiply(pose_rot[:, parent],
-                                                                                       relative[bone])
-    # 2b. Forearm twist bones take their share of the hand's twist about the forearm (mesh deformation); an
-    #     inline twist bone is then the hand's parent, and step 3 solves the hand below it.
+    _carry_undriven(pose_rot, relative, parents, joints < 0)
+    # 2b. Twist bones take their share of the segment's twist (mesh deformation), and a main bone with inline
+    #     twist bones below it gives its own twist to them; then the bones that follow are carried again.
+    #     A driven bone below an inline twist bone (forearm, hand, shin) is solved below it in step 3.
     twisted = _share_twist(pose_rot, rest_rot, rest)
+    if len(twisted):
+        free = joints < 0
+        free[twisted] = False
+        _carry_undriven(pose_rot, relative, parents, free)
     driven = np.union1d(driven, twisted).astype(int)
     # 3. Q_b = chain^-1 target for the driven bones, with chain = R(P_parent) R(L_parent)^T R(L_b).
     local = np.empty((frames, count, 4))
     local[:] = np.array([1.0, 0.0, 0.0, 0.0])
     with_parent = driven[parents[driven] >= 0]
     roots = driven[parents[driven] < 0]
-    chain = quaternion_multiply(pose_rot[:, parents[with_parent]], relative[with_parent])
-    local[:, with_parent] = quaternion_multiply(quaternion_conjugate(chain), pose_rot[:, with_parent])
-    local[:, roots] = quaternion_multiply(quaternion_conjugate(rest_rot[roots]), pose_rot[:, roots])
+    chain = quat_multiply(pose_rot[:, parents[with_parent]], relative[with_parent])
+    local[:, with_parent] = quat_multiply(quat_conjugate(chain), pose_rot[:, with_parent])
+    local[:, roots] = quat_multiply(quat_conjugate(rest_rot[roots]), pose_rot[:, roots])
     return local
 
 
-def _share_twist(pose_rot: np.ndarray, rest_rot: np.ndarray, rest: ArmatureRest) -> np.ndarray:
-    """Set the pose of each forearm twist bone (in place); returns their indices.
+def _carry_undriven(pose_rot: np.ndarray, relative: np.ndarray, parents: np.ndarray, free: np.ndarray) -> None:
+    """Bones marked ``free`` keep Basis = I: their pose is their parent's carried by the rest offset (in place).
 
-    The hand's rotation relative to the forearm, ``E = (P_F L_F^T)^T (P_H L_H^T)``, is split into swing and
-    twist about the forearm's rest axis; the twist bone turns with the forearm plus ``fraction`` of that
-    twist angle.
+    ``pose_rot[parent] relative[b]`` (``relative = R(L_parent)^T R(L_b)``) is where the bone points when its own
+    Basis is the identity. Parents come before children, so one pass suffices.
+    """
+    for bone in np.flatnonzero(free):
+        parent = parents[bone]
+        pose_rot[:, bone] = relative[bone] if parent < 0 else quat_multiply(pose_rot[:, parent], relative[bone])
+
+
+def _share_twist(pose_rot: np.ndarray, rest_rot: np.ndarray, rest: ArmatureRest) -> np.ndarray:
+    """Give twist bones their share of their segment's twist (``pose_rot`` in place); returns their indices.
+
+    Each entry of ``rest.twist_share`` is ``(main, end, fraction, own)`` for a segment running from the main
+    bone's head to the ``end`` bone's head, whose rest direction ``u`` is the twist axis. Deltas are
+    armature-space changes from rest, ``D_b = R(P_b) R(L_b)^T``. The twist ``tau`` is the swing-twist
+    decomposition about ``u`` of
+
+    * ``own`` (upper arm, thigh): the main bone's rotation relative to its parent, ``D_parent^T D_main``; the
+      shoulder end does not twist, the elbow end has all of it, so a bone at ``fraction`` along the segment
+      gets ``D_main Twist(u, -(1 - fraction) tau)``. A main bone with inline twist bones below it gets
+      fraction 0 (it swings, its twist bones twist);
+    * not ``own`` (forearm): the end bone's (hand's) rotation relative to the main bone, ``D_main^T D_end``;
+      a bone at ``fraction`` gets ``D_main Twist(u, fraction tau)``.
+
+    The twist angles are all taken from the solved poses before any bone is changed.
     """
     if rest.twist_share is None:
         return np.zeros(0, dtype=int)
     heads = rest.rest_matrices[:, :3, 3]
-    done = []
-    for bone, (forearm, hand, fraction) in enumerate(rest.twist_share):
-        if forearm < 0 or hand < 0:
-            continue
-        axis = heads[hand] - heads[forearm]
-        if np.linalg.norm(axis) < 1e-9:
+    identity = np.array([1.0, 0.0, 0.0, 0.0])
+
+    def delta(bone: int) -> np.ndarray:
+        if bone < 0:
+            return np.broadcast_to(identity, pose_rot[:, 0].shape)
+        return quat_multiply(pose_rot[:, bone], quat_conjugate(rest_rot[bone]))
+
+    entries = [(bone, int(main), int(end), float(fraction), bool(own))
+               for bone, (main, end, fraction, own) in enumerate(rest.twist_share) if main >= 0 and end >= 0]
+    segments: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for _, main, end, _, own in entries:
+        key = (main, end, own)
+        axis = heads[end] - heads[main]
+        if key in segments or np.linalg.norm(axis) < 1e-9:
             continue
         axis = axis / np.linalg.norm(axis)
-        forearm_delta = quaternion_multiply(pose_rot[:, forearm], quaternion_conjugate(rest_rot[forearm]))
-        hand_delta = quaternion_multiply(pose_rot[:, hand], quaternion_conjugate(rest_rot[hand]))
-        relative = quaternion_multiply(quaternion_conjugate(forearm_delta), hand_delta)
-        angle = 2.0 * np.arctan2(relative[:, 1:] @ axis, relative[:, 0])
-        angle = np.where(angle > np.pi, angle - 2 * np.pi, np.where(angle < -np.pi, angle + 2 * np.pi, angle))
-        share = axis_angle_to_quaternion(fraction * angle[:, None] * axis)
-        pose_rot[:, bone] = quaternion_multiply(quaternion_multiply(forearm_delta, share), rest_rot[bone])
+        main_delta = delta(main)
+        relative = (quat_multiply(quat_conjugate(delta(rest.parents[main])), main_delta) if own
+                    else quat_multiply(quat_conjugate(main_delta), delta(end)))
+        segments[key] = (axis, main_delta, twist_angle(relative, axis))
+    done = []
+    for bone, main, end, fraction, own in entries:
+        if (main, end, own) not in segments:
+            continue
+        axis, main_delta, tau = segments[(main, end, own)]
+        angle = -(1.0 - fraction) * tau if own else fraction * tau
+        share = axis_angle_to_quat(angle[:, None] * axis)
+        pose_rot[:, bone] = quat_multiply(quat_multiply(main_delta, share), rest_rot[bone])
         done.append(bone)
     return np.array(done, dtype=int)
 
@@ -414,7 +335,7 @@ def _aim_spine(source: np.ndarray, global_rot: np.ndarray, rest: ArmatureRest, d
     rest_segments = np.diff(rest_points, axis=0)  # (3, 3)
     lengths = np.linalg.norm(rest_segments, axis=1)
     cumulative = np.r_[0.0, np.cumsum(lengths)] / lengths.sum()
-    posed = np.einsum("tsij,sj->tsi", quaternion_to_matrix(global_rot[:, list(_SPINE[:3])]), rest_segments)
+    posed = np.einsum("tsij,sj->tsi", quat_to_matrix(global_rot[:, list(_SPINE[:3])]), rest_segments)
     posed_points = np.concatenate([np.zeros((len(global_rot), 1, 3)), np.cumsum(posed, axis=1)], axis=1)
 
     def point(points, fraction):
@@ -430,17 +351,9 @@ def _aim_spine(source: np.ndarray, global_rot: np.ndarray, rest: ArmatureRest, d
             continue
         rest_chord = point(rest_polyline, span[1]) - point(rest_polyline, span[0])
         want = point(posed_points, span[1]) - point(posed_points, span[0])
-        have = np.einsum("tij,j->ti", quaternion_to_matrix(source[:, column]), rest_chord)
-        out[:, column] = quaternion_multiply(_swing_quaternions(have, want), source[:, column])
+        have = np.einsum("tij,j->ti", quat_to_matrix(source[:, column]), rest_chord)
+        out[:, column] = quat_multiply(quat_between(have, want), source[:, column])
     return out
-
-
-def _swing_quaternions(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(T, 4) smallest rotations taking directions a onto b (never opposite here: small corrections)."""
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    q = np.concatenate([1.0 + (a * b).sum(-1, keepdims=True), np.cross(a, b)], axis=-1)
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
 def _frame(primary: np.ndarray, secondary: np.ndarray | None) -> np.ndarray | None:
@@ -453,22 +366,6 @@ def _frame(primary: np.ndarray, secondary: np.ndarray | None) -> np.ndarray | No
         return None
     y /= np.linalg.norm(y)
     return np.stack([x, y, np.cross(x, y)], axis=1)
-
-
-def _swing(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The smallest rotation (3x3) turning direction ``source`` onto ``target``."""
-    a = source / np.linalg.norm(source)
-    b = target / np.linalg.norm(target)
-    axis = np.cross(a, b)
-    sin, cos = np.linalg.norm(axis), float(a @ b)
-    if sin < 1e-12:
-        if cos > 0:
-            return np.eye(3)
-        helper = np.eye(3)[np.argmin(np.abs(a))]  # opposite: a half turn about any axis normal to a
-        axis = np.cross(a, helper)
-        axis /= np.linalg.norm(axis)
-        return 2.0 * np.outer(axis, axis) - np.eye(3)
-    return axis_angle_to_matrix(axis / sin * np.arctan2(sin, cos))
 
 
 def rest_corrections(rest: ArmatureRest, alignment: Alignment) -> np.ndarray:
@@ -512,8 +409,8 @@ def rest_corrections(rest: ArmatureRest, alignment: Alignment) -> np.ndarray:
             if rig_frame is not None and smplx_frame is not None:
                 rotation = smplx_frame @ rig_frame.T
         if rotation is None:
-            rotation = _swing(rig, target)
-        result[bone] = matrix_to_quaternion(rotation)
+            rotation = quat_to_matrix(quat_between(rig, target))
+        result[bone] = matrix_to_quat(rotation)
     return result
 
 
@@ -587,22 +484,15 @@ def make_hemisphere_continuous(quaternions: np.ndarray) -> np.ndarray:
     """Pass 6: flip signs so consecutive keys are in the same hemisphere (``q_t . q_{t-1} >= 0``).
 
     ``q`` and ``-q`` are the same rotation, but Blender interpolates F-curve components independently, so
-    a sign flip between two keys would swing the bone the long way round. A running product of the
-    per-step signs keeps every key next to its predecessor.
+    a sign flip between two keys would swing the bone the long way round.
 
     Args:
         quaternions: (T, B, 4).
 
     Returns:
-        (T, B, 4) with the same rotations, continuous signs.
+        (T, B, 4) float64 with the same rotations, continuous signs.
     """
-    q = np.array(quaternions, dtype=np.float64, copy=True)
-    if len(q) < 2:
-        return q
-    step_sign = np.where(np.einsum("tbc,tbc->tb", q[1:], q[:-1]) < 0.0, -1.0, 1.0)
-    cumulative = np.cumprod(step_sign, axis=0)
-    q[1:] *= cumulative[..., None]
-    return q
+    return quat_continuity(np.asarray(quaternions, dtype=np.float64), axis=0)
 
 
 def fit_frame_count(poses: np.ndarray, trans: np.ndarray, frames: int,
@@ -663,29 +553,3 @@ def retarget_motion(poses: np.ndarray, trans: np.ndarray, rest: ArmatureRest,
     return BoneTracks(bone_names=tuple(rest.names[b] for b in driven), quaternions=quaternions,
                       root_bone=rest.names[pelvis], root_location=location, switches=rest.switches)
 
-
-def smplx_joint_positions(poses: np.ndarray, trans: np.ndarray,
-                          rest_joints: np.ndarray = REST_JOINTS) -> np.ndarray:
-    """Forward kinematics of a Motion: world joint centres in the SMPL-X canonical frame.
-
-    ``p_0 = J_0 + trans``, ``p_j = p_parent + G_parent (J_j - J_parent)``.
-
-    Args:
-        poses: (T, 165) axis-angle.
-        trans: (T, 3) metres.
-        rest_joints: (55, 3) rest joint centres, metres.
-
-    Returns:
-        (T, 55, 3) float64 metres.
-    """
-    rot = quaternion_to_matrix(global_rotations(local_rotations(poses)))
-    trans = np.asarray(trans, dtype=np.float64)
-    rest_joints = np.asarray(rest_joints, dtype=np.float64)
-    positions = np.empty((len(trans), NUM_JOINTS, 3))
-    for joint, parent in enumerate(PARENTS):
-        if parent < 0:
-            positions[:, joint] = rest_joints[joint] + trans
-        else:
-            offset = rest_joints[joint] - rest_joints[parent]
-            positions[:, joint] = positions[:, parent] + rot[:, parent] @ offset
-    return positions

@@ -6,8 +6,8 @@ keys ``joint_names``, ``parents``, ``rest_joints`` and optionally ``vertices``, 
 file has a mesh, a body mesh deformed by it. ``find_smplx_bones`` maps SMPL-X joints to the bones of any
 armature that follows SMPL-X naming (ours, the SMPL-X Blender add-on's, prefixed or capitalised copies).
 
-Axes: SMPL-X is Y up, +Z forward; Blender is Z up, -Y forward. A point (x, y, z) in SMPL-X is
-(x, -z, y) in Blender, so the character faces -Y (the default front view looks at it).
+Axes: SMPL-X is Y up, +Z forward; Blender is Z up, -Y forward (``backend/motion/axes.py``), so the
+character faces -Y (the default front view looks at it).
 
 Works on Blender 3.4 to 5.0 (bpy + numpy only).
 """
@@ -23,6 +23,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .backend.motion.axes import smplx_to_blender  # the one SMPL-X -> Blender axis conversion
+
 WOOD_COLOR = (0.8, 0.5, 0.26, 1.0)  # linear RGBA, light varnished wood
 HEAD_BONE_LENGTH = 0.15  # head joint (neck top) to the crown, metres
 _BODY_JOINT_COUNT = 22  # pelvis … right_wrist: what every SMPL-X armature must have
@@ -34,19 +36,6 @@ _PRIMARY_CHILD = {"pelvis": "spine1", "spine3": "neck", "left_wrist": "left_midd
 _LEAF_DIRECTIONS = {"head": ((0.0, 1.0, 0.0), HEAD_BONE_LENGTH), "jaw": ((0.0, -0.5, 1.0), 0.08),
                     "left_eye_smplhf": ((0.0, 0.0, 1.0), 0.03), "right_eye_smplhf": ((0.0, 0.0, 1.0), 0.03),
                     "left_foot": ((0.0, 0.0, 1.0), 0.07), "right_foot": ((0.0, 0.0, 1.0), 0.07)}
-
-
-def smplx_to_blender(points: np.ndarray) -> np.ndarray:
-    """Convert SMPL-X coordinates (Y up, +Z forward) to Blender's (Z up, -Y forward).
-
-    Args:
-        points: (..., 3) array, metres.
-
-    Returns:
-        (..., 3) float64 array: (x, y, z) → (x, -z, y).
-    """
-    points = np.asarray(points, dtype=np.float64)
-    return np.stack([points[..., 0], -points[..., 2], points[..., 1]], axis=-1)
 
 
 def _builtin_character() -> dict[str, np.ndarray]:

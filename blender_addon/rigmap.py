@@ -759,38 +759,53 @@ def _effective_parents(names, parents, joint_of) -> list[int]:
     return out
 
 
-def _twist_bones(names, parents, heads, joint_of, bone_of):
-    """Forearm twist bones and their share of the hand's twist, or None when the rig has none.
+# Segments whose twist is shared with twist bones: (main role, end role, own twist?). The upper arm and the
+# thigh twist along themselves; the forearm carries the hand's twist (the radius turns about the ulna).
+_TWIST_SEGMENTS = tuple((f"{side}_{main}", f"{side}_{end}", own) for side in SIDES
+                        for main, end, own in (("shoulder", "elbow", True), ("elbow", "wrist", False),
+                                               ("hip", "knee", True)))
 
-    A twist bone is an unmapped bone named ``twist`` (``lowerarm_twist_01_l``, ``CC_Base_L_ForearmTwist01``,
-    ``lForearmTwist``) or a Rigify ``.001`` segment, whose nearest mapped ancestor is a forearm; its share
-    is its position along the forearm (half way: half the twist).
+
+def _is_twist_name(name: str) -> bool:
+    """``lowerarm_twist_01_l``, ``CC_Base_L_UpperarmTwist01``, ``lShldrTwist``, Rigify's ``DEF-forearm.L.001``."""
+    _, tokens = split_name(name)
+    return "twist" in "".join(tokens) or (bool(tokens) and tokens[-1].isdigit() and len(tokens[-1]) == 3
+                                          and name.startswith("DEF-"))
+
+
+def _twist_bones(names, parents, heads, joint_of, bone_of):
+    """Twist bones of the upper arms, forearms and thighs with their share, or None when the rig has none.
+
+    A twist bone is an unmapped bone with a twist name whose nearest mapped ancestor is the segment's main
+    bone; its ``fraction`` is its head's position along the segment (main head 0, end head 1). A main bone
+    whose twist bone is inline (the end bone hangs below it: Daz ``lShldrTwist``, Rigify ``DEF-thigh.L.001``)
+    gets an entry of its own with fraction 0 when it twists along itself. Entries: ``retarget._share_twist``.
     """
-    out = [(-1, -1, 0.0)] * len(names)
+    ancestry = _ancestry(parents)
+    out = [(-1, -1, 0.0, False)] * len(names)
     found = False
-    for side in SIDES:
-        forearm, hand = bone_of(f"{side}_elbow"), bone_of(f"{side}_wrist")
-        if forearm < 0 or hand < 0:
+    for main_role, end_role, own in _TWIST_SEGMENTS:
+        main, end = bone_of(main_role), bone_of(end_role)
+        if main < 0 or end < 0:
             continue
-        span = heads[hand] - heads[forearm]
+        span = heads[end] - heads[main]
         length2 = float(span @ span)
         if length2 < 1e-12:
             continue
         for bone, name in enumerate(names):
-            if joint_of[bone] >= 0:
-                continue
-            _, tokens = split_name(name)
-            if not ("twist" in "".join(tokens) or (tokens and tokens[-1].isdigit() and len(tokens[-1]) == 3
-                                                   and name.startswith("DEF-"))):
+            if joint_of[bone] >= 0 or not _is_twist_name(name):
                 continue
             node = parents[bone]
             while node >= 0 and joint_of[node] < 0:
                 node = parents[node]
-            if node != forearm:
+            if node != main:
                 continue
-            fraction = float(np.clip((heads[bone] - heads[forearm]) @ span / length2, 0.1, 0.9))
-            out[bone] = (forearm, hand, fraction)
+            low = 0.0 if own else 0.1
+            fraction = float(np.clip((heads[bone] - heads[main]) @ span / length2, low, 0.9))
+            out[bone] = (main, end, fraction, own)
             found = True
+            if own and bone in ancestry[end]:
+                out[main] = (main, end, 0.0, True)
     return tuple(out) if found else None
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .rotations import axis_angle_to_matrix
+from .rotations import axis_angle_to_matrix, quat_multiply
 from .skeleton import NUM_JOINTS, PARENTS, REST_JOINTS, rest_offsets
 
 
@@ -57,6 +57,29 @@ def chain_transforms(local_rotations: np.ndarray, root_positions: np.ndarray, of
         pos[..., j, :] = pos[..., parent, :] + np.einsum("...ab,...b->...a", glob[..., parent, :, :],
                                                          offsets[..., j, :])
     return pos, glob
+
+
+def chain_quaternions(local_quats: np.ndarray, parents: Sequence[int] = PARENTS) -> np.ndarray:
+    """Forward kinematics of orientations only, in quaternions: ``G_j = G_parent(j) R_j``, ``G_root = R_root``.
+
+    Elementwise over frames (fast for long takes; the retarget uses it).
+
+    Args:
+        local_quats: (..., J, 4) parent-relative rotations (w, x, y, z).
+        parents: J parent indices, -1 for roots; ``parents[j] < j`` (default: SMPL-X's).
+
+    Returns:
+        (..., J, 4) float64 global rotations.
+    """
+    local = np.asarray(local_quats, dtype=np.float64)
+    if len(parents) != local.shape[-2]:
+        raise ValueError(f"{len(parents)} parents for {local.shape[-2]} joints")
+    out = np.empty_like(local)
+    for j, parent in enumerate(parents):
+        if parent >= j:
+            raise ValueError(f"joint {j} has parent {parent}; parents must precede their children")
+        out[..., j, :] = local[..., j, :] if parent < 0 else quat_multiply(out[..., parent, :], local[..., j, :])
+    return out
 
 
 def forward_kinematics(poses: np.ndarray, trans: np.ndarray | None = None,

@@ -474,3 +474,76 @@ def axis_angle_to_euler(axis_angle: np.ndarray, order: str = "ZYX", degrees: boo
 def euler_to_axis_angle(angles: np.ndarray, order: str = "ZYX", degrees: bool = False) -> np.ndarray:
     """Shortcut: Euler angles (..., 3) in ``order`` to rotation vectors (..., 3) (see ``euler_to_matrix``)."""
     return matrix_to_axis_angle(euler_to_matrix(angles, order, degrees))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Directions, swing and twist
+# --------------------------------------------------------------------------------------------------------------
+
+def quat_between(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The smallest rotations turning directions ``source`` onto ``target``.
+
+    Opposite directions (no unique smallest rotation) get a half turn about an axis normal to ``source``.
+
+    Args:
+        source: (..., 3) directions (need not be unit length).
+        target: (..., 3) directions, broadcastable with ``source``.
+
+    Returns:
+        (..., 4) unit quaternions (w, x, y, z).
+    """
+    a, dtype_a = _to_float64(source)
+    b, dtype_b = _to_float64(target)
+    _check_last(a, (3,), "source")
+    _check_last(b, (3,), "target")
+    a, b = np.broadcast_arrays(a, b)
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-300)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-300)
+    q = np.concatenate([1.0 + np.sum(a * b, axis=-1, keepdims=True), np.cross(a, b)], axis=-1)
+    opposite = np.linalg.norm(q, axis=-1) < 1e-9
+    if np.any(opposite):
+        # A half turn about the cross product of a with the world axis it is least aligned with.
+        helper = np.eye(3)[np.argmin(np.abs(a[opposite]), axis=-1)]
+        axis = np.cross(a[opposite], helper)
+        q[opposite] = np.concatenate([np.zeros(axis.shape[:-1] + (1,)), axis], axis=-1)
+    out = _normalize(q)
+    dtype = np.float32 if dtype_a is np.float32 and dtype_b is np.float32 else np.float64
+    return out.astype(dtype, copy=False)
+
+
+def twist_angle(quat: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """The twist angle of rotations about a unit axis (swing-twist decomposition ``q = swing * twist``).
+
+    The twist is the rotation about ``axis`` closest to ``q``: its angle is ``2 atan2(v . axis, w)``,
+    wrapped to (-pi, pi].
+
+    Args:
+        quat: (..., 4) quaternions (w, x, y, z).
+        axis: (3,) or (..., 3) unit axis, broadcastable.
+
+    Returns:
+        (...) radians.
+    """
+    q, _ = _to_float64(quat)
+    _check_last(q, (4,), "quat")
+    u = np.asarray(axis, dtype=np.float64)
+    angle = 2.0 * np.arctan2(np.sum(q[..., 1:] * u, axis=-1), q[..., 0])
+    return (angle + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def swing_twist(quat: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split rotations into ``q = swing * twist``: ``twist`` about ``axis``, ``swing`` about an axis normal to it.
+
+    Args:
+        quat: (..., 4) quaternions (w, x, y, z).
+        axis: (3,) or (..., 3) unit axis, broadcastable.
+
+    Returns:
+        (swing (..., 4), twist (..., 4)) unit quaternions, float64.
+    """
+    q, _ = _to_float64(quat)
+    _check_last(q, (4,), "quat")
+    u = np.broadcast_to(np.asarray(axis, dtype=np.float64), q.shape[:-1] + (3,))
+    twist = axis_angle_to_quat(twist_angle(q, u)[..., None] * u).astype(np.float64)
+    swing = quat_multiply(q, quat_conjugate(twist)).astype(np.float64)
+    return _normalize(swing), twist

@@ -1,11 +1,12 @@
-"""Forward kinematics against poses computed by hand."""
+"""Forward kinematics against poses computed by hand and against scipy (an independent oracle)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backend.motion.fk import chain_transforms, forward_kinematics
+from backend.motion.fk import chain_quaternions, chain_transforms, forward_kinematics
+from backend.motion.rotations import axis_angle_to_quat
 from backend.motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_JOINTS
 
 SHOULDER, ELBOW, WRIST = JOINT_INDEX["left_shoulder"], JOINT_INDEX["left_elbow"], JOINT_INDEX["left_wrist"]
@@ -87,3 +88,41 @@ def test_input_shapes():
 def test_chain_transforms_rejects_unsorted_parents():
     with pytest.raises(ValueError, match="precede"):
         chain_transforms(np.broadcast_to(np.eye(3), (1, 3, 3, 3)), np.zeros((1, 3)), np.zeros((3, 3)), [-1, 2, 0])
+
+
+def _scipy_fk(poses: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, list]:
+    """SMPL-X forward kinematics written with scipy's Rotation: positions (T, 55, 3) and global rotations."""
+    from scipy.spatial.transform import Rotation
+
+    frames = len(poses)
+    aa = poses.reshape(frames, NUM_JOINTS, 3)
+    glob: list = [None] * NUM_JOINTS
+    pos = np.empty((frames, NUM_JOINTS, 3))
+    for j, parent in enumerate(PARENTS):
+        local = Rotation.from_rotvec(aa[:, j])
+        if parent < 0:
+            glob[j] = local
+            pos[:, j] = REST_JOINTS[j] + trans
+        else:
+            glob[j] = glob[parent] * local
+            pos[:, j] = pos[:, parent] + glob[parent].apply(REST_JOINTS[j] - REST_JOINTS[parent])
+    return pos, glob
+
+
+def test_forward_kinematics_and_quaternion_chain_match_scipy():
+    rng = np.random.default_rng(21)
+    poses = rng.normal(size=(7, 165)) * 0.8
+    trans = rng.normal(size=(7, 3))
+    want_pos, want_glob = _scipy_fk(poses, trans)
+    pos, glob = forward_kinematics(poses, trans)
+    np.testing.assert_allclose(pos, want_pos, atol=1e-12)
+    quats = chain_quaternions(axis_angle_to_quat(poses.reshape(7, NUM_JOINTS, 3)), PARENTS)
+    for j in range(NUM_JOINTS):
+        np.testing.assert_allclose(glob[:, j], want_glob[j].as_matrix(), atol=1e-12)
+        # q and -q are the same rotation
+        xyzw = want_glob[j].as_quat()
+        wxyz = np.concatenate([xyzw[:, 3:], xyzw[:, :3]], axis=1)
+        sign = np.sign(np.sum(wxyz * quats[:, j], axis=1, keepdims=True))
+        np.testing.assert_allclose(quats[:, j], sign * wxyz, atol=1e-12)
+    with pytest.raises(ValueError, match="precede"):
+        chain_quaternions(np.tile([1.0, 0.0, 0.0, 0.0], (2, 1)), (-1, 1))

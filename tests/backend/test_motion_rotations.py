@@ -214,8 +214,66 @@ def test_slerp_constant_speed_and_short_arc():
     np.testing.assert_allclose(rot.slerp(q1, q1, 0.3), q1, atol=1e-15)
 
 
+def _scipy_quat(q_wxyz: np.ndarray) -> Rotation:
+    return Rotation.from_quat(np.asarray(q_wxyz)[..., [1, 2, 3, 0]])
+
+
+def test_quat_between_matches_scipy_align_vectors():
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(200, 3)), rng.normal(size=(200, 3))
+    q = rot.quat_between(a, b)
+    moved = _scipy_quat(q).apply(a / np.linalg.norm(a, axis=1, keepdims=True))
+    np.testing.assert_allclose(moved, b / np.linalg.norm(b, axis=1, keepdims=True), atol=1e-12)
+    # the smallest such rotation: its angle is the angle between the directions
+    cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(_scipy_quat(q).magnitude(), np.arccos(np.clip(cos, -1, 1)), atol=1e-7)
+    for k in range(5):  # one pair through scipy's own solver
+        want, _ = Rotation.align_vectors([b[k]], [a[k]])
+        np.testing.assert_allclose(_scipy_quat(q[k]).as_matrix(), want.as_matrix(), atol=1e-9)
+    # opposite and equal directions
+    half = rot.quat_between(np.array([[0.0, 0.0, 2.0], [1.0, 0.0, 0.0]]), np.array([[0.0, 0.0, -1.0], [3.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(_scipy_quat(half[0]).apply([0.0, 0.0, 1.0]), [0.0, 0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(np.abs(half[1]), [1.0, 0.0, 0.0, 0.0], atol=1e-15)
+
+
+def test_swing_twist_recomposes_and_twist_is_about_the_axis():
+    rng = np.random.default_rng(12)
+    q = rot.axis_angle_to_quat(random_axis_angle(rng, 300, 3.0))
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    swing, twist = rot.swing_twist(q, axis)
+    # q = swing * twist (scipy composes left-to-right as "apply twist, then swing")
+    np.testing.assert_allclose((_scipy_quat(swing) * _scipy_quat(twist)).as_matrix(), _scipy_quat(q).as_matrix(),
+                               atol=1e-12)
+    # the twist is a rotation about the axis, the swing about an axis normal to it
+    twist_vec = _scipy_quat(twist).as_rotvec()
+    np.testing.assert_allclose(np.cross(twist_vec, axis), 0.0, atol=1e-12)
+    swing_vec = _scipy_quat(swing).as_rotvec()
+    np.testing.assert_allclose(swing_vec @ axis, 0.0, atol=1e-12)
+    np.testing.assert_allclose(rot.twist_angle(q, axis), twist_vec @ axis, atol=1e-12)
+    # a pure rotation about the axis is all twist, angles wrapped to (-pi, pi]
+    angles = np.array([-3.0, -1.0, 0.0, 0.5, 3.1])
+    pure = rot.axis_angle_to_quat(angles[:, None] * axis)
+    np.testing.assert_allclose(rot.twist_angle(pure, axis), angles, atol=1e-12)
+    np.testing.assert_allclose(rot.twist_angle(-pure, axis), angles, atol=1e-12)
+
+
+def test_axes_conversion_is_a_quarter_turn_about_x():
+    from backend.motion.axes import SMPLX_TO_BLENDER, blender_to_smplx, smplx_to_blender
+
+    quarter = Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    np.testing.assert_allclose(SMPLX_TO_BLENDER, quarter, atol=1e-15)
+    points = np.random.default_rng(13).normal(size=(4, 5, 3))
+    np.testing.assert_allclose(smplx_to_blender(points), points @ quarter.T, atol=1e-15)
+    np.testing.assert_allclose(blender_to_smplx(smplx_to_blender(points)), points, atol=1e-15)
+    up, forward = smplx_to_blender([0.0, 1.0, 0.0]), smplx_to_blender([0.0, 0.0, 1.0])
+    np.testing.assert_allclose(up, [0.0, 0.0, 1.0])  # SMPL-X up is Blender's +Z
+    np.testing.assert_allclose(forward, [0.0, -1.0, 0.0], atol=1e-15)  # and the character faces -Y
+
+
 def test_modules_are_numpy_only():
     code = ("import sys; import backend.motion.rotations, backend.motion.fk, backend.motion.bvh, "
+            "backend.motion.axes, "
             "backend.motion.resample, backend.motion.hands; "
             "bad = [m for m in ('torch', 'scipy', 'bpy', 'mathutils', 'mannequin') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

@@ -6,8 +6,8 @@ below is written for the tests from the conventions' public documentation; it is
 add-on's table (``blender_addon/rigmap.py``), so a wrong table entry fails a test.
 
 Variations: A-pose (arms 40 degrees down), other proportions (longer limbs, big head), 1-5 spine and 1-2
-neck bones, no fingers / no ring finger, twist bones (child or inline), an extra root bone, end bones,
-random rolls.
+neck bones, no fingers / no ring finger, twist bones (child or inline; thighs with ``thigh_twist``), an extra
+root bone, end bones, random rolls.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ CONVENTIONS: dict[str, dict] = {
     "ue5": dict(pelvis="pelvis", spine=[f"spine_0{k}" for k in range(1, 6)], neck=["neck_01", "neck_02"],
                 head="head", collar="clavicle_{s}", shoulder="upperarm_{s}", elbow="lowerarm_{s}", wrist="hand_{s}",
                 hip="thigh_{s}", knee="calf_{s}", ankle="foot_{s}", foot="ball_{s}", finger="{F}_0{k}_{s}", words={},
-                twist="upperarm_twist_01_{s}", fore_twist="lowerarm_twist_01_{s}", root="root"),
+                twist="upperarm_twist_01_{s}", fore_twist="lowerarm_twist_01_{s}", root="root",
+                thigh_twist="thigh_twist_01_{s}"),
     "vrm1": dict(pelvis="hips", spine=["spine", "chest", "upperChest"], neck=["neck"], head="head",
                  collar="{side}Shoulder", shoulder="{side}UpperArm", elbow="{side}LowerArm", wrist="{side}Hand",
                  hip="{side}UpperLeg", knee="{side}LowerLeg", ankle="{side}Foot", foot="{side}Toes",
@@ -61,19 +62,21 @@ CONVENTIONS: dict[str, dict] = {
                        shoulder="DEF-upper_arm.{S}", elbow="DEF-forearm.{S}", wrist="DEF-hand.{S}",
                        hip="DEF-thigh.{S}", knee="DEF-shin.{S}", ankle="DEF-foot.{S}", foot="DEF-toe.{S}",
                        finger="DEF-f_{F}.0{k}.{S}", words={}, thumb="DEF-thumb.0{k}.{S}",
-                       inline_twist="DEF-upper_arm.{S}.001", inline_fore_twist="DEF-forearm.{S}.001"),
+                       inline_twist="DEF-upper_arm.{S}.001", inline_fore_twist="DEF-forearm.{S}.001",
+                       inline_thigh_twist="DEF-thigh.{S}.001"),
     "cc": dict(pelvis="CC_Base_Hip", spine=["CC_Base_Waist", "CC_Base_Spine01", "CC_Base_Spine02"],
                neck=["CC_Base_NeckTwist01", "CC_Base_NeckTwist02"], head="CC_Base_Head",
                collar="CC_Base_{S}_Clavicle", shoulder="CC_Base_{S}_Upperarm", elbow="CC_Base_{S}_Forearm",
                wrist="CC_Base_{S}_Hand", hip="CC_Base_{S}_Thigh", knee="CC_Base_{S}_Calf", ankle="CC_Base_{S}_Foot",
                foot="CC_Base_{S}_ToeBase", finger="CC_Base_{S}_{Fw}{k}", words={"pinky": "Pinky"},
                leg_parent="CC_Base_Pelvis", twist="CC_Base_{S}_UpperarmTwist01",
-               fore_twist="CC_Base_{S}_ForearmTwist01"),
+               fore_twist="CC_Base_{S}_ForearmTwist01", thigh_twist="CC_Base_{S}_ThighTwist01"),
     "daz8": dict(pelvis="hip", spine=["abdomenLower", "abdomenUpper", "chestLower", "chestUpper"],
                  neck=["neckLower", "neckUpper"], head="head", collar="{s}Collar", shoulder="{s}ShldrBend",
                  elbow="{s}ForearmBend", wrist="{s}Hand", hip="{s}ThighBend", knee="{s}Shin", ankle="{s}Foot",
                  foot="{s}Toe", finger="{s}{Fw}{k}", words={"middle": "Mid"}, leg_parent="pelvis",
-                 inline_twist="{s}ShldrTwist", inline_fore_twist="{s}ForearmTwist"),
+                 inline_twist="{s}ShldrTwist", inline_fore_twist="{s}ForearmTwist",
+                 inline_thigh_twist="{s}ThighTwist"),
     "rigify_generated": dict(pelvis="torso", spine=["spine_fk.002", "spine_fk.003"], neck=["neck"], head="head",
                              collar="shoulder.{S}", shoulder="upper_arm_fk.{S}", elbow="forearm_fk.{S}",
                              wrist="hand_fk.{S}", hip="thigh_fk.{S}", knee="shin_fk.{S}", ankle="foot_fk.{S}",
@@ -133,7 +136,7 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
              fingers: bool = True, ring: bool = True, twist: bool = False, root: bool = False, ends: bool = False,
              proportions: str = "smplx", rng: np.random.Generator | None = None,
              tilt: tuple[float, float] | None = None, extras: bool = False,
-             metacarpals: bool = False) -> list[Bone]:
+             metacarpals: bool = False, thigh_twist: bool = False) -> list[Bone]:
     """The bones of one test rig, parents first (Blender axes, metres)."""
     conv = CONVENTIONS[convention]
     joints = {name: _blender(REST_JOINTS[index]) for name, index in JOINT_INDEX.items()}
@@ -251,7 +254,15 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
                 conv["leg_parent"], pelvis, joints["pelvis"], joints["pelvis"] - np.array([0, 0, 0.1]))
         thigh = add(_name(conv, "hip", side), leg_parent, joints[f"{side}_hip"], joints[f"{side}_knee"],
                     f"{side}_hip")
-        shin = add(_name(conv, "knee", side), thigh, joints[f"{side}_knee"], joints[f"{side}_ankle"],
+        shin_parent = thigh
+        mid = 0.5 * (joints[f"{side}_hip"] + joints[f"{side}_knee"])
+        if thigh_twist and "inline_thigh_twist" in conv:
+            bones[-1].tail = mid
+            shin_parent = add(_name(conv, "inline_thigh_twist", side, key="inline_thigh_twist"), thigh, mid,
+                              joints[f"{side}_knee"])
+        elif thigh_twist and "thigh_twist" in conv:
+            add(_name(conv, "thigh_twist", side, key="thigh_twist"), thigh, mid, joints[f"{side}_knee"])
+        shin = add(_name(conv, "knee", side), shin_parent, joints[f"{side}_knee"], joints[f"{side}_ankle"],
                    f"{side}_knee")
         foot = add(_name(conv, "ankle", side), shin, joints[f"{side}_ankle"], joints[f"{side}_foot"],
                    f"{side}_ankle")
@@ -357,14 +368,14 @@ def rest_matrix(head, tail, roll) -> np.ndarray:
 
 def numpy_pose_heads(rest, tracks, object_matrix=np.eye(4)) -> np.ndarray:
     """World bone heads (T, B, 3) evaluated the way Blender composes pose bones (no constraints)."""
-    from blender_addon import retarget
+    from backend.motion.rotations import quat_to_matrix
 
     frames = tracks.quaternions.shape[0]
     count = len(rest.names)
     basis = np.tile(np.eye(4), (frames, count, 1, 1))
     index = {n: i for i, n in enumerate(rest.names)}
     for k, name in enumerate(tracks.bone_names):
-        basis[:, index[name], :3, :3] = retarget.quaternion_to_matrix(tracks.quaternions[:, k])
+        basis[:, index[name], :3, :3] = quat_to_matrix(tracks.quaternions[:, k])
     basis[:, index[tracks.root_bone], :3, 3] = tracks.root_location
     pose = np.empty_like(basis)
     for b in range(count):

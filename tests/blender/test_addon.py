@@ -12,6 +12,7 @@ import bpy
 import numpy as np
 import pytest
 from blender_helpers import MODULE, add_character, add_sound, add_text, scene_state
+from smplx_oracle import TO_BLENDER, smplx_joints
 
 pytestmark = pytest.mark.blender
 
@@ -97,7 +98,6 @@ def _world_heads(obj, names):
 
 
 def test_fk_of_the_armature_equals_fk_of_the_motion(clean_scene, short_speech, ops, tmp_path):
-    retarget = importlib.import_module(MODULE + ".retarget")
     skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
     obj = add_character()
     obj.rotation_euler = (0.0, 0.0, 0.7)  # any object transform
@@ -105,15 +105,15 @@ def test_fk_of_the_armature_equals_fk_of_the_motion(clean_scene, short_speech, o
     sound = add_sound(clean_scene, short_speech, frame_start=5)
     motion = _run_and_keep_motion(ops, obj, tmp_path)
     assert abs(motion.num_frames - sound.frame_final_duration) <= 1  # the file ends inside the last frame
-    joints = retarget.smplx_joint_positions(motion.poses, motion.trans)  # (T, 55, 3) SMPL-X frame
+    joints = smplx_joints(motion.poses, motion.trans)  # (T, 55, 3) SMPL-X frame
     rest_pelvis = np.array(obj.data.bones["pelvis"].head_local)
-    offset = rest_pelvis - retarget.SMPLX_TO_BLENDER @ skeleton.REST_JOINTS[0]
+    offset = rest_pelvis - TO_BLENDER @ skeleton.REST_JOINTS[0]
     names = skeleton.JOINT_NAMES
     worst = worst_rest = 0.0
     for k in sorted({0, 1, motion.num_frames // 3, motion.num_frames // 2, motion.num_frames - 1}):
         clean_scene.frame_set(5 + k)
         world = np.array(obj.matrix_world)
-        expected_arm = joints[k] @ retarget.SMPLX_TO_BLENDER.T + offset
+        expected_arm = joints[k] @ TO_BLENDER.T + offset
         expected = expected_arm @ world[:3, :3].T + world[:3, 3]
         got = _world_heads(obj, names)
         worst = max(worst, float(np.abs(got - expected).max()))
@@ -150,12 +150,11 @@ def _foreign_smplx_armature(name="Foreign"):
 
 
 def test_existing_smplx_armature_with_any_rest_orientation_is_driven(clean_scene, short_speech, ops, tmp_path):
-    retarget = importlib.import_module(MODULE + ".retarget")
     skeleton = importlib.import_module(MODULE + ".backend.motion.skeleton")
     obj = _foreign_smplx_armature()
     add_sound(clean_scene, short_speech, frame_start=1)
     motion = _run_and_keep_motion(ops, obj, tmp_path)
-    joints = retarget.smplx_joint_positions(motion.poses, motion.trans)
+    joints = smplx_joints(motion.poses, motion.trans)
     for k in (0, motion.num_frames // 2, motion.num_frames - 1):
         clean_scene.frame_set(1 + k)
         world = np.array(obj.matrix_world)
@@ -369,13 +368,13 @@ def test_fk_with_root_motion_and_random_poses_matches_within_a_millimetre(clean_
     tracks = retarget.retarget_motion(poses, trans, keyframes.read_armature_rest(obj))
     written = keyframes.apply_take(obj, tracks, strip_name="synthetic", frame_start=3)
     assert written.frames == frames
-    joints = retarget.smplx_joint_positions(poses, trans)
-    offset = np.array(obj.data.bones["pelvis"].head_local) - retarget.SMPLX_TO_BLENDER @ skeleton.REST_JOINTS[0]
+    joints = smplx_joints(poses, trans)
+    offset = np.array(obj.data.bones["pelvis"].head_local) - TO_BLENDER @ skeleton.REST_JOINTS[0]
     worst = 0.0
     for k in range(0, frames, 3):
         clean_scene.frame_set(3 + k)
         world = np.array(obj.matrix_world)
-        expected = (joints[k] @ retarget.SMPLX_TO_BLENDER.T + offset) @ world[:3, :3].T + world[:3, 3]
+        expected = (joints[k] @ TO_BLENDER.T + offset) @ world[:3, :3].T + world[:3, 3]
         worst = max(worst, float(np.abs(_world_heads(obj, skeleton.JOINT_NAMES) - expected).max()))
     assert worst < 1e-3, f"largest joint error {worst * 1000:.3f} mm"
 

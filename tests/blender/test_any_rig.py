@@ -15,7 +15,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from humanoid_rigs import FINGERS, expected_map, gesture_motion, humanoid, segment_angles  # noqa: E402
+from humanoid_rigs import FINGERS, expected_map, gesture_motion, humanoid  # noqa: E402
+from smplx_oracle import evaluated_heads, take_angles  # noqa: E402
 
 from blender_addon import keyframes, retarget, rig, rigmap  # noqa: E402
 
@@ -48,19 +49,6 @@ def build_rig(bones, name="Rig", location=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0
     return obj
 
 
-def evaluated_heads(obj, bone_names, frames):
-    """bone -> (T, 3) world heads from Blender's own depsgraph evaluation at each frame."""
-    out = {name: np.empty((len(frames), 3)) for name in bone_names}
-    scene = bpy.context.scene
-    for t, frame in enumerate(frames):
-        scene.frame_set(frame)
-        world = np.array(obj.matrix_world)
-        for name in bone_names:
-            head = np.array(obj.pose.bones[name].head)
-            out[name][t] = world[:3, :3] @ head + world[:3, 3]
-    return out
-
-
 def retarget_and_measure(obj, poses=None, trans=None, details=None):
     """Key the motion on ``obj`` (as the operator does) and return (map, angles per segment, rest, tracks).
 
@@ -72,14 +60,10 @@ def retarget_and_measure(obj, poses=None, trans=None, details=None):
     tracks = retarget.retarget_motion(poses, trans, rest)
     keyframes.apply_take(obj, tracks, strip_name="speech", frame_start=1)
     bone_map = rig.bone_map_for(obj)
-    names = {bone for _, bone in bone_map.pairs()}
-    heads = evaluated_heads(obj, names, range(1, len(poses) + 1))
-    alignment = retarget.align_rest_frames(rest)
-    world = np.array(obj.matrix_world)
-    smplx = retarget.smplx_joint_positions(poses, trans) @ (world[:3, :3] @ alignment.rotation).T
+    angles, heads, smplx = take_angles(obj, bone_map, poses, trans, retarget.align_rest_frames(rest).rotation)
     if details is not None:
         details.update(heads=heads, smplx=smplx)
-    return bone_map, segment_angles(bone_map, heads, smplx), rest, tracks
+    return bone_map, angles, rest, tracks
 
 
 def _hip_height(points, pelvis, ankles):
@@ -325,11 +309,7 @@ def test_generated_rigify_rig_keys_fk_controls_and_switches_to_fk():
                              if "DEF-" + bone in generated.data.bones},
                             ["DEF-" + bone for bone in meta_map.spine], ["DEF-" + bone for bone in meta_map.neck])
     poses, trans = gesture_motion(FRAMES, seed=3)
-    heads = evaluated_heads(generated, {bone for _, bone in deform.pairs()}, range(1, FRAMES + 1))
-    alignment = retarget.align_rest_frames(rest)
-    smplx = retarget.smplx_joint_positions(poses, trans) @ (np.array(generated.matrix_world)[:3, :3]
-                                                             @ alignment.rotation).T
-    angles = segment_angles(deform, heads, smplx)
+    angles = take_angles(generated, deform, poses, trans, retarget.align_rest_frames(rest).rotation)[0]
     limbs, fingers = _split({k: v for k, v in angles.items() if k != "spine"})
     assert limbs.mean() < 0.5 and limbs.max() < 2.0, {k: round(float(v.max()), 2) for k, v in angles.items()}
     assert len(fingers) and fingers.mean() < 1.0 and np.percentile(fingers, 95) < 3.0, {
@@ -338,45 +318,77 @@ def test_generated_rigify_rig_keys_fk_controls_and_switches_to_fk():
     assert angles["spine"].mean() < 8.0
 
 
-def _twist_about(delta_f, delta_b, axis):
-    """Twist angle (rad) of rotation matrix delta_f^T delta_b about ``axis``, and its swing angle."""
-    relative = delta_f.T @ delta_b
-    q = retarget.matrix_to_quaternion(relative)
-    twist = 2.0 * np.arctan2(q[1:] @ axis, q[0])
+def _delta(obj, name):
+    """Armature-space change of a bone from rest, Blender's own evaluation: R(pose) R(rest)^T."""
+    pose = np.array(obj.pose.bones[name].matrix, dtype=np.float64)[:3, :3]
+    return pose @ np.array(obj.data.bones[name].matrix_local, dtype=np.float64)[:3, :3].T
+
+
+def _twist_about(reference, moved, axis):
+    """Twist angle (rad) about ``axis`` of the rotation ``reference^T moved`` (mathutils quaternion), and its
+    swing angle (degrees)."""
+    from mathutils import Matrix
+
+    relative = reference.T @ moved
+    q = Matrix(relative.tolist()).to_quaternion()
+    twist = 2.0 * np.arctan2(np.array(q[1:]) @ axis, q[0])
     twist = (twist + np.pi) % (2 * np.pi) - np.pi
-    moved = relative @ axis
-    return twist, np.degrees(np.arccos(np.clip(moved @ axis, -1, 1)))
+    moved_axis = relative @ axis
+    return twist, np.degrees(np.arccos(np.clip(moved_axis @ axis, -1, 1)))
 
 
-@pytest.mark.parametrize("convention", ["ue5", "daz8", "rigify_def"])
-def test_forearm_twist_bones_take_half_the_hand_twist(convention):
-    """UE5/CC-style twist bones beside the hand and Daz/Rigify-style twist bones between forearm and hand
-    turn about the forearm by half the hand's twist; the hand still lands on SMPL-X's direction."""
+TWIST_SEGMENTS = {  # (main, twist bone, end) of the left upper arm, forearm and thigh
+    "ue5": (("upperarm_l", "upperarm_twist_01_l", "lowerarm_l"), ("lowerarm_l", "lowerarm_twist_01_l", "hand_l"),
+            ("thigh_l", "thigh_twist_01_l", "calf_l")),
+    "daz8": (("lShldrBend", "lShldrTwist", "lForearmBend"), ("lForearmBend", "lForearmTwist", "lHand"),
+             ("lThighBend", "lThighTwist", "lShin")),
+    "rigify_def": (("DEF-upper_arm.L", "DEF-upper_arm.L.001", "DEF-forearm.L"),
+                   ("DEF-forearm.L", "DEF-forearm.L.001", "DEF-hand.L"),
+                   ("DEF-thigh.L", "DEF-thigh.L.001", "DEF-shin.L")),
+}
+
+
+@pytest.mark.parametrize("convention", sorted(TWIST_SEGMENTS))
+def test_twist_bones_share_the_twist_and_the_hand_still_matches(convention):
+    """Upper-arm, forearm and thigh twist bones (UE5/CC-style beside the main bone, Daz/Rigify-style inline)
+    turn about their segment by their share of its twist: the forearm's by half the hand's twist, the upper
+    arm's and thigh's by half the bone's own twist (an inline main bone gives all of its twist away). The
+    hands, forearms and shins keep exactly the orientation they have on the same rig without twist bones."""
     _scene()
-    bones = humanoid(convention, twist=True, rng=np.random.default_rng(3))
-    obj = build_rig(bones)
     poses, trans = gesture_motion(FRAMES, seed=8)
+    obj = build_rig(humanoid(convention, twist=True, thigh_twist=True, rng=np.random.default_rng(3)))
+    plain = build_rig(humanoid(convention, rng=np.random.default_rng(3)), "Plain")
     _, angles, rest, tracks = retarget_and_measure(obj, poses, trans)
-    names = {"ue5": ("lowerarm_l", "lowerarm_twist_01_l", "hand_l"),
-             "daz8": ("lForearmBend", "lForearmTwist", "lHand"),
-             "rigify_def": ("DEF-forearm.L", "DEF-forearm.L.001", "DEF-hand.L")}[convention]
-    assert names[1] in tracks.bone_names
-    deltas = {}
-    for name in names:
-        rest_rot = np.array(obj.data.bones[name].matrix_local)[:3, :3]
-        deltas[name] = rest_rot
-    axis = np.array(obj.data.bones[names[2]].head_local) - np.array(obj.data.bones[names[0]].head_local)
-    axis /= np.linalg.norm(axis)
-    twists = []
-    for frame in range(1, FRAMES + 1, 4):
+    retarget_and_measure(plain, poses, trans)
+    segments = TWIST_SEGMENTS[convention]
+    inline = convention != "ue5"
+    for _, twist_bone, _ in segments:
+        assert twist_bone in tracks.bone_names
+    moved = {}
+    for frame in range(1, FRAMES + 1, 3):
         bpy.context.scene.frame_set(frame)
-        delta = {n: np.array(obj.pose.bones[n].matrix)[:3, :3] @ deltas[n].T for n in names}
-        hand_twist, _ = _twist_about(delta[names[0]], delta[names[2]], axis)
-        bone_twist, swing = _twist_about(delta[names[0]], delta[names[1]], axis)
-        assert swing < 0.5  # the twist bone only twists
-        twists.append((hand_twist, bone_twist))
-    twists = np.array(twists)
-    assert np.abs(twists[:, 0]).max() > 0.2  # the motion twists the hand
-    assert np.allclose(twists[:, 1], 0.5 * twists[:, 0], atol=0.02)
+        for index, (main, twist_bone, end) in enumerate(segments):
+            axis = np.array(obj.data.bones[end].head_local) - np.array(obj.data.bones[main].head_local)
+            axis /= np.linalg.norm(axis)
+            d_main, d_twist, d_end = (_delta(obj, n) for n in (main, twist_bone, end))
+            # The same end bone on the rig without twist bones: same orientation (the hand still matches).
+            assert np.abs(d_end - _delta(plain, end)).max() < 1e-4, (end, frame)
+            if index == 1:  # forearm: half the hand's twist relative to the forearm
+                total, _ = _twist_about(d_main, d_end, axis)
+                bone_twist, swing = _twist_about(d_main, d_twist, axis)
+                expected = 0.5 * total
+            else:  # upper arm / thigh: its own twist relative to its parent, measured on the plain rig
+                parent = obj.pose.bones[main].parent.name
+                total, _ = _twist_about(_delta(plain, plain.pose.bones[main].parent.name), _delta(plain, main), axis)
+                bone_twist, swing = _twist_about(_delta(obj, parent), d_twist, axis)
+                main_twist, _ = _twist_about(_delta(obj, parent), d_main, axis)
+                assert main_twist == pytest.approx(0.0 if inline else total, abs=0.01), (main, frame)
+                expected = 0.5 * total
+                swing = _twist_about(d_main, d_twist, axis)[1]
+            assert swing < 0.5, twist_bone  # the twist bone only twists relative to its main bone
+            assert bone_twist == pytest.approx(expected, abs=0.01), (twist_bone, frame)
+            moved.setdefault(twist_bone, []).append(abs(total))
+    for twist_bone, totals in moved.items():
+        assert max(totals) > 0.1, twist_bone  # the motion really twists every segment
     body, _ = _split(angles)
     assert body.mean() < 1.0

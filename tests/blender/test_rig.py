@@ -15,7 +15,7 @@ from mathutils import Matrix, Quaternion, Vector
 
 from backend.motion.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 from blender_addon.preview import frame_camera, render_preview
-from blender_addon.rig import build_character_object, find_smplx_bones, smplx_to_blender
+from blender_addon.rig import build_character_object, find_smplx_bones
 from tests.blender._rig_helpers import build_character_file, clean_scene
 
 pytestmark = pytest.mark.blender
@@ -39,13 +39,18 @@ def _evaluated_vertices(obj: bpy.types.Object) -> np.ndarray:
     return coords.reshape(-1, 3).astype(np.float64)
 
 
+def _to_blender(points):
+    """SMPL-X (Y up) to Blender (Z up) with mathutils: +90 degrees about X (not the add-on's conversion)."""
+    return np.asarray(points, dtype=np.float64) @ np.array(Matrix.Rotation(math.pi / 2, 3, "X")).T
+
+
 def test_builtin_skeleton_armature():
     clean_scene()
     arm = build_character_object(bpy.context, character=None)
     assert arm.type == "ARMATURE" and arm.name == "SMPLX" and not arm.children
     bones = arm.data.bones
     assert sorted(bone.name for bone in bones) == sorted(JOINT_NAMES)
-    heads = smplx_to_blender(REST_JOINTS)
+    heads = _to_blender(REST_JOINTS)
     for joint, name in enumerate(JOINT_NAMES):
         bone = bones[name]
         parent = PARENTS[joint]
@@ -73,7 +78,7 @@ def test_skinned_body_follows_the_armature(character_npz):
     modifier = next(m for m in body.modifiers if m.type == "ARMATURE")
     assert modifier.object == arm
     data = np.load(character_npz)
-    rest = smplx_to_blender(data["vertices"])
+    rest = _to_blender(data["vertices"])
     assert len(body.data.vertices) == len(rest) and len(body.data.polygons) == len(data["faces"])
     assert {group.name for group in body.vertex_groups} <= set(JOINT_NAMES)
     assert len(body.vertex_groups) == len(np.unique(data["skin_indices"][data["skin_weights"] > 0]))
@@ -275,7 +280,7 @@ def test_rig_on_debian_blender(character_npz, tmp_path, repo_root):
     report = json.loads(out.read_text())
     assert report["bones"] == 55 and report["found"] == 55 and report["vertices"] == 24256
     assert report["groups"] == 51
-    heads = smplx_to_blender(REST_JOINTS[[0, 20]])
+    heads = _to_blender(REST_JOINTS[[0, 20]])
     np.testing.assert_allclose(report["heads"], heads, atol=1e-6)
     assert report["moved"] > 500 and report["still"] > 15000  # the forearm moved, the rest stayed
 
