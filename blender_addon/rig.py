@@ -436,14 +436,20 @@ def read_armature_rest(obj: bpy.types.Object):
 
 
 # Rig switches keyed with every take so the FK controls drive the deform bones (property, value).
+# Rigify: ``IK_FK`` on the limb parent controls (1 = FK), ``FK_limb_follow``, ``neck_follow``/``head_follow``.
 _SWITCHES = {"IK_FK": 1.0, "FK_limb_follow": 0.0, "neck_follow": 1.0, "head_follow": 1.0}
+# Auto-Rig Pro: ``ik_fk_switch`` on the IK hand and foot controls ``c_hand_ik.l``, ``c_foot_ik.r`` (1 = FK).
+_ARP_SWITCH = re.compile(r"^c_(hand|foot)_ik(_dupli_\d+)?\.[lr]$")
 
 
 def _fk_switches(obj: bpy.types.Object) -> tuple[tuple[str, str, float], ...]:
-    """Rigify's IK/FK switches set to FK (and neck/head following the chest), when the rig has them."""
+    """The rig's IK/FK switches set to FK (Rigify, Auto-Rig Pro), and Rigify's neck/head following the chest."""
     out = []
     for pose_bone in obj.pose.bones:
-        for prop, value in _SWITCHES.items():
+        switches = dict(_SWITCHES)
+        if _ARP_SWITCH.match(pose_bone.name):
+            switches["ik_fk_switch"] = 1.0
+        for prop, value in switches.items():
             if prop in pose_bone.keys() and isinstance(pose_bone[prop], (int, float)):
                 out.append((pose_bone.name, prop, value))
     return tuple(out)

@@ -215,7 +215,7 @@ TABLES: tuple[NameTable, ...] = (
                             "ctoesfk", ("ceye",)),
                      _fingers("c{f}{k}")),
               ("cspine01", "cspine02", "cspine03"), ("cneck",), check_parents=False,
-              note="Auto-Rig Pro: keys the FK controls; set the arm and leg IK/FK switches to FK."),
+              note="Auto-Rig Pro: the FK controls are keyed and the take sets the IK/FK switches to FK."),
     NameTable("MakeHuman / MPFB", {"pelvis": ("root",), "head": ("head",), "jaw": ("jaw",)},
               _merge(_limbs("clavicle", "upperarm01", "lowerarm01", "wrist", "upperleg01", "lowerleg01", "foot",
                             "toe11"),

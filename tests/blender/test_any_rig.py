@@ -392,3 +392,57 @@ def test_twist_bones_share_the_twist_and_the_hand_still_matches(convention):
         assert max(totals) > 0.1, twist_bone  # the motion really twists every segment
     body, _ = _split(angles)
     assert body.mean() < 1.0
+
+
+def _driven_influence(obj, constraint, control, prop):
+    """Drive a constraint's influence by a custom property, as Auto-Rig Pro does: influence = switch."""
+    fcurve = constraint.driver_add("influence")
+    fcurve.driver.type = "AVERAGE"
+    variable = fcurve.driver.variables.new()
+    variable.type = "SINGLE_PROP"
+    variable.targets[0].id = obj
+    variable.targets[0].data_path = f'pose.bones["{control}"]["{prop}"]'
+
+
+def test_auto_rig_pro_keys_fk_controls_and_switches_to_fk():
+    """An Auto-Rig Pro-named rig whose mesh bones follow the FK controls only when the IK/FK switch on
+    ``c_hand_ik.l``/``c_foot_ik.l`` is 1 (FK), as Auto-Rig Pro wires it: the take keys the FK controls and sets
+    the switches to FK inside the take (keys in the take's action, so other takes keep their own setting)."""
+    from mathutils import Vector
+
+    _scene()
+    bones = humanoid("arp", rng=np.random.default_rng(4))
+    obj = build_rig(bones, "ARP")
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit = obj.data.edit_bones
+    for side in ("l", "r"):
+        for limb, fk in (("hand", "c_arm_fk"), ("foot", "c_thigh_fk")):
+            control = edit[f"{fk}.{side}"]
+            ik = edit.new(f"c_{limb}_ik.{side}")  # the IK control, away from the body
+            ik.head, ik.tail = control.head + Vector((0.0, 0.5, 0.0)), control.head + Vector((0.0, 0.6, 0.0))
+            mesh = edit.new(f"mesh_{limb}.{side}")  # stands for ARP's deform chain
+            mesh.head, mesh.tail, mesh.roll = control.head, control.tail, control.roll
+            mesh.parent = control.parent
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for side in ("l", "r"):
+        for limb, fk in (("hand", "c_arm_fk"), ("foot", "c_thigh_fk")):
+            obj.pose.bones[f"c_{limb}_ik.{side}"]["ik_fk_switch"] = 0.0  # the rig is in IK
+            constraint = obj.pose.bones[f"mesh_{limb}.{side}"].constraints.new("COPY_ROTATION")
+            constraint.target, constraint.subtarget = obj, f"{fk}.{side}"
+            _driven_influence(obj, constraint, f"c_{limb}_ik.{side}", "ik_fk_switch")
+    bone_map, angles, rest, tracks = retarget_and_measure(obj)
+    assert bone_map.convention.startswith("Auto-Rig Pro")
+    assert bone_map.roles["left_shoulder"] == "c_arm_fk.l" and "c_hand_ik.l" not in tracks.bone_names
+    for side in ("l", "r"):
+        for limb in ("hand", "foot"):
+            assert (f"c_{limb}_ik.{side}", "ik_fk_switch", 1.0) in tracks.switches
+    body, fingers = _split(angles)
+    assert body.mean() < 1.0 and fingers.mean() < 1.0
+    # Inside the take the switch evaluates to FK, so the mesh bones turn with the FK controls.
+    bpy.context.scene.frame_set(FRAMES // 2)
+    assert obj.pose.bones["c_hand_ik.l"]["ik_fk_switch"] == pytest.approx(1.0)
+    for mesh, fk in (("mesh_hand.l", "c_arm_fk.l"), ("mesh_foot.r", "c_thigh_fk.r")):
+        got = np.array(obj.pose.bones[mesh].matrix)[:3, :3]
+        want = np.array(obj.pose.bones[fk].matrix)[:3, :3]
+        assert np.abs(got - want).max() < 1e-4, mesh
+        assert np.abs(want - np.array(obj.data.bones[fk].matrix_local)[:3, :3]).max() > 0.05  # it moved

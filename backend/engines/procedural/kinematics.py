@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_JOINTS
+from ...motion import rotations
+from ...motion.fk import chain_transforms
+from ...motion.skeleton import JOINT_INDEX, NUM_JOINTS, PARENTS, REST_JOINTS, rest_offsets
 
 J = JOINT_INDEX
 MIRROR = np.array([-1.0, 1.0, 1.0])
@@ -32,12 +34,10 @@ ELBOW_MIN = 0.08
 
 
 def axis_rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """(T, 3, 3) rotations by ``angle`` (T,) about the fixed unit ``axis`` (Rodrigues)."""
+    """(T, 3, 3) rotations by ``angle`` (T,) about the fixed ``axis`` (the shared rotation library)."""
     axis = np.asarray(axis, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    sin, cos = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.eye(3) + sin * k + (1 - cos) * (k @ k)
+    return rotations.axis_angle_to_matrix(np.asarray(angle, dtype=np.float64)[:, None] * axis)
 
 
 _X, _Y, _Z = np.eye(3)
@@ -49,25 +49,13 @@ def euler(pitch: np.ndarray, yaw: np.ndarray, roll: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_axis_angle(matrices: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices with angles below pi -> (..., 3) axis-angle."""
-    trace = np.trace(matrices, axis1=-2, axis2=-1)
-    angle = np.arccos(np.clip((trace - 1.0) / 2.0, -1.0, 1.0))
-    vec = np.stack([matrices[..., 2, 1] - matrices[..., 1, 2], matrices[..., 0, 2] - matrices[..., 2, 0],
-                    matrices[..., 1, 0] - matrices[..., 0, 1]], axis=-1)
-    sin = np.sin(angle)
-    scale = np.where(sin > 1e-6, angle / (2 * np.maximum(sin, 1e-12)), 0.5 + angle ** 2 / 12)
-    return vec * scale[..., None]
+    """(..., 3, 3) rotation matrices -> (..., 3) axis-angle (``backend.motion.rotations``)."""
+    return rotations.matrix_to_axis_angle(np.asarray(matrices, dtype=np.float64))
 
 
 def axis_angle_to_matrix(vectors: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle -> (..., 3, 3)."""
-    angle = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    axis = vectors / np.maximum(angle, 1e-12)
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(*vectors.shape[:-1], 3, 3)
-    sin, cos = np.sin(angle)[..., None], np.cos(angle)[..., None]
-    return np.eye(3) + sin * k + (1 - cos) * (k @ k)
+    """(..., 3) axis-angle -> (..., 3, 3) (``backend.motion.rotations``)."""
+    return rotations.axis_angle_to_matrix(np.asarray(vectors, dtype=np.float64))
 
 
 def mirror_axis_angle(axis_angle: np.ndarray) -> np.ndarray:
@@ -86,17 +74,9 @@ def forward(poses: np.ndarray, num_joints: int = NUM_JOINTS) -> tuple[np.ndarray
         positions (T, num_joints, 3) in metres (pelvis at its rest position) and world rotations
         (T, num_joints, 3, 3).
     """
-    rotations = axis_angle_to_matrix(np.asarray(poses[:, :num_joints], dtype=np.float64))
-    count = rotations.shape[0]
-    world_rot = np.zeros_like(rotations)
-    positions = np.zeros((count, num_joints, 3))
-    positions[:, 0] = REST_JOINTS[0]
-    world_rot[:, 0] = rotations[:, 0]
-    for joint in range(1, num_joints):
-        parent = PARENTS[joint]
-        world_rot[:, joint] = world_rot[:, parent] @ rotations[:, joint]
-        positions[:, joint] = positions[:, parent] + world_rot[:, parent] @ (REST_JOINTS[joint] - REST_JOINTS[parent])
-    return positions, world_rot
+    local = axis_angle_to_matrix(np.asarray(poses[:, :num_joints], dtype=np.float64))
+    root = np.broadcast_to(REST_JOINTS[0], (local.shape[0], 3))
+    return chain_transforms(local, root, rest_offsets()[:num_joints], PARENTS[:num_joints])
 
 
 def forward_joints(poses: np.ndarray, num_joints: int = NUM_JOINTS) -> np.ndarray:
