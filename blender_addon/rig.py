@@ -383,17 +383,102 @@ def store_bone_map(obj: bpy.types.Object, bone_map) -> None:
     _IDENTIFIED.clear()
 
 
+# VRM humanoid bone names (VRM 1.0 and 0.x), for reading the VRM add-on's VRM 1.0 table attribute by attribute.
+_VRM_HUMAN_BONES = (
+    "hips", "spine", "chest", "upper_chest", "neck", "head", "jaw",
+    *(f"{side}_{part}" for side in ("left", "right") for part in (
+        "eye", "shoulder", "upper_arm", "lower_arm", "hand", "upper_leg", "lower_leg", "foot", "toes",
+        "thumb_metacarpal", "thumb_proximal", "thumb_intermediate", "thumb_distal",
+        *(f"{finger}_{phalanx}" for finger in ("index", "middle", "ring", "little")
+          for phalanx in ("proximal", "intermediate", "distal")))),
+)
+# Custom properties that may carry the table (glTF extras of a .vrm imported without the VRM add-on, scripts).
+HUMANOID_PROPERTIES = ("humanBones", "vrm_humanoid", "humanoid")
+
+
+def _table_from_value(value) -> dict[str, str] | None:
+    """A humanoid table from a custom property: JSON text or an ID property, VRM 1.0 style
+    (``{"hips": {"node": "Bone"}}`` or ``{"hips": "Bone"}``) or VRM 0.x style (``[{"bone": "hips", "node": "Bone"}]``),
+    optionally wrapped in ``{"humanBones": ...}``."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    elif hasattr(value, "to_dict"):
+        value = value.to_dict()
+    elif hasattr(value, "to_list"):
+        value = value.to_list()
+    if isinstance(value, dict) and "humanBones" in value:
+        value = value["humanBones"]
+    table: dict[str, str] = {}
+    if isinstance(value, dict):
+        for key, entry in value.items():
+            node = entry.get("node") if isinstance(entry, dict) else entry
+            if isinstance(node, str) and node:
+                table[str(key)] = node
+    elif isinstance(value, list):
+        for entry in value:
+            if isinstance(entry, dict) and isinstance(entry.get("node"), str) and entry.get("bone"):
+                table[str(entry["bone"])] = entry["node"]
+    return table or None
+
+
+def humanoid_table(obj: bpy.types.Object) -> dict[str, str] | None:
+    """The humanoid table the character carries (VRM bone name -> bone name), or None.
+
+    Read from the VRM add-on's data (``armature.vrm_addon_extension``: VRM 1.0 ``vrm1.humanoid.human_bones.<name>
+    .node.bone_name``, VRM 0.x ``vrm0.humanoid.human_bones[*].bone`` / ``.node.bone_name``), else from a custom
+    property on the armature data or object (``HUMANOID_PROPERTIES``).
+    """
+    extension = getattr(obj.data, "vrm_addon_extension", None)
+    if extension is not None:
+        bones = getattr(getattr(getattr(extension, "vrm1", None), "humanoid", None), "human_bones", None)
+        table = {}
+        for name in _VRM_HUMAN_BONES if bones is not None else ():
+            node = getattr(getattr(bones, name, None), "node", None)
+            if getattr(node, "bone_name", ""):
+                table[name] = str(node.bone_name)
+        if "hips" not in table:
+            table = {}
+            for entry in getattr(getattr(getattr(extension, "vrm0", None), "humanoid", None), "human_bones", ()):
+                node = getattr(entry, "node", None)
+                if getattr(entry, "bone", "") and getattr(node, "bone_name", ""):
+                    table[str(entry.bone)] = str(node.bone_name)
+        if table:
+            return table
+    for owner in (obj.data, obj):
+        for key in HUMANOID_PROPERTIES:
+            if key in owner.keys():
+                table = _table_from_value(owner[key])
+                if table:
+                    return table
+    return None
+
+
 def identify_bones(obj: bpy.types.Object):
-    """Identify the armature's bones by name tables or structure (``rigmap.identify``), cached per rig."""
+    """Identify the armature's bones, cached per rig: from the humanoid table the file carries (VRM) when it
+    covers the essential bones, else by name tables or structure (``rigmap.identify``)."""
     from . import rigmap
 
     names, parents, matrices, _ = _arrays(obj)
-    key = (obj.data.name, tuple(names), tuple(parents))
+    table = humanoid_table(obj)
+    key = (obj.data.name, tuple(names), tuple(parents), tuple(sorted(table.items())) if table else None)
     cached = _IDENTIFIED.get(key)
     if cached is None:
         if len(_IDENTIFIED) > 64:
             _IDENTIFIED.clear()
-        cached = _IDENTIFIED[key] = rigmap.identify(names, parents, matrices[:, :3, 3])
+        from_file = rigmap.map_from_humanoid(table, names) if table else None
+        if from_file is not None and not from_file.missing():
+            cached = from_file
+        else:
+            cached = rigmap.identify(names, parents, matrices[:, :3, 3])
+            if from_file is not None:
+                cached.notes.append("The file's humanoid table lacks essential bones; the bones were identified "
+                                    "by name instead.")
+        _IDENTIFIED[key] = cached
     return rigmap.BoneMap(dict(cached.roles), list(cached.spine), list(cached.neck), cached.convention,
                           list(cached.notes))
 

@@ -431,6 +431,81 @@ def identify(names, parents, heads) -> BoneMap:
     return result
 
 
+# ---------------------------------------------------------------------------------------------------
+# A humanoid table carried by the file (VRM 0.x / 1.0)
+
+_VRM_BODY = {"hips": "pelvis", "head": "head", "jaw": "jaw", "Shoulder": "collar", "UpperArm": "shoulder",
+             "LowerArm": "elbow", "Hand": "wrist", "UpperLeg": "hip", "LowerLeg": "knee", "Foot": "ankle",
+             "Toes": "foot", "Eye": "eye_smplhf"}
+_VRM_SPINE = ("spine", "chest", "upperChest")
+_VRM_PHALANGES = {"Proximal": 1, "Intermediate": 2, "Distal": 3}
+_VRM_FINGER_WORDS = {"Index": "index", "Middle": "middle", "Ring": "ring", "Little": "pinky", "Thumb": "thumb"}
+
+
+def _camel(name: str) -> str:
+    """``left_upper_arm`` (the VRM add-on's VRM 1.0 attribute names) -> ``leftUpperArm``; camelCase unchanged."""
+    head, *rest = str(name).split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _vrm_role(name: str, vrm1: bool) -> str | None:
+    """The role of one VRM humanoid bone name (``leftUpperArm``, ``rightThumbMetacarpal`` ...), or None."""
+    if name in _VRM_BODY:
+        return _VRM_BODY[name]
+    for side in SIDES:
+        if not name.startswith(side):
+            continue
+        rest = name[len(side):]
+        if rest in _VRM_BODY:
+            return f"{side}_{_VRM_BODY[rest]}"
+        for word, finger in _VRM_FINGER_WORDS.items():
+            if not rest.startswith(word):
+                continue
+            phalanx = rest[len(word):]
+            if finger == "thumb" and vrm1:  # VRM 1.0: Metacarpal, Proximal, Distal
+                k = {"Metacarpal": 1, "Proximal": 2, "Distal": 3}.get(phalanx)
+            else:  # VRM 0.x thumbs and every other finger: Proximal, Intermediate, Distal
+                k = _VRM_PHALANGES.get(phalanx)
+            return f"{side}_{finger}{k}" if k else None
+    return None
+
+
+def map_from_humanoid(table, names, convention: str = "VRM humanoid (from the file)") -> BoneMap | None:
+    """A map from the humanoid table a VRM file carries: VRM bone name -> armature bone name.
+
+    Keys may be VRM 1.0 or 0.x names, camelCase (``leftUpperArm``) or the VRM add-on's snake_case
+    (``left_upper_arm``); the version is told by the thumb (``ThumbMetacarpal`` only exists in 1.0,
+    ``ThumbIntermediate`` only in 0.x). Entries naming a bone the armature lacks are left out with a note.
+
+    Returns:
+        The map, or None when the table names no bone of this armature.
+    """
+    present = set(str(n) for n in names)
+    pairs = {_camel(k): str(v) for k, v in dict(table).items() if v}
+    vrm1 = any(k.endswith("ThumbMetacarpal") for k in pairs) or not any(k.endswith("ThumbIntermediate")
+                                                                          for k in pairs)
+    result = BoneMap(convention=convention)
+    spine: dict[int, str] = {}
+    for key, bone in pairs.items():
+        if bone not in present:
+            result.notes.append(f"The file's humanoid table names bone '{bone}' for '{key}', which the armature "
+                                "does not have; left unmapped.")
+            continue
+        if key in _VRM_SPINE:
+            spine[_VRM_SPINE.index(key)] = bone
+        elif key == "neck":
+            result.neck = [bone]
+        else:
+            role = _vrm_role(key, vrm1)
+            if role is not None and role in ROLES:
+                result.roles[role] = bone
+    result.spine = [spine[k] for k in sorted(spine)]
+    if not result.roles and not result.spine:
+        return None
+    note_optional(result)
+    return result
+
+
 def note_optional(result: BoneMap) -> None:
     """One note listing the optional parts the rig lacks (they are skipped, the rest still moves)."""
     skipped = []

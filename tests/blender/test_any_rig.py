@@ -446,3 +446,82 @@ def test_auto_rig_pro_keys_fk_controls_and_switches_to_fk():
         want = np.array(obj.pose.bones[fk].matrix)[:3, :3]
         assert np.abs(got - want).max() < 1e-4, mesh
         assert np.abs(want - np.array(obj.data.bones[fk].matrix_local)[:3, :3]).max() > 0.05  # it moved
+
+
+def _snake(name):
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _register_vrm_addon_like():
+    """Property groups shaped like the VRM add-on's (``armature.vrm_addon_extension``), for a test without it."""
+    from bpy.props import CollectionProperty, PointerProperty, StringProperty
+
+    node = type("ExpgestTestVrmNode", (bpy.types.PropertyGroup,), {"__annotations__": {"bone_name": StringProperty()}})
+    human0 = type("ExpgestTestVrm0HumanBone", (bpy.types.PropertyGroup,),
+                  {"__annotations__": {"bone": StringProperty(), "node": PointerProperty(type=node)}})
+    humanoid0 = type("ExpgestTestVrm0Humanoid", (bpy.types.PropertyGroup,),
+                     {"__annotations__": {"human_bones": CollectionProperty(type=human0)}})
+    vrm0 = type("ExpgestTestVrm0", (bpy.types.PropertyGroup,),
+                {"__annotations__": {"humanoid": PointerProperty(type=humanoid0)}})
+    from blender_addon.rig import _VRM_HUMAN_BONES
+
+    bones1 = type("ExpgestTestVrm1HumanBones", (bpy.types.PropertyGroup,),
+                  {"__annotations__": {name: PointerProperty(type=type(f"ExpgestTestVrm1Bone_{name}", (
+                      bpy.types.PropertyGroup,), {"__annotations__": {"node": PointerProperty(type=node)}}))
+                      for name in _VRM_HUMAN_BONES}})
+    humanoid1 = type("ExpgestTestVrm1Humanoid", (bpy.types.PropertyGroup,),
+                     {"__annotations__": {"human_bones": PointerProperty(type=bones1)}})
+    vrm1 = type("ExpgestTestVrm1", (bpy.types.PropertyGroup,),
+                {"__annotations__": {"humanoid": PointerProperty(type=humanoid1)}})
+    extension = type("ExpgestTestVrmExtension", (bpy.types.PropertyGroup,),
+                     {"__annotations__": {"vrm0": PointerProperty(type=vrm0), "vrm1": PointerProperty(type=vrm1)}})
+    classes = [node, human0, humanoid0, vrm0]
+    classes += [bones1.__annotations__[n].keywords["type"] for n in _VRM_HUMAN_BONES]
+    classes += [bones1, humanoid1, vrm1, extension]
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Armature.vrm_addon_extension = PointerProperty(type=extension)
+    return classes
+
+
+@pytest.mark.parametrize("source", ["vrm1-extras-json", "vrm0-extras-list", "vrm1-addon", "vrm0-addon"])
+def test_vrm_humanoid_table_in_the_file_wins_over_names(source):
+    """A VRM avatar whose bone names mean nothing ('Bone.017'), with the humanoid table the file carries: from
+    the VRM add-on's data (VRM 1.0 / 0.x) or, imported without it, as a custom property (glTF extras)."""
+    import json
+
+    _scene()
+    version = "vrm0" if "vrm0" in source else "vrm1"
+    bones = humanoid(version, pose="A", extras=True, rng=np.random.default_rng(6))
+    renamed = {b.name: f"Bone.{k:03d}" for k, b in enumerate(bones)}
+    table = {b.name: renamed[b.name] for b in bones if b.role}
+    for bone in bones:
+        bone.name, bone.parent = renamed[bone.name], renamed.get(bone.parent) if bone.parent else None
+    obj = build_rig(bones, "Avatar")
+    classes = []
+    try:
+        if source == "vrm1-extras-json":
+            obj.data["humanBones"] = json.dumps({name: {"node": bone} for name, bone in table.items()})
+        elif source == "vrm0-extras-list":
+            obj["humanoid"] = json.dumps({"humanBones": [{"bone": n, "node": b} for n, b in table.items()]})
+        else:
+            classes = _register_vrm_addon_like()
+            extension = obj.data.vrm_addon_extension
+            for name, bone in table.items():
+                if version == "vrm1":
+                    getattr(extension.vrm1.humanoid.human_bones, _snake(name)).node.bone_name = bone
+                else:
+                    entry = extension.vrm0.humanoid.human_bones.add()
+                    entry.bone, entry.node.bone_name = name, bone
+        bone_map, angles, _, _ = retarget_and_measure(obj)
+    finally:
+        if classes:
+            del bpy.types.Armature.vrm_addon_extension
+            for cls in reversed(classes):
+                bpy.utils.unregister_class(cls)
+    assert bone_map.convention.startswith("VRM humanoid"), bone_map.convention
+    expected = expected_map(bones)
+    got = {role: bone_map.bones_of(role) for role in rigmap.ROLES if bone_map.bones_of(role)}
+    assert got == expected
+    body, fingers = _split(angles)
+    assert body.mean() < 1.0 and fingers.mean() < 1.0
