@@ -95,3 +95,64 @@ def test_fbx_round_trip_mixamo(tmp_path):
     imported = _import_armature()
     assert abs(imported.matrix_world.to_scale()[0] - 1.0) > 0.5 or imported.dimensions.z > 10  # other units
     _check(imported, bones)
+
+
+def _mixamo_download(bones):
+    """As Mixamo ships a character: armature data Y up in centimetres, the object turned +90 degrees about X
+    and scaled 0.01."""
+    for bone in bones:
+        bone.head = np.array([bone.head[0], bone.head[2], -bone.head[1]]) * 100.0
+        bone.tail = np.array([bone.tail[0], bone.tail[2], -bone.tail[1]]) * 100.0
+    return dict(rotation=(np.pi / 2, 0.0, 0.0), scale=0.01)
+
+
+ROUND_TRIPS = [
+    # family, file format, humanoid() options, object set-up
+    ("ue5", "fbx", dict(twist=True, thigh_twist=True, root=True, pose="A"), "root bone above the pelvis"),
+    ("mixamo", "fbx", dict(ends=True), "Mixamo download: Y up, cm, object scale 0.01"),
+    ("cc", "fbx", dict(twist=True, thigh_twist=True, extras=True), "CC/AccuRIG export"),
+    ("daz8", "fbx", dict(twist=True, thigh_twist=True, pose="A"), "Daz bend/twist pairs"),
+    ("rigify_def", "glb", dict(twist=True, tilt=(20.0, 35.0)), "tilted, yawed bind pose; tails along one axis"),
+    ("vroid", "glb", dict(pose="A", extras=True), "under a rotated empty"),
+]
+
+
+@pytest.mark.parametrize("family,fmt,build,setup", ROUND_TRIPS, ids=[f"{c[0]}-{c[1]}" for c in ROUND_TRIPS])
+def test_round_trip_through_blenders_importers(tmp_path, family, fmt, build, setup):
+    """Each rig family written by Blender's exporter and read back by its importer (their axis conversions,
+    bone orientations and unit scales), then identified, keyed and measured with Blender's pose evaluation."""
+    _enable("io_scene_fbx" if fmt == "fbx" else "io_scene_gltf2")
+    _scene()
+    bones = humanoid(family, rng=np.random.default_rng(9), **build)
+    transform = _mixamo_download(bones) if family == "mixamo" else {}
+    obj = build_rig(bones, "Armature", **transform)
+    _skin(obj)
+    if "empty" in setup:
+        empty = bpy.data.objects.new("Turn", None)
+        bpy.context.scene.collection.objects.link(empty)
+        empty.rotation_euler = (0.0, 0.0, 2.5)
+        empty.location = (1.0, 2.0, 0.0)
+        obj.parent = empty
+    path = tmp_path / f"rig.{fmt}"
+    if fmt == "fbx":
+        bpy.ops.export_scene.fbx(filepath=str(path), add_leaf_bones=False)
+        _scene()
+        bpy.ops.import_scene.fbx(filepath=str(path))
+    else:
+        bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB")
+        _scene()
+        bpy.ops.import_scene.gltf(filepath=str(path))  # default bone heuristic: tails along one axis
+    imported = _import_armature()
+    assert {b.name for b in imported.data.bones} == {b.name for b in bones}
+    if family == "mixamo":
+        assert imported.matrix_world.to_scale()[0] == pytest.approx(0.01, rel=1e-3)
+    if "empty" in setup:
+        assert imported.parent is not None and imported.parent.type == "EMPTY"
+    _check(imported, bones)
+    if build.get("twist"):
+        from blender_addon import keyframes
+
+        rest = keyframes.read_armature_rest(imported)
+        twist_bones = {rest.names[b] for b, share in enumerate(rest.twist_share or ()) if share[0] >= 0
+                       and rest.joint_of_bone[b] < 0}
+        assert len(twist_bones) >= 4, twist_bones  # upper-arm and forearm twist bones of both arms at least
