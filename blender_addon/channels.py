@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend.motion import rotations  # the one rotation library (numpy only, bundled with the add-on)
+
 # ---------------------------------------------------------------------------------------------------
 # Scope: which SMPL-X joints a take keys.
 
@@ -86,15 +88,17 @@ EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 
 
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(..., 4) unit quaternions (w, x, y, z) -> (..., 3, 3) rotation matrices."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
+    """(..., 4) unit quaternions (w, x, y, z) -> (..., 3, 3) rotation matrices (the shared library)."""
+    return rotations.quat_to_matrix(np.asarray(q, dtype=np.float64))
+
+
+def _library_order(order: str) -> tuple[str, list[int]]:
+    """Blender's Euler order as the shared library's: Blender ``'XYZ'`` applies X first, ``R = Rz Ry Rx``, which
+    is the library's intrinsic ``'ZYX'`` with the angles listed (z, y, x)."""
+    if order not in EULER_ORDERS:
+        raise ValueError(f"order must be one of {EULER_ORDERS}, got {order!r}")
+    reverse = order[::-1]
+    return reverse, ["XYZ".index(letter) for letter in reverse]
 
 
 def euler_to_matrix(euler: np.ndarray, order: str) -> np.ndarray:
@@ -102,40 +106,18 @@ def euler_to_matrix(euler: np.ndarray, order: str) -> np.ndarray:
 
     Blender's order ``'XYZ'`` applies X first: ``R = Rz(z) Ry(y) Rx(x)``.
     """
+    library_order, components = _library_order(order)
     euler = np.asarray(euler, dtype=np.float64)
-    result = np.broadcast_to(np.eye(3), euler.shape[:-1] + (3, 3)).copy()
-    for letter in order:
-        axis = "XYZ".index(letter)
-        angle = euler[..., axis]
-        c, s = np.cos(angle), np.sin(angle)
-        rot = np.broadcast_to(np.eye(3), euler.shape[:-1] + (3, 3)).copy()
-        a, b = [i for i in range(3) if i != axis]
-        rot[..., a, a] = c
-        rot[..., b, b] = c
-        sign = 1.0 if (b - a) * (1 if axis != 1 else -1) > 0 else -1.0  # right-handed about ``axis``
-        rot[..., b, a] = sign * s
-        rot[..., a, b] = -sign * s
-        result = rot @ result
-    return result
+    return rotations.euler_to_matrix(euler[..., components], library_order)
 
 
 def matrix_to_euler(matrix: np.ndarray, order: str) -> np.ndarray:
-    """(..., 3, 3) rotations -> (..., 3) Euler angles in ``order`` (one of the two solutions, |middle| <= pi/2).
-
-    With ``R = R_k(c) R_j(b) R_i(a)`` for order letters ``i j k`` and ``p = +1`` for an even permutation of
-    X Y Z (``XYZ``, ``YZX``, ``ZXY``), ``-1`` otherwise::
-
-        b = asin(-p R[k, i]),  a = atan2(p R[k, j], R[k, k]),  c = atan2(p R[j, i], R[i, i])
-    """
-    if order not in EULER_ORDERS:
-        raise ValueError(f"order must be one of {EULER_ORDERS}, got {order!r}")
-    i, j, k = ("XYZ".index(letter) for letter in order)
-    parity = 1.0 if order in ("XYZ", "YZX", "ZXY") else -1.0
-    m = np.asarray(matrix, dtype=np.float64)
-    out = np.empty(m.shape[:-2] + (3,))
-    out[..., j] = np.arcsin(np.clip(-parity * m[..., k, i], -1.0, 1.0))
-    out[..., i] = np.arctan2(parity * m[..., k, j], m[..., k, k])
-    out[..., k] = np.arctan2(parity * m[..., j, i], m[..., i, i])
+    """(..., 3, 3) rotations -> (..., 3) Euler angles (X Y Z components) in ``order``, one of the two
+    solutions (|middle angle| <= pi/2)."""
+    library_order, components = _library_order(order)
+    angles = rotations.matrix_to_euler(np.asarray(matrix, dtype=np.float64), library_order)
+    out = np.empty_like(angles)
+    out[..., components] = angles
     return out
 
 
@@ -166,13 +148,10 @@ def quaternions_to_continuous_euler(quaternions: np.ndarray, order: str) -> np.n
 
 def quaternions_to_axis_angle(quaternions: np.ndarray) -> np.ndarray:
     """(..., 4) quaternions -> (..., 4) Blender ``rotation_axis_angle`` (angle, x, y, z); axis +Y at rest."""
-    q = np.asarray(quaternions, dtype=np.float64)
-    q = q * np.where(q[..., :1] < 0.0, -1.0, 1.0)
-    vector = q[..., 1:]
-    length = np.linalg.norm(vector, axis=-1, keepdims=True)
-    angle = 2.0 * np.arctan2(length[..., 0], q[..., 0])
-    axis = np.where(length > 1e-12, vector / np.maximum(length, 1e-12), np.array([0.0, 1.0, 0.0]))
-    return np.concatenate([angle[..., None], axis], -1)
+    vector = rotations.quat_to_axis_angle(np.asarray(quaternions, dtype=np.float64))
+    angle = np.linalg.norm(vector, axis=-1, keepdims=True)
+    axis = np.where(angle > 1e-12, vector / np.maximum(angle, 1e-12), np.array([0.0, 1.0, 0.0]))
+    return np.concatenate([angle, axis], -1)
 
 
 def euler_to_quaternion(euler: np.ndarray, order: str) -> np.ndarray:
@@ -186,11 +165,7 @@ def euler_to_quaternion(euler: np.ndarray, order: str) -> np.ndarray:
     q[..., 0] = 1.0
     for letter in order:
         axis = "XYZ".index(letter)
-        half = euler[..., axis] / 2.0
-        step = np.zeros_like(q)
-        step[..., 0] = np.cos(half)
-        step[..., 1 + axis] = np.sin(half)
-        q = quaternion_multiply(step, q)
+        q = quaternion_multiply(rotations.axis_angle_to_quat(euler[..., axis, None] * np.eye(3)[axis]), q)
     if q.ndim >= 2 and len(q) > 1:
         signs = np.where((q[1:] * q[:-1]).sum(-1) < 0.0, -1.0, 1.0)
         q[1:] *= np.cumprod(signs, axis=0)[..., None]
@@ -198,11 +173,8 @@ def euler_to_quaternion(euler: np.ndarray, order: str) -> np.ndarray:
 
 
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product ``a b`` of (..., 4) quaternions (w, x, y, z)."""
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
-    return np.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw], -1)
+    """Hamilton product ``a b`` of (..., 4) quaternions (w, x, y, z) (the shared library)."""
+    return rotations.quat_multiply(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
 
 
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
@@ -442,8 +414,7 @@ def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
     axis_angle = np.asarray(axis_angle, dtype=np.float64)
     axis = axis_angle[..., 1:]
     axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-12)
-    half = axis_angle[..., :1] / 2.0
-    return np.concatenate([np.cos(half), np.sin(half) * axis], -1)
+    return rotations.axis_angle_to_quat(axis_angle[..., :1] * axis)
 
 
 def rotation_difference(mode: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:

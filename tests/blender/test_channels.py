@@ -42,6 +42,28 @@ def test_blender_euler_convention_applies_the_first_letter_first():
     assert np.allclose(matrix @ [1, 0, 0], [0, 1, 0], atol=1e-12)
 
 
+@pytest.mark.parametrize("order", channels.EULER_ORDERS)
+def test_euler_and_quaternions_agree_with_blenders_mathutils(order):
+    """Blender's own Euler and Quaternion types are the oracle for the add-on's channel conversions."""
+    pytest.importorskip("bpy")
+    from mathutils import Euler, Quaternion
+
+    rng = np.random.default_rng(7)
+    angles = rng.uniform(-3.0, 3.0, size=(40, 3))
+    for euler in angles:
+        want = np.array(Euler(euler.tolist(), order).to_matrix())
+        assert np.allclose(channels.euler_to_matrix(euler, order), want, atol=1e-6)
+        q = np.array(Euler(euler.tolist(), order).to_quaternion())
+        assert channels.quaternion_angle(channels.euler_to_quaternion(euler, order), q) < 1e-5
+        back = channels.matrix_to_euler(want.astype(np.float64), order)
+        assert np.allclose(np.array(Euler(back.tolist(), order).to_matrix()), want, atol=1e-5)
+    for q in _random_quaternions(rng, (40,)):
+        axis, angle = Quaternion(q.tolist()).to_axis_angle()
+        got = channels.quaternions_to_axis_angle(q)
+        assert channels.quaternion_angle(channels.axis_angle_to_quaternion(got),
+                                         np.array(Quaternion(axis, angle))) < 1e-5
+
+
 def test_continuous_euler_never_jumps_and_is_the_same_rotation():
     # A bone spinning 3 full turns about Z (and wobbling): plain extraction wraps at +-180 degrees.
     t = np.linspace(0, 1, 400)
