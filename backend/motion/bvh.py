@@ -436,7 +436,7 @@ def motion_to_bvh_text(motion: Motion, *, units: str = "cm", channel_order: str 
     if len(euler) > 1:  # unwrap +-180 jumps per channel so curves stay continuous
         euler = np.rad2deg(np.unwrap(np.deg2rad(euler), axis=0))
     root = (rest[0] + motion.trans.astype(np.float64)) * scale
-    sites = {j: v * scale for j, v in smplx_end_sites(rest).items()}
+    sites: dict[int, Sequence[float]] = {j: (v * scale).tolist() for j, v in smplx_end_sites(rest).items()}
     return bvh_text(JOINT_NAMES, PARENTS, offsets, euler, root, 1.0 / motion.fps, channel_order, sites, precision)
 
 

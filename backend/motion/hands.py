@@ -108,13 +108,14 @@ def flat_to_relaxed(poses: np.ndarray, hand_mean: np.ndarray | None = None) -> n
 
 
 def _shift_hands(poses: np.ndarray, hand_mean: np.ndarray | None, sign: float) -> np.ndarray:
-    arr = np.array(poses, dtype=np.float32 if np.asarray(poses).dtype == np.float32 else np.float64)
+    dtype: type[np.floating] = np.float32 if np.asarray(poses).dtype == np.float32 else np.float64
+    arr: np.ndarray = np.array(poses, dtype=dtype)
     shape = arr.shape
     if not ((arr.ndim == 2 and shape[1] == 165) or (arr.ndim == 3 and shape[1:] == (55, 3))):
         raise ValueError(f"poses must be (T, 165) or (T, 55, 3), got {shape}")
     flat = arr.reshape(shape[0], 165)  # a view: arr is a fresh contiguous copy
     mean = relaxed_hand_mean() if hand_mean is None else np.asarray(hand_mean, dtype=np.float64).reshape(90)
-    flat[:, HAND_SLICE] += sign * mean.astype(flat.dtype)
+    flat[:, HAND_SLICE] += (sign * mean).astype(dtype)
     return flat.reshape(shape)
 
 
