@@ -10,7 +10,9 @@
    Targets: mean <= 3 deg, p95 <= 8 deg on mapped segments.
 2. Identification: fraction of roles mapped to the expected bone over all test rigs, by name tables and,
    with every bone renamed to a meaningless name, by the structure search.
-3. Speed: retarget + keying of ``--minutes`` of motion at 30 fps on a Mixamo rig vs the SMPL-X armature
+3. Round trips: the same rigs written by Blender's FBX / glTF exporters and read back by its importers
+   (root bone, Mixamo's Y-up centimetres at object scale 0.01, tilted bind pose, rotated parent empty).
+4. Speed: retarget + keying of ``--minutes`` of motion at 30 fps on a Mixamo rig vs the SMPL-X armature
    (today's path). Target: <= 2x.
 """
 
@@ -175,12 +177,24 @@ def bench_speed(minutes: float):
     print(f"ratio Mixamo / SMPL-X: {ratio:.2f} (target <= 2)")
 
 
+def bench_round_trips():
+    """The test rigs written by Blender's FBX / glTF exporters and read back by its importers."""
+    from test_rig_import import ROUND_TRIPS, round_trip
+
+    poses, trans = gesture_motion(300, seed=11)
+    with tempfile.TemporaryDirectory() as folder:
+        for family, fmt, build, setup in ROUND_TRIPS:
+            imported, _ = round_trip(Path(folder), family, fmt, build, setup)
+            _summary(f"{family} via {fmt}", [_angles(imported, poses, trans)])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
     bench_identification()
     bench_accuracy()
+    bench_round_trips()
     bench_speed(args.minutes)
 
 

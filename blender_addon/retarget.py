@@ -24,7 +24,9 @@ bone's rest frame.
 The pipeline (``retarget_motion``) is a sequence of pure passes, each documented with its
 preconditions: ``fit_frame_count`` (operator side) -> ``local_rotations`` -> ``global_rotations`` ->
 ``align_rest_frames`` -> ``solve_pose_rotations`` -> ``solve_root_location`` -> ``make_hemisphere_continuous``.
-Rotations travel as unit quaternions (w, x, y, z) so every per-frame step is elementwise numpy.
+Rotations travel as unit quaternions (w, x, y, z) so every per-frame step is elementwise numpy. The rotation,
+forward-kinematics and swing-twist maths are the shared library's (``backend/motion/rotations.py``, ``fk.py``,
+bundled with the add-on), the same code the backend uses.
 The only bpy step, writing F-curves, lives in ``keyframes.py``.
 """
 

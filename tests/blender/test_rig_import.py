@@ -117,10 +117,12 @@ ROUND_TRIPS = [
 ]
 
 
-@pytest.mark.parametrize("family,fmt,build,setup", ROUND_TRIPS, ids=[f"{c[0]}-{c[1]}" for c in ROUND_TRIPS])
-def test_round_trip_through_blenders_importers(tmp_path, family, fmt, build, setup):
-    """Each rig family written by Blender's exporter and read back by its importer (their axis conversions,
-    bone orientations and unit scales), then identified, keyed and measured with Blender's pose evaluation."""
+def round_trip(folder, family, fmt, build, setup):
+    """Build a test rig of ``family``, write it with Blender's exporter, read it back with the importer.
+
+    Returns:
+        (the imported armature object, the bones as built).
+    """
     _enable("io_scene_fbx" if fmt == "fbx" else "io_scene_gltf2")
     _scene()
     bones = humanoid(family, rng=np.random.default_rng(9), **build)
@@ -133,7 +135,7 @@ def test_round_trip_through_blenders_importers(tmp_path, family, fmt, build, set
         empty.rotation_euler = (0.0, 0.0, 2.5)
         empty.location = (1.0, 2.0, 0.0)
         obj.parent = empty
-    path = tmp_path / f"rig.{fmt}"
+    path = folder / f"rig.{fmt}"
     if fmt == "fbx":
         bpy.ops.export_scene.fbx(filepath=str(path), add_leaf_bones=False)
         _scene()
@@ -142,7 +144,14 @@ def test_round_trip_through_blenders_importers(tmp_path, family, fmt, build, set
         bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB")
         _scene()
         bpy.ops.import_scene.gltf(filepath=str(path))  # default bone heuristic: tails along one axis
-    imported = _import_armature()
+    return _import_armature(), bones
+
+
+@pytest.mark.parametrize("family,fmt,build,setup", ROUND_TRIPS, ids=[f"{c[0]}-{c[1]}" for c in ROUND_TRIPS])
+def test_round_trip_through_blenders_importers(tmp_path, family, fmt, build, setup):
+    """Each rig family written by Blender's exporter and read back by its importer (their axis conversions,
+    bone orientations and unit scales), then identified, keyed and measured with Blender's pose evaluation."""
+    imported, bones = round_trip(tmp_path, family, fmt, build, setup)
     assert {b.name for b in imported.data.bones} == {b.name for b in bones}
     if family == "mixamo":
         assert imported.matrix_world.to_scale()[0] == pytest.approx(0.01, rel=1e-3)
