@@ -17,6 +17,8 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from smplx_oracle import TO_BLENDER as SMPLX_TO_BLENDER  # noqa: E402  (mathutils: +90 degrees about X)
+
 from backend.motion.bvh import export_bvh, read_bvh  # noqa: E402
 from backend.motion.fk import forward_kinematics  # noqa: E402
 from backend.motion.motion import Motion  # noqa: E402
@@ -25,7 +27,6 @@ from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS  # noqa: E402
 pytestmark = pytest.mark.blender
 
 FRAMES, FPS = 48, 30.0
-SMPLX_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # (x, y, z) -> (x, -z, y)
 
 
 def smooth_random_motion(seed: int = 7) -> Motion:
