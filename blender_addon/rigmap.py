@@ -320,32 +320,58 @@ def _ancestry(parents) -> list[set[int]]:
     return result
 
 
-def _match_table(table: NameTable, names, splits, ancestry) -> tuple[float, BoneMap]:
-    """Score one table: (score, map). The parent-order check drops bones in the wrong place."""
-    best: dict[str, tuple[float, int]] = {}  # role -> (rank, bone)
-    chain_hits: dict[str, dict[int, tuple[float, int]]] = {"spine": {}, "neck": {}}
+def _keep_best(best: dict, key, rank: float, bone: int) -> None:
+    """Record ``(rank, bone)`` under ``key`` unless a lower (better) rank is already there."""
+    if key not in best or rank < best[key][0]:
+        best[key] = (rank, bone)
+
+
+_Hit = tuple[float, int]  # (rank, bone); lower ranks are better
+
+
+def _table_hits(table: NameTable, splits) -> tuple[dict[str, _Hit], dict[str, dict[int, _Hit]]]:
+    """The best-ranked bone per role, and per chain slot, that ``table`` names.
+
+    Returns:
+        ``best``: role -> (rank, bone); ``chain_hits``: ``spine``/``neck`` -> slot -> (rank, bone). A rank is
+        10 per dropped token plus the entry's position among the table's alternatives (chains: tokens only).
+    """
+    best: dict[str, _Hit] = {}
+    chain_hits: dict[str, dict[int, _Hit]] = {"spine": {}, "neck": {}}
     for bone, (side, cores) in enumerate(splits):
         for core, dropped in cores:
             rank_base = dropped * 10.0
-            if not side:
-                for role, alts in table.centre.items():
-                    if core in alts:
-                        rank = rank_base + alts.index(core)
-                        if role not in best or rank < best[role][0]:
-                            best[role] = (rank, bone)
-                for chain, alts in (("spine", table.spine), ("neck", table.neck)):
-                    if core in alts:
-                        slot = alts.index(core)
-                        hits = chain_hits[chain]
-                        if slot not in hits or rank_base < hits[slot][0]:
-                            hits[slot] = (rank_base, bone)
-            else:
+            if side:
                 for base, alts in table.sided.items():
                     if core in alts:
-                        role = f"{side}_{base}"
-                        rank = rank_base + alts.index(core)
-                        if role not in best or rank < best[role][0]:
-                            best[role] = (rank, bone)
+                        _keep_best(best, f"{side}_{base}", rank_base + alts.index(core), bone)
+                continue
+            for role, alts in table.centre.items():
+                if core in alts:
+                    _keep_best(best, role, rank_base + alts.index(core), bone)
+            for chain, alts in (("spine", table.spine), ("neck", table.neck)):
+                if core in alts:
+                    _keep_best(chain_hits[chain], alts.index(core), rank_base, bone)
+    return best, chain_hits
+
+
+def _below_parent_role(role: str, bones: list[int], chosen: dict[str, list[int]], ancestry) -> bool:
+    """Whether ``bones`` descend from the bone(s) of the role's nearest mapped ancestor role, as one line."""
+    ok = True
+    for ancestor_role in _ANCESTORS.get(role, ()):
+        ancestor_bones = chosen.get(ancestor_role, [])
+        if ancestor_bones:
+            ok = ancestor_bones[-1] in ancestry[bones[0]]
+            break
+    if ok and len(bones) > 1:  # a chain must be one line of descent
+        ok = all(bones[k - 1] in ancestry[bones[k]] for k in range(1, len(bones)))
+    return ok
+
+
+def _match_table(table: NameTable, names, splits, ancestry) -> tuple[float, tuple[BoneMap, dict[str, list[int]]]]:
+    """Score one table: (score, (map with its notes, role -> bone indices)). The parent-order check drops bones
+    in the wrong place."""
+    best, chain_hits = _table_hits(table, splits)
     result = BoneMap(convention=table.name)
     chosen: dict[str, list[int]] = {}
     for role, (_, bone) in best.items():
@@ -364,16 +390,7 @@ def _match_table(table: NameTable, names, splits, ancestry) -> tuple[float, Bone
         if any(b in used for b in bones):
             chosen[role] = []
             continue
-        ok = True
-        if table.check_parents:
-            for ancestor_role in _ANCESTORS.get(role, ()):
-                ancestor_bones = chosen.get(ancestor_role, [])
-                if ancestor_bones:
-                    ok = ancestor_bones[-1] in ancestry[bones[0]]
-                    break
-            if ok and len(bones) > 1:  # a chain must be one line of descent
-                ok = all(bones[k - 1] in ancestry[bones[k]] for k in range(1, len(bones)))
-        if not ok:
+        if table.check_parents and not _below_parent_role(role, bones, chosen, ancestry):
             result.notes.append(f"{role_label(role)}: '{names[bones[0]]}' is not below the bone of its parent; "
                                 "left unmapped.")
             chosen[role] = []
@@ -542,37 +559,15 @@ def identify_structure(names, parents, heads) -> BoneMap:
     """
     heads = np.asarray(heads, dtype=np.float64)
     count = len(names)
-    children: list[list[int]] = [[] for _ in range(count)]
-    for bone, parent in enumerate(parents):
-        if parent >= 0:
-            children[parent].append(bone)
-    depth = [0] * count  # longest chain below each bone (in bones)
-    size = [1] * count
+    children = _children_of(parents)
     order = _topological(parents)
-    for bone in reversed(order):
-        for child in children[bone]:
-            depth[bone] = max(depth[bone], depth[child] + 1)
-            size[bone] += size[child]
-
-    def long_kids(bone):
-        return [c for c in children[bone] if depth[c] >= 2]
-
-    pelvis = next((b for b in order if len(long_kids(b)) >= 2), None)
+    depth, size = _depth_and_size(children, order)
+    pelvis = next((b for b in order if len(_long_kids(b, children, depth)) >= 2), None)
     if pelvis is None:
         raise ValueError("no bone with two or more long branches")
-    kids = sorted(long_kids(pelvis), key=lambda c: -size[c])
+    kids = sorted(_long_kids(pelvis, children, depth), key=lambda c: -size[c])
     spine_root = kids[0]
-    # Legs: long chains outside the spine branch, possibly under an intermediate pelvis bone.
-    leg_roots: list[int] = []
-    for kid in kids[1:]:
-        node = kid
-        while len(long_kids(node)) == 1 and len(children[node]) == 1:
-            node = children[node][0]
-        leg_roots.extend(long_kids(node) if len(long_kids(node)) >= 2 else [kid])
-    if len(leg_roots) < 2:
-        raise ValueError("fewer than two legs")
-    leg_roots = sorted(leg_roots, key=lambda c: -depth[c])[:2]
-    legs = [_main_chain(r, children, size) for r in leg_roots]
+    legs = [_main_chain(r, children, size) for r in _leg_roots(kids[1:], children, depth)]
     # Up: from the feet to the pelvis.
     subtree: list[list[int]] = [[b] for b in range(count)]
     for bone in reversed(order):
@@ -580,7 +575,75 @@ def identify_structure(names, parents, heads) -> BoneMap:
             subtree[bone].extend(subtree[child])
     up = heads[pelvis] - np.mean([heads[leg[-1]] for leg in legs], axis=0)
     up /= np.linalg.norm(up) or 1.0
-    # The spine's main path: at each fork follow the child whose bones lie most straight above.
+    path = _spine_path(spine_root, children, heads, subtree, up)
+    # Arms: the two heaviest side branches leaving the spine's main path.
+    branch_points = [(size[c], b, c) for b in path for c in children[b] if c not in path and depth[c] >= 2]
+    branch_points.sort(reverse=True)
+    if len(branch_points) < 2:
+        raise ValueError("no arms")
+    arm_roots = [branch_points[0][2], branch_points[1][2]]
+    arm_branch = max(path.index(branch_points[0][1]), path.index(branch_points[1][1]))
+    forward = _facing(legs, heads, up)
+    left = np.cross(up, forward)
+    result = BoneMap(convention="structure")
+    result.roles["pelvis"] = names[pelvis]
+    _assign_torso(result, names, heads, path, arm_branch, arm_roots, pelvis, up)
+    for arm_root in arm_roots:
+        chain = _main_chain(arm_root, children, size, stop_at_fingers=True)
+        side = "left" if (heads[chain[-1]] - heads[pelvis]) @ left > 0 else "right"
+        _assign_arm(result, side, chain, children, heads, names, up, forward, size, depth)
+    for leg in legs:
+        side = "left" if (heads[leg[0]] - heads[pelvis]) @ left > 0 else "right"
+        _assign_leg(result, side, leg, heads, names, up)
+    return result
+
+
+def _children_of(parents) -> list[list[int]]:
+    """Child indices of each bone, in bone order."""
+    children: list[list[int]] = [[] for _ in range(len(parents))]
+    for bone, parent in enumerate(parents):
+        if parent >= 0:
+            children[parent].append(bone)
+    return children
+
+
+def _depth_and_size(children, order) -> tuple[list[int], list[int]]:
+    """Per bone: the longest chain below it (in bones) and the size of its subtree (itself included)."""
+    depth = [0] * len(children)
+    size = [1] * len(children)
+    for bone in reversed(order):
+        for child in children[bone]:
+            depth[bone] = max(depth[bone], depth[child] + 1)
+            size[bone] += size[child]
+    return depth, size
+
+
+def _long_kids(bone, children, depth) -> list[int]:
+    """The children that start a long branch (3+ bones)."""
+    return [c for c in children[bone] if depth[c] >= 2]
+
+
+def _leg_roots(side_kids, children, depth) -> list[int]:
+    """The two deepest leg roots among the pelvis's long branches other than the spine, looking through an
+    intermediate pelvis bone (one long child that forks into the legs).
+
+    Raises:
+        ValueError: fewer than two legs.
+    """
+    leg_roots: list[int] = []
+    for kid in side_kids:
+        node = kid
+        while len(_long_kids(node, children, depth)) == 1 and len(children[node]) == 1:
+            node = children[node][0]
+        forks = _long_kids(node, children, depth)
+        leg_roots.extend(forks if len(forks) >= 2 else [kid])
+    if len(leg_roots) < 2:
+        raise ValueError("fewer than two legs")
+    return sorted(leg_roots, key=lambda c: -depth[c])[:2]
+
+
+def _spine_path(spine_root, children, heads, subtree, up) -> list[int]:
+    """The spine's main path: at each fork follow the child whose bones lie most straight above."""
     path = [spine_root]
     while children[path[-1]]:
         here = heads[path[-1]]
@@ -589,14 +652,12 @@ def identify_structure(names, parents, heads) -> BoneMap:
             vec = heads[subtree[c]].mean(0) - here
             return float(vec @ up) / (np.linalg.norm(vec) or 1.0)
         path.append(max(children[path[-1]], key=upness))
-    # Arms: the two heaviest side branches leaving the spine's main path.
-    branch_points = [(size[c], b, c) for b in path for c in children[b] if c not in path and depth[c] >= 2]
-    branch_points.sort(reverse=True)
-    if len(branch_points) < 2:
-        raise ValueError("no arms")
-    arm_roots = [branch_points[0][2], branch_points[1][2]]
-    arm_branch = max(path.index(branch_points[0][1]), path.index(branch_points[1][1]))
-    # Facing: toes forward (the last bones of each leg), else the armature's -Y.
+    return path
+
+
+def _facing(legs, heads, up) -> np.ndarray:
+    """Unit forward: the toes' direction (the last bones of legs with 4+ bones) flattened against ``up``, else
+    the armature's -Y."""
     forward = np.zeros(3)
     for leg in legs:
         if len(leg) >= 4:
@@ -606,28 +667,21 @@ def identify_structure(names, parents, heads) -> BoneMap:
         forward = np.array([0.0, -1.0, 0.0])
         forward -= up * (forward @ up)
     forward /= np.linalg.norm(forward)
-    left = np.cross(up, forward)
-    result = BoneMap(convention="structure")
-    result.roles["pelvis"] = names[pelvis]
-    # Spine / neck / head on the main path.
+    return forward
+
+
+def _assign_torso(result, names, heads, path, arm_branch, arm_roots, pelvis, up) -> None:
+    """Spine, neck and head on the spine's main path: the spine up to the arms' branch point, the head where
+    the path is about 1.6 times as high above the pelvis as the arms' roots (SMPL-X: 1.63), the neck between."""
     torso = path[:arm_branch + 1]
     above = path[arm_branch + 1:]
     result.spine = [names[b] for b in torso]
     if above:
-        # The head joint sits about 1.6 times as high above the pelvis as the arms' roots (SMPL-X: 1.63).
         shoulder_height = np.mean([_height(heads[r], heads[pelvis], up) for r in arm_roots])
         head_index = min(range(len(above)), key=lambda k: abs(_height(heads[above[k]], heads[pelvis], up)
                                                               - 1.63 * shoulder_height))
         result.neck = [names[b] for b in above[:head_index]]
         result.roles["head"] = names[above[head_index]]
-    for arm_root in arm_roots:
-        chain = _main_chain(arm_root, children, size, stop_at_fingers=True)
-        side = "left" if (heads[chain[-1]] - heads[pelvis]) @ left > 0 else "right"
-        _assign_arm(result, side, chain, children, heads, names, up, forward, size, depth)
-    for leg in legs:
-        side = "left" if (heads[leg[0]] - heads[pelvis]) @ left > 0 else "right"
-        _assign_leg(result, side, leg, heads, names, up)
-    return result
 
 
 def _topological(parents) -> list[int]:
@@ -884,8 +938,41 @@ def _twist_bones(names, parents, heads, joint_of, bone_of):
     return tuple(out) if found else None
 
 
+@dataclass
+class _RestFields:
+    """The per-bone fields of ``retarget.ArmatureRest`` while ``rest_from_map``'s passes fill them in.
+
+    -1 means none: no driving SMPL-X joint, no blend, no anchor, no aim bone, no side bones.
+    """
+
+    joint_of: list[int]
+    blend_joint: list[int]
+    blend_weight: list[float]
+    anchor: list[int]
+    aim: list[int]
+    aim_dir: np.ndarray  # (B, 3) SMPL-X rest direction the aim bone should lie along
+    side_bones: list[tuple[int, int]]
+    side_dir: np.ndarray  # (B, 3) SMPL-X rest direction from the first side bone to the second
+    spine_span: list[tuple[float, float]]
+
+    @classmethod
+    def empty(cls, count: int) -> _RestFields:
+        return cls(joint_of=[-1] * count, blend_joint=[-1] * count, blend_weight=[0.0] * count,
+                   anchor=[-1] * count, aim=[-1] * count, aim_dir=np.zeros((count, 3)),
+                   side_bones=[(-1, -1)] * count, side_dir=np.zeros((count, 3)),
+                   spine_span=[(0.0, 0.0)] * count)
+
+
+# Roles whose only child may be an end bone (HeadTop_End, a finger tip) that shows where the segment points.
+_END_AIM_ROLES = ("head",) + tuple(f"{s}_{x}" for s in SIDES for x in ("foot", "wrist", *(f"{f}3" for f in FINGERS)))
+
+
 def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, rest_joints=None):
     """The ``retarget.ArmatureRest`` of a rig with a map: drivers, chain blends, aims and anchors.
+
+    Passes, in order: single-bone roles (driver, anchor, aim, side bones), the spine chain (blends and aims
+    resampled along SMPL-X's spine), the neck chain, twist bones, then the parents with unmapped bones
+    skipped.
 
     Args:
         names, parents: bones, parents first (parent index -1 for roots).
@@ -903,128 +990,151 @@ def rest_from_map(names, parents, rest_matrices, connected, bone_map: BoneMap, r
     joints = np.asarray(REST_JOINTS if rest_joints is None else rest_joints, dtype=np.float64)
     names = [str(n) for n in names]
     index = {n: i for i, n in enumerate(names)}
-    count = len(names)
     heads = np.asarray(rest_matrices, dtype=np.float64)[:, :3, 3]
     for role, bone in bone_map.pairs():
         if bone not in index:
             raise ValueError(f"The bone map names bone '{bone}' for the {role_label(role)}, but the armature "
                              "has no such bone; fix the map in the Bone Map panel.")
-    joint_of = [-1] * count
-    blend_joint = [-1] * count
-    blend_weight = [0.0] * count
-    anchor = [-1] * count
-    aim = [-1] * count
-    aim_dir = np.zeros((count, 3))
-    side_bones = [(-1, -1)] * count
-    side_dir = np.zeros((count, 3))
-    spine_span = [(0.0, 0.0)] * count
-    children: list[list[int]] = [[] for _ in range(count)]
-    for bone, parent in enumerate(parents):
-        if parent >= 0:
-            children[parent].append(bone)
+    fields = _RestFields.empty(len(names))
+    children = _children_of(parents)
 
     def bone_of(role):
         found = bone_map.bones_of(role)
         return index[found[0]] if found else -1
 
-    # Single-bone roles.
     for role, bone_name in bone_map.roles.items():
-        b = index[bone_name]
-        joint = JOINT_INDEX[role]
-        joint_of[b] = joint
-        if role in _ANCHOR_ROLES:
-            anchor[b] = joint
-        child_role = _primary_child(role)
-        child = bone_of(child_role) if child_role else -1
-        if child >= 0:
-            aim[b], aim_dir[b] = child, joints[JOINT_INDEX[child_role]] - joints[joint]
-        elif role == "pelvis":
-            first = bone_of("spine")
-            if first >= 0:
-                aim[b], aim_dir[b] = first, joints[JOINT_INDEX["spine1"]] - joints[0]
-                left, right = bone_of("left_hip"), bone_of("right_hip")
-                if left >= 0 and right >= 0:
-                    side_bones[b] = (right, left)
-                    side_dir[b] = joints[JOINT_INDEX["left_hip"]] - joints[JOINT_INDEX["right_hip"]]
-        elif len(children[b]) == 1 and joint_of[children[b][0]] < 0 and not bone_map.bones_of(
-                child_role or "") and role in ("head",) + tuple(f"{s}_{x}" for s in SIDES for x in (
-                    "foot", "wrist", *(f"{f}3" for f in FINGERS))):
-            # An end bone (HeadTop_End, a finger tip) shows where the segment points: the head up, toes
-            # forward, a hand without fingers towards SMPL-X's middle finger, a last phalanx straight on.
-            if role.endswith("_foot"):
-                direction = np.array([0.0, 0.0, 1.0])
-            elif role.endswith("_wrist"):
-                side = role.split("_")[0]
-                direction = joints[JOINT_INDEX[f"{side}_middle1"]] - joints[joint]
-            elif role == "head":
-                direction = np.array([0.0, 1.0, 0.0])
-            else:
-                direction = joints[joint] - joints[JOINT_INDEX[role[:-1] + "2"]]
-            aim[b], aim_dir[b] = children[b][0], direction
-        if role.endswith("_wrist") and aim[b] >= 0:
-            side = role.split("_")[0]
-            first, last = bone_of(f"{side}_index1"), bone_of(f"{side}_pinky1")
-            last_role = f"{side}_pinky1"
-            if last < 0:
-                last, last_role = bone_of(f"{side}_ring1"), f"{side}_ring1"
-            if first >= 0 and last >= 0:
-                side_bones[b] = (first, last)
-                side_dir[b] = joints[JOINT_INDEX[last_role]] - joints[JOINT_INDEX[f"{side}_index1"]]
-    # Chains: SMPL-X spine1..3 (and neck) resampled at the rig bones' positions along their chain.
+        _role_pass(fields, role, index[bone_name], bone_map, children, joints, JOINT_INDEX, bone_of)
     spine_bones = [index[n] for n in bone_map.spine]
     neck_bones = [index[n] for n in bone_map.neck]
     head_bone = bone_of("head")
     if spine_bones:
         end = neck_bones[0] if neck_bones else head_bone
-        points = [heads[b] for b in spine_bones] + ([heads[end]] if end >= 0 else [])
-        smplx_names = ("spine1", "spine2", "spine3", "neck")
-        smplx_points = np.array([joints[JOINT_INDEX[n]] for n in smplx_names])
-        smplx_len = np.linalg.norm(np.diff(smplx_points, axis=0), axis=1)
-        smplx_cum = np.r_[0.0, np.cumsum(smplx_len)] / smplx_len.sum()
-        smplx_mid = 0.5 * (smplx_cum[:-1] + smplx_cum[1:])
-        if len(points) == len(spine_bones) + 1:
-            rig_len = np.linalg.norm(np.diff(np.array(points), axis=0), axis=1)
-        else:  # no neck and no head: equal shares
-            rig_len = np.ones(len(spine_bones))
-        rig_cum = np.r_[0.0, np.cumsum(rig_len)] / max(rig_len.sum(), 1e-12)
-
-        def smplx_point(fraction):
-            k = int(np.clip(np.searchsorted(smplx_cum, fraction, side="right") - 1, 0, 2))
-            w = (fraction - smplx_cum[k]) / smplx_len[k] * smplx_len.sum()
-            return smplx_points[k] + w * (smplx_points[k + 1] - smplx_points[k])
-
-        for k, b in enumerate(spine_bones):
-            mid = 0.5 * (rig_cum[k] + rig_cum[k + 1])
-            seg = int(np.clip(np.searchsorted(smplx_mid, mid, side="right") - 1, 0, 2))
-            if mid <= smplx_mid[0]:
-                first, second, weight = 0, 0, 0.0
-            elif seg >= 2:
-                first, second, weight = 2, 2, 0.0
-            else:
-                first, second = seg, seg + 1
-                weight = float((mid - smplx_mid[seg]) / (smplx_mid[seg + 1] - smplx_mid[seg]))
-            joint_of[b] = JOINT_INDEX[smplx_names[first]]
-            blend_joint[b] = JOINT_INDEX[smplx_names[second]]
-            blend_weight[b] = weight
-            nxt = spine_bones[k + 1] if k + 1 < len(spine_bones) else end
-            spine_span[b] = (float(rig_cum[k]), float(rig_cum[k + 1]))
-            if nxt >= 0:
-                aim[b] = nxt
-                aim_dir[b] = smplx_point(rig_cum[k + 1]) - smplx_point(rig_cum[k])
-    for k, b in enumerate(neck_bones):
-        joint_of[b] = JOINT_INDEX["neck"]
-        if k == 0:
-            anchor[b] = JOINT_INDEX["neck"]
-        nxt = neck_bones[k + 1] if k + 1 < len(neck_bones) else head_bone
-        if nxt >= 0:
-            aim[b], aim_dir[b] = nxt, joints[JOINT_INDEX["head"]] - joints[JOINT_INDEX["neck"]]
-    twist_share = _twist_bones(names, [int(p) for p in parents], heads, joint_of, bone_of)
-    parents = _effective_parents(names, [int(p) for p in parents], joint_of)
+        _spine_pass(fields, spine_bones, end, heads, joints, JOINT_INDEX)
+    _neck_pass(fields, neck_bones, head_bone, joints, JOINT_INDEX)
+    twist_share = _twist_bones(names, [int(p) for p in parents], heads, fields.joint_of, bone_of)
+    parents = _effective_parents(names, [int(p) for p in parents], fields.joint_of)
     return retarget.ArmatureRest(
         names=tuple(names), parents=tuple(parents),
-        rest_matrices=np.asarray(rest_matrices, dtype=np.float64), joint_of_bone=tuple(joint_of),
-        connected=tuple(bool(c) for c in connected), blend_joint=tuple(blend_joint),
-        blend_weight=tuple(blend_weight), anchor_of_bone=tuple(anchor), aim_bone=tuple(aim),
-        aim_direction=aim_dir, side_bones=tuple(side_bones), side_direction=side_dir,
-        spine_span=tuple(spine_span) if bone_map.spine and len(bone_map.spine) != 3 else None,
+        rest_matrices=np.asarray(rest_matrices, dtype=np.float64), joint_of_bone=tuple(fields.joint_of),
+        connected=tuple(bool(c) for c in connected), blend_joint=tuple(fields.blend_joint),
+        blend_weight=tuple(fields.blend_weight), anchor_of_bone=tuple(fields.anchor), aim_bone=tuple(fields.aim),
+        aim_direction=fields.aim_dir, side_bones=tuple(fields.side_bones), side_direction=fields.side_dir,
+        spine_span=tuple(fields.spine_span) if bone_map.spine and len(bone_map.spine) != 3 else None,
         twist_share=twist_share)
+
+
+def _role_pass(fields: _RestFields, role: str, b: int, bone_map: BoneMap, children, joints, joint_index,
+               bone_of) -> None:
+    """One single-bone role: its driving joint, anchor, the bone it aims at and the side bones that fix its roll.
+
+    Runs before the chain passes; reads ``fields.joint_of`` of the roles already done (an unmapped only child
+    counts as an end bone).
+    """
+    joint = joint_index[role]
+    fields.joint_of[b] = joint
+    if role in _ANCHOR_ROLES:
+        fields.anchor[b] = joint
+    child_role = _primary_child(role)
+    child = bone_of(child_role) if child_role else -1
+    if child >= 0:
+        fields.aim[b], fields.aim_dir[b] = child, joints[joint_index[child_role]] - joints[joint]
+    elif role == "pelvis":
+        _pelvis_aim(fields, b, joints, joint_index, bone_of)
+    elif len(children[b]) == 1 and fields.joint_of[children[b][0]] < 0 and not bone_map.bones_of(
+            child_role or "") and role in _END_AIM_ROLES:
+        fields.aim[b], fields.aim_dir[b] = children[b][0], _end_bone_direction(role, joint, joints, joint_index)
+    if role.endswith("_wrist") and fields.aim[b] >= 0:
+        _hand_sides(fields, b, role.split("_")[0], joints, joint_index, bone_of)
+
+
+def _pelvis_aim(fields: _RestFields, b: int, joints, joint_index, bone_of) -> None:
+    """The pelvis aims at the first spine bone; its roll comes from the right hip towards the left hip."""
+    first = bone_of("spine")
+    if first < 0:
+        return
+    fields.aim[b], fields.aim_dir[b] = first, joints[joint_index["spine1"]] - joints[0]
+    left, right = bone_of("left_hip"), bone_of("right_hip")
+    if left >= 0 and right >= 0:
+        fields.side_bones[b] = (right, left)
+        fields.side_dir[b] = joints[joint_index["left_hip"]] - joints[joint_index["right_hip"]]
+
+
+def _end_bone_direction(role: str, joint: int, joints, joint_index) -> np.ndarray:
+    """Where a segment ending in an end bone points (SMPL-X axes): the head up, toes forward, a hand without
+    fingers towards SMPL-X's middle finger, a last phalanx straight on from the one before."""
+    if role.endswith("_foot"):
+        return np.array([0.0, 0.0, 1.0])
+    if role.endswith("_wrist"):
+        side = role.split("_")[0]
+        return joints[joint_index[f"{side}_middle1"]] - joints[joint]
+    if role == "head":
+        return np.array([0.0, 1.0, 0.0])
+    return joints[joint] - joints[joint_index[role[:-1] + "2"]]
+
+
+def _hand_sides(fields: _RestFields, b: int, side: str, joints, joint_index, bone_of) -> None:
+    """A hand's roll: from the index knuckle towards the pinky's (the ring's when there is no pinky)."""
+    first, last = bone_of(f"{side}_index1"), bone_of(f"{side}_pinky1")
+    last_role = f"{side}_pinky1"
+    if last < 0:
+        last, last_role = bone_of(f"{side}_ring1"), f"{side}_ring1"
+    if first >= 0 and last >= 0:
+        fields.side_bones[b] = (first, last)
+        fields.side_dir[b] = joints[joint_index[last_role]] - joints[joint_index[f"{side}_index1"]]
+
+
+def _spine_pass(fields: _RestFields, spine_bones: list[int], end: int, heads, joints, joint_index) -> None:
+    """SMPL-X spine1..3 (and neck) resampled at the rig's spine bones' positions along their chain.
+
+    Each rig bone takes the SMPL-X joint(s) whose segment midpoints bracket its own midpoint (as fractions of
+    the chain length), blended linearly; it aims at the next bone (``end``: the first neck bone or the head,
+    -1 for none) along the SMPL-X polyline between the same fractions.
+    """
+    points = [heads[b] for b in spine_bones] + ([heads[end]] if end >= 0 else [])
+    smplx_names = ("spine1", "spine2", "spine3", "neck")
+    smplx_points = np.array([joints[joint_index[n]] for n in smplx_names])
+    smplx_len = np.linalg.norm(np.diff(smplx_points, axis=0), axis=1)
+    smplx_cum = np.r_[0.0, np.cumsum(smplx_len)] / smplx_len.sum()
+    smplx_mid = 0.5 * (smplx_cum[:-1] + smplx_cum[1:])
+    if len(points) == len(spine_bones) + 1:
+        rig_len = np.linalg.norm(np.diff(np.array(points), axis=0), axis=1)
+    else:  # no neck and no head: equal shares
+        rig_len = np.ones(len(spine_bones))
+    rig_cum = np.r_[0.0, np.cumsum(rig_len)] / max(rig_len.sum(), 1e-12)
+
+    def smplx_point(fraction):
+        k = int(np.clip(np.searchsorted(smplx_cum, fraction, side="right") - 1, 0, 2))
+        w = (fraction - smplx_cum[k]) / smplx_len[k] * smplx_len.sum()
+        return smplx_points[k] + w * (smplx_points[k + 1] - smplx_points[k])
+
+    for k, b in enumerate(spine_bones):
+        mid = 0.5 * (rig_cum[k] + rig_cum[k + 1])
+        seg = int(np.clip(np.searchsorted(smplx_mid, mid, side="right") - 1, 0, 2))
+        if mid <= smplx_mid[0]:
+            first, second, weight = 0, 0, 0.0
+        elif seg >= 2:
+            first, second, weight = 2, 2, 0.0
+        else:
+            first, second = seg, seg + 1
+            weight = float((mid - smplx_mid[seg]) / (smplx_mid[seg + 1] - smplx_mid[seg]))
+        fields.joint_of[b] = joint_index[smplx_names[first]]
+        fields.blend_joint[b] = joint_index[smplx_names[second]]
+        fields.blend_weight[b] = weight
+        nxt = spine_bones[k + 1] if k + 1 < len(spine_bones) else end
+        fields.spine_span[b] = (float(rig_cum[k]), float(rig_cum[k + 1]))
+        if nxt >= 0:
+            fields.aim[b] = nxt
+            fields.aim_dir[b] = smplx_point(rig_cum[k + 1]) - smplx_point(rig_cum[k])
+
+
+def _neck_pass(fields: _RestFields, neck_bones: list[int], head_bone: int, joints, joint_index) -> None:
+    """Every neck bone is driven by SMPL-X's neck, the first one anchored there; each aims at the next (the
+    last at the head) along SMPL-X's neck -> head."""
+    for k, b in enumerate(neck_bones):
+        fields.joint_of[b] = joint_index["neck"]
+        if k == 0:
+            fields.anchor[b] = joint_index["neck"]
+        nxt = neck_bones[k + 1] if k + 1 < len(neck_bones) else head_bone
+        if nxt >= 0:
+            fields.aim[b], fields.aim_dir[b] = nxt, joints[joint_index["head"]] - joints[joint_index["neck"]]
+
