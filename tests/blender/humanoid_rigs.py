@@ -139,148 +139,16 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
              metacarpals: bool = False, thigh_twist: bool = False) -> list[Bone]:
     """The bones of one test rig, parents first (Blender axes, metres)."""
     conv = CONVENTIONS[convention]
-    joints = {name: _blender(REST_JOINTS[index]) for name, index in JOINT_INDEX.items()}
-    if proportions == "stylised":  # longer arms and legs, a big head, a shorter torso
-        pelvis = joints["pelvis"].copy()
-        for name in joints:
-            p = joints[name] - pelvis
-            if name.startswith(("left_", "right_")) and any(w in name for w in ("hip", "knee", "ankle", "foot")):
-                p = p * np.array([1.1, 1.0, 1.25])
-            joints[name] = pelvis + p
-        for side in ("left", "right"):
-            base = joints[f"{side}_shoulder"].copy()
-            for name in list(joints):
-                if name.startswith(side) and any(w in name for w in ("elbow", "wrist", *FINGERS)):
-                    joints[name] = base + (joints[name] - base) * 1.2
-    if pose == "A":  # arms 40 degrees down, about the forward axis at the shoulder
-        for side, sign in (("left", -1.0), ("right", 1.0)):
-            angle = np.radians(40.0) * sign
-            c, s = np.cos(angle), np.sin(angle)
-            rot = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])  # about Y (Blender's forward axis)
-            base = joints[f"{side}_shoulder"].copy()
-            for name in list(joints):
-                if name.startswith(side) and any(w in name for w in ("elbow", "wrist", *FINGERS)):
-                    joints[name] = base + rot @ (joints[name] - base)
+    joints = _posed_joints(proportions, pose)
     bones: list[Bone] = []
-    spine_count = spine or {"mixamo": 3}.get(convention, len(conv["spine"]))
-    neck_count = neck if neck is not None else len(conv["neck"])
-    spine_names = conv["spine"][:spine_count] if spine_count <= len(conv["spine"]) else \
-        [conv["spine"][0] + f"_{k}" for k in range(spine_count)]
-
-    def add(name, parent, head, tail, role=""):
-        bones.append(Bone(name, parent, np.asarray(head, float), np.asarray(tail, float), 0.0, role))
-        return name
-
-    top = None
-    if root or "root" in conv and root:
-        top = add(conv.get("root", "root" if conv["pelvis"] != "root" else "master"), None, [0, 0, 0], [0, 0.0, 0.2])
-    pelvis = add(conv["pelvis"], top, joints["pelvis"], joints["spine1"], "pelvis")
-    # Spine points along spine1 -> spine2 -> spine3 -> neck, resampled to spine_count bones.
-    polyline = np.array([joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]])
-    lengths = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
-    cumulative = np.r_[0.0, np.cumsum(lengths)]
-
-    def along(fraction):
-        distance = fraction * cumulative[-1]
-        k = min(int(np.searchsorted(cumulative, distance, side="right")) - 1, len(lengths) - 1)
-        w = (distance - cumulative[k]) / lengths[k]
-        return polyline[k] + w * (polyline[k + 1] - polyline[k])
-
-    if spine_count == 3:
-        points = [joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]]
-    else:
-        points = [along(k / spine_count) for k in range(spine_count + 1)]
-    parent = pelvis
-    for k in range(spine_count):
-        parent = add(spine_names[k], parent, points[k], points[k + 1], "spine")
-    chest = parent
-    neck_points = [joints["neck"] + (joints["head"] - joints["neck"]) * k / max(neck_count, 1)
-                   for k in range(neck_count + 1)]
-    for k in range(neck_count):
-        parent = add(conv["neck"][k], parent, neck_points[k], neck_points[k + 1], "neck")
-    head = add(conv["head"], parent, joints["head"], joints["head"] + np.array([0, 0, 0.2]), "head")
-    if ends and "head_end" in conv:
-        add(conv["head_end"], head, joints["head"] + np.array([0, 0, 0.2]), joints["head"] + np.array([0, 0, 0.3]))
+    pelvis, chest, head = _torso(bones, conv, convention, joints, spine, neck, root, ends)
     for side in ("left", "right"):
-        collar = add(_name(conv, "collar", side), chest, joints[f"{side}_collar"], joints[f"{side}_shoulder"],
-                     f"{side}_collar")
-        upper = add(_name(conv, "shoulder", side), collar, joints[f"{side}_shoulder"], joints[f"{side}_elbow"],
-                    f"{side}_shoulder")
-        fore_parent = upper
-        if twist and "inline_twist" in conv:
-            mid = 0.5 * (joints[f"{side}_shoulder"] + joints[f"{side}_elbow"])
-            bones[-1].tail = mid
-            fore_parent = add(_name(conv, "inline_twist", side, key="inline_twist"), upper, mid,
-                              joints[f"{side}_elbow"])
-        elif twist and "twist" in conv:
-            mid = 0.5 * (joints[f"{side}_shoulder"] + joints[f"{side}_elbow"])
-            add(_name(conv, "twist", side, key="twist"), upper, mid, joints[f"{side}_elbow"])
-        fore = add(_name(conv, "elbow", side), fore_parent, joints[f"{side}_elbow"], joints[f"{side}_wrist"],
-                   f"{side}_elbow")
-        hand_parent = fore
-        mid = 0.5 * (joints[f"{side}_elbow"] + joints[f"{side}_wrist"])
-        if twist and "inline_fore_twist" in conv:
-            bones[-1].tail = mid
-            hand_parent = add(_name(conv, "inline_fore_twist", side, key="inline_fore_twist"), fore, mid,
-                              joints[f"{side}_wrist"])
-        elif twist and "fore_twist" in conv:
-            add(_name(conv, "fore_twist", side, key="fore_twist"), fore, mid, joints[f"{side}_wrist"])
-        hand_tail = joints[f"{side}_middle1"] if fingers else joints[f"{side}_wrist"] + 1.4 * (
-            joints[f"{side}_middle1"] - joints[f"{side}_wrist"])
-        hand = add(_name(conv, "wrist", side), hand_parent, joints[f"{side}_wrist"], hand_tail, f"{side}_wrist")
+        hand = _arm(bones, conv, joints, side, chest, twist, fingers)
         if fingers:
-            for finger in FINGERS:
-                if finger == "ring" and not ring:
-                    continue
-                parent = hand
-                if metacarpals and finger != "thumb":  # UE5 / MetaHuman: a metacarpal from the hand
-                    knuckle = joints[f"{side}_{finger}1"]
-                    parent = add(f"{finger}_metacarpal_{'l' if side == 'left' else 'r'}", hand,
-                                 joints[f"{side}_wrist"] + 0.15 * (knuckle - joints[f"{side}_wrist"]), knuckle)
-                for k in (1, 2, 3):
-                    joint = joints[f"{side}_{finger}{k}"]
-                    following = joints[f"{side}_{finger}{k + 1}"] if k < 3 else \
-                        joint + 0.8 * (joint - joints[f"{side}_{finger}{k - 1}"])
-                    parent = add(_name(conv, "finger", side, finger, k), parent, joint, following,
-                                 f"{side}_{finger}{k}")
-                if ends and "finger_end" in conv:
-                    joint = joints[f"{side}_{finger}3"]
-                    tip = joint + 0.8 * (joint - joints[f"{side}_{finger}2"])
-                    add(_name(conv, "finger_end", side, finger, 4, key="finger_end"), parent, tip,
-                        tip + 0.5 * (joint - joints[f"{side}_{finger}2"]))
-        leg_parent = pelvis
-        if "leg_parent" in conv:
-            leg_parent = next((b.name for b in bones if b.name == conv["leg_parent"]), None) or add(
-                conv["leg_parent"], pelvis, joints["pelvis"], joints["pelvis"] - np.array([0, 0, 0.1]))
-        thigh = add(_name(conv, "hip", side), leg_parent, joints[f"{side}_hip"], joints[f"{side}_knee"],
-                    f"{side}_hip")
-        shin_parent = thigh
-        mid = 0.5 * (joints[f"{side}_hip"] + joints[f"{side}_knee"])
-        if thigh_twist and "inline_thigh_twist" in conv:
-            bones[-1].tail = mid
-            shin_parent = add(_name(conv, "inline_thigh_twist", side, key="inline_thigh_twist"), thigh, mid,
-                              joints[f"{side}_knee"])
-        elif thigh_twist and "thigh_twist" in conv:
-            add(_name(conv, "thigh_twist", side, key="thigh_twist"), thigh, mid, joints[f"{side}_knee"])
-        shin = add(_name(conv, "knee", side), shin_parent, joints[f"{side}_knee"], joints[f"{side}_ankle"],
-                   f"{side}_knee")
-        foot = add(_name(conv, "ankle", side), shin, joints[f"{side}_ankle"], joints[f"{side}_foot"],
-                   f"{side}_ankle")
-        add(_name(conv, "foot", side), foot, joints[f"{side}_foot"],
-            joints[f"{side}_foot"] + np.array([0.0, -0.06, 0.0]), f"{side}_foot")
-    if extras:  # hair under the head, a skirt under the pelvis, a prop in the right hand
-        up = np.array([0.0, 0.0, 1.0])
-        parent = head
-        for k in range(3):
-            start = joints["head"] + np.array([0.0, 0.08, 0.15 - 0.08 * k])
-            parent = add(f"Hair_{k}", parent, start, start + np.array([0.0, 0.02, -0.08]))
-        parent = pelvis
-        for k in range(3):
-            start = joints["pelvis"] + np.array([0.0, -0.12, -0.1 * k])
-            parent = add(f"Skirt_front_{k}", parent, start, start - 0.1 * up)
-        hand = _name(conv, "wrist", "right")
-        add("Prop_weapon", hand, joints["right_wrist"] + np.array([0, -0.05, 0]),
-            joints["right_wrist"] + np.array([0, -0.05, 0.3]))
+            _fingers(bones, conv, joints, side, hand, ring=ring, metacarpals=metacarpals, ends=ends)
+        _leg(bones, conv, joints, side, pelvis, thigh_twist)
+    if extras:
+        _extras(bones, conv, joints, head, pelvis)
     if rng is not None:
         for bone in bones:
             bone.roll = float(rng.uniform(-np.pi, np.pi))
@@ -291,6 +159,176 @@ def humanoid(convention: str, *, pose: str = "T", spine: int | None = None, neck
         for bone in bones:
             bone.head, bone.tail = rz @ rx @ bone.head, rz @ rx @ bone.tail
     return bones
+
+
+def _posed_joints(proportions: str, pose: str) -> dict[str, np.ndarray]:
+    """SMPL-X rest joints in Blender axes, with the ``stylised`` proportions and the A-pose applied if asked."""
+    joints = {name: _blender(REST_JOINTS[index]) for name, index in JOINT_INDEX.items()}
+    if proportions == "stylised":  # longer arms and legs, a big head, a shorter torso
+        pelvis = joints["pelvis"].copy()
+        for name in joints:
+            p = joints[name] - pelvis
+            if name.startswith(("left_", "right_")) and any(w in name for w in ("hip", "knee", "ankle", "foot")):
+                p = p * np.array([1.1, 1.0, 1.25])
+            joints[name] = pelvis + p
+        for side in ("left", "right"):
+            base = joints[f"{side}_shoulder"].copy()
+            for name in _arm_joints(joints, side):
+                joints[name] = base + (joints[name] - base) * 1.2
+    if pose == "A":  # arms 40 degrees down, about the forward axis at the shoulder
+        for side, sign in (("left", -1.0), ("right", 1.0)):
+            angle = np.radians(40.0) * sign
+            c, s = np.cos(angle), np.sin(angle)
+            rot = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])  # about Y (Blender's forward axis)
+            base = joints[f"{side}_shoulder"].copy()
+            for name in _arm_joints(joints, side):
+                joints[name] = base + rot @ (joints[name] - base)
+    return joints
+
+
+def _arm_joints(joints: dict[str, np.ndarray], side: str) -> list[str]:
+    """The joints of one side below the shoulder: elbow, wrist and fingers."""
+    return [name for name in joints
+            if name.startswith(side) and any(w in name for w in ("elbow", "wrist", *FINGERS))]
+
+
+def _add(bones: list[Bone], name: str, parent: str | None, head, tail, role: str = "") -> str:
+    bones.append(Bone(name, parent, np.asarray(head, float), np.asarray(tail, float), 0.0, role))
+    return name
+
+
+def _torso(bones: list[Bone], conv: dict, convention: str, joints, spine: int | None, neck: int | None,
+           root: bool, ends: bool) -> tuple[str, str, str]:
+    """An optional root, the pelvis, ``spine`` spine bones, ``neck`` neck bones and the head (with its end bone
+    when ``ends``). Returns the names of the pelvis, the top spine bone (the chest) and the head."""
+    spine_count = spine or {"mixamo": 3}.get(convention, len(conv["spine"]))
+    neck_count = neck if neck is not None else len(conv["neck"])
+    spine_names = conv["spine"][:spine_count] if spine_count <= len(conv["spine"]) else \
+        [conv["spine"][0] + f"_{k}" for k in range(spine_count)]
+    top = None
+    if root:
+        top = _add(bones, conv.get("root", "root" if conv["pelvis"] != "root" else "master"), None, [0, 0, 0],
+                   [0, 0.0, 0.2])
+    pelvis = _add(bones, conv["pelvis"], top, joints["pelvis"], joints["spine1"], "pelvis")
+    if spine_count == 3:
+        points = [joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]]
+    else:
+        points = _spine_points(joints, spine_count)
+    parent = pelvis
+    for k in range(spine_count):
+        parent = _add(bones, spine_names[k], parent, points[k], points[k + 1], "spine")
+    chest = parent
+    neck_points = [joints["neck"] + (joints["head"] - joints["neck"]) * k / max(neck_count, 1)
+                   for k in range(neck_count + 1)]
+    for k in range(neck_count):
+        parent = _add(bones, conv["neck"][k], parent, neck_points[k], neck_points[k + 1], "neck")
+    head = _add(bones, conv["head"], parent, joints["head"], joints["head"] + np.array([0, 0, 0.2]), "head")
+    if ends and "head_end" in conv:
+        _add(bones, conv["head_end"], head, joints["head"] + np.array([0, 0, 0.2]),
+             joints["head"] + np.array([0, 0, 0.3]))
+    return pelvis, chest, head
+
+
+def _spine_points(joints, spine_count: int) -> list[np.ndarray]:
+    """``spine_count + 1`` points evenly spaced along spine1 -> spine2 -> spine3 -> neck."""
+    polyline = np.array([joints["spine1"], joints["spine2"], joints["spine3"], joints["neck"]])
+    lengths = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
+    cumulative = np.r_[0.0, np.cumsum(lengths)]
+
+    def along(fraction):
+        distance = fraction * cumulative[-1]
+        k = min(int(np.searchsorted(cumulative, distance, side="right")) - 1, len(lengths) - 1)
+        w = (distance - cumulative[k]) / lengths[k]
+        return polyline[k] + w * (polyline[k + 1] - polyline[k])
+
+    return [along(k / spine_count) for k in range(spine_count + 1)]
+
+
+def _limb_segment(bones: list[Bone], conv: dict, side: str, parent: str, start, end, inline_key: str,
+                  child_key: str, enabled: bool) -> str:
+    """With ``enabled``, a twist bone on the segment just added (``start`` -> ``end``): ``inline_key`` splits it
+    at the middle (the next segment hangs from the twist), ``child_key`` adds a child from the middle.
+    Returns the parent of the next segment."""
+    mid = 0.5 * (start + end)
+    if enabled and inline_key in conv:
+        bones[-1].tail = mid
+        return _add(bones, _name(conv, inline_key, side, key=inline_key), parent, mid, end)
+    if enabled and child_key in conv:
+        _add(bones, _name(conv, child_key, side, key=child_key), parent, mid, end)
+    return parent
+
+
+def _arm(bones: list[Bone], conv: dict, joints, side: str, chest: str, twist: bool, fingers: bool) -> str:
+    """Collar, upper arm, forearm (with twist bones when ``twist``) and the hand, which reaches further when
+    there are no fingers. Returns the hand's name."""
+    j = {name: joints[f"{side}_{name}"] for name in ("collar", "shoulder", "elbow", "wrist", "middle1")}
+    collar = _add(bones, _name(conv, "collar", side), chest, j["collar"], j["shoulder"], f"{side}_collar")
+    upper = _add(bones, _name(conv, "shoulder", side), collar, j["shoulder"], j["elbow"], f"{side}_shoulder")
+    fore_parent = _limb_segment(bones, conv, side, upper, j["shoulder"], j["elbow"], "inline_twist", "twist", twist)
+    fore = _add(bones, _name(conv, "elbow", side), fore_parent, j["elbow"], j["wrist"], f"{side}_elbow")
+    hand_parent = _limb_segment(bones, conv, side, fore, j["elbow"], j["wrist"], "inline_fore_twist", "fore_twist",
+                                twist)
+    hand_tail = j["middle1"] if fingers else j["wrist"] + 1.4 * (j["middle1"] - j["wrist"])
+    return _add(bones, _name(conv, "wrist", side), hand_parent, j["wrist"], hand_tail, f"{side}_wrist")
+
+
+def _fingers(bones: list[Bone], conv: dict, joints, side: str, hand: str, *, ring: bool, metacarpals: bool,
+             ends: bool) -> None:
+    """Three-bone finger chains under ``hand`` (without the ring finger unless ``ring``), with metacarpals
+    and end bones on request."""
+    wrist = joints[f"{side}_wrist"]
+    for finger in FINGERS:
+        if finger == "ring" and not ring:
+            continue
+        parent = hand
+        if metacarpals and finger != "thumb":  # UE5 / MetaHuman: a metacarpal from the hand
+            knuckle = joints[f"{side}_{finger}1"]
+            parent = _add(bones, f"{finger}_metacarpal_{'l' if side == 'left' else 'r'}", hand,
+                          wrist + 0.15 * (knuckle - wrist), knuckle)
+        for k in (1, 2, 3):
+            joint = joints[f"{side}_{finger}{k}"]
+            following = joints[f"{side}_{finger}{k + 1}"] if k < 3 else \
+                joint + 0.8 * (joint - joints[f"{side}_{finger}{k - 1}"])
+            parent = _add(bones, _name(conv, "finger", side, finger, k), parent, joint, following,
+                          f"{side}_{finger}{k}")
+        if ends and "finger_end" in conv:
+            joint = joints[f"{side}_{finger}3"]
+            tip = joint + 0.8 * (joint - joints[f"{side}_{finger}2"])
+            _add(bones, _name(conv, "finger_end", side, finger, 4, key="finger_end"), parent, tip,
+                 tip + 0.5 * (joint - joints[f"{side}_{finger}2"]))
+
+
+def _leg(bones: list[Bone], conv: dict, joints, side: str, pelvis: str, thigh_twist: bool) -> None:
+    """Thigh (under the convention's intermediate pelvis bone if it has one; twist bones when
+    ``thigh_twist``), shin, foot and toes."""
+    j = {name: joints[f"{side}_{name}"] for name in ("hip", "knee", "ankle", "foot")}
+    leg_parent = pelvis
+    if "leg_parent" in conv:
+        leg_parent = next((b.name for b in bones if b.name == conv["leg_parent"]), None) or _add(
+            bones, conv["leg_parent"], pelvis, joints["pelvis"], joints["pelvis"] - np.array([0, 0, 0.1]))
+    thigh = _add(bones, _name(conv, "hip", side), leg_parent, j["hip"], j["knee"], f"{side}_hip")
+    shin_parent = _limb_segment(bones, conv, side, thigh, j["hip"], j["knee"], "inline_thigh_twist", "thigh_twist",
+                                thigh_twist)
+    shin = _add(bones, _name(conv, "knee", side), shin_parent, j["knee"], j["ankle"], f"{side}_knee")
+    foot = _add(bones, _name(conv, "ankle", side), shin, j["ankle"], j["foot"], f"{side}_ankle")
+    _add(bones, _name(conv, "foot", side), foot, j["foot"], j["foot"] + np.array([0.0, -0.06, 0.0]),
+         f"{side}_foot")
+
+
+def _extras(bones: list[Bone], conv: dict, joints, head: str, pelvis: str) -> None:
+    """Bones no role should take: hair under the head, a skirt under the pelvis, a prop in the right hand."""
+    up = np.array([0.0, 0.0, 1.0])
+    parent = head
+    for k in range(3):
+        start = joints["head"] + np.array([0.0, 0.08, 0.15 - 0.08 * k])
+        parent = _add(bones, f"Hair_{k}", parent, start, start + np.array([0.0, 0.02, -0.08]))
+    parent = pelvis
+    for k in range(3):
+        start = joints["pelvis"] + np.array([0.0, -0.12, -0.1 * k])
+        parent = _add(bones, f"Skirt_front_{k}", parent, start, start - 0.1 * up)
+    hand = _name(conv, "wrist", "right")
+    _add(bones, "Prop_weapon", hand, joints["right_wrist"] + np.array([0, -0.05, 0]),
+         joints["right_wrist"] + np.array([0, -0.05, 0.3]))
 
 
 def expected_map(bones: list[Bone]) -> dict[str, list[str]]:
