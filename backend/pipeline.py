@@ -38,6 +38,8 @@ class GenerationResult:
         engine: engine name.
         warnings: full sentences for the user (silence, clipped annotations …).
         timings: seconds spent per stage.
+        precision: the arithmetic the engine ran at and why (``--precision auto`` resolves it), "" when the
+            engine has no choice (procedural).
     """
 
     output: str
@@ -47,6 +49,7 @@ class GenerationResult:
     engine: str
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    precision: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -58,6 +61,13 @@ def _engine_key(request: GenerationRequest) -> tuple:
         return ("procedural",)
     models = str(Path(request.models).expanduser().resolve()) if request.models else None
     return (request.engine, request.mode, models, request.device, request.precision, request.behaviour)
+
+
+def _precision_note(engine: Engine) -> str:
+    """``"fp32 (auto: …)"`` for engines with a precision choice, else ""."""
+    chosen = getattr(engine, "precision", None)
+    reason = getattr(engine, "precision_reason", "")
+    return f"{chosen} ({reason})" if chosen else ""
 
 
 def create_engine(request: GenerationRequest) -> Engine:
@@ -257,4 +267,5 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     timings["write"] = time.perf_counter() - start
     progress("done", 1.0, "")
     return GenerationResult(output=str(output), frames=motion.num_frames, fps=motion.fps,
-                            duration_s=clip.duration_s, engine=request.engine, warnings=warnings, timings=timings)
+                            duration_s=clip.duration_s, engine=request.engine, warnings=warnings, timings=timings,
+                            precision=_precision_note(engine))

@@ -221,14 +221,47 @@ def test_draft_steps_use_a_respaced_schedule():
     assert seen == [999, 749, 500, 250, 0]
 
 
-def test_bf16_precision_runs_close_to_fp32():
-    components = _audio_only_components(False)
-    fp32 = ExpGestEngine(None, "audio_only", device="cpu", components=components)
+def test_bf16_precision_runs_bf16_weights_with_fp32_sampling(monkeypatch):
+    """bf16 = a bf16 copy of the networks made once (not autocast); the fp32 originals and the sampler stay fp32."""
+    import models.expgest.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: False)
+    components = _audio_only_components()
+    fp32 = ExpGestEngine(None, "audio_only", device="cpu", precision="fp32", components=components)
     bf16 = ExpGestEngine(None, "audio_only", device="cpu", precision="bf16", components=components)
-    a = fp32.generate_features(_speech(1.0), _request(), no_progress, CancelToken()).features
-    b = bf16.generate_features(_speech(1.0), _request(), no_progress, CancelToken()).features
+    request = _request(emotion={"label": "anger", "strength": 1.0})
+    a = fp32.generate_features(_speech(1.0), request, no_progress, CancelToken()).features
+    generated = bf16.generate_features(_speech(1.0), request, no_progress, CancelToken())
+    b = generated.features
     assert np.isfinite(b).all() and b.shape == a.shape and not np.array_equal(a, b)
-    assert any("bf16 on the CPU" in w for w in bf16.warnings) and not any("bf16" in w for w in fp32.warnings)
+    assert generated.info["precision"] == "bf16"
+    denoiser, classifier = components.networks("bf16")
+    assert denoiser is not components.denoiser and classifier is not components.emotion_classifier
+    assert {p.dtype for p in denoiser.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in classifier.parameters()} == {torch.bfloat16}
+    assert denoiser.network.rel_pos_body.inv_freq.dtype == torch.float32  # rotary angles stay fp32
+    assert {p.dtype for p in components.denoiser.parameters()} == {torch.float32}
+    assert components.networks("bf16")[0] is denoiser                     # cast once, reused by later requests
+    assert any("no native bf16" in w for w in bf16.warnings) and not any("bf16" in w for w in fp32.warnings)
+
+
+def test_precision_auto_is_fp32_without_native_bf16_and_always_when_faithful(monkeypatch):
+    import models.expgest.precision as precision
+
+    components = _audio_only_components(False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: False)
+    engine = ExpGestEngine(None, "audio_only", device="cpu", precision="auto", components=components)
+    assert engine.precision == "fp32" and "no native bf16" in engine.precision_reason
+    generated = engine.generate_features(_speech(1.0), _request(), no_progress, CancelToken())
+    assert generated.info["precision"] == "fp32" and components.cast == {}
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: True)
+    monkeypatch.setattr(precision, "AUTO_ALLOWS_BF16", True)
+    assert ExpGestEngine(None, "audio_only", device="cpu", precision="auto", components=components).precision == "bf16"
+    faithful = ExpGestEngine(None, "audio_only", device="cpu", precision="auto", behaviour="faithful",
+                             components=components)
+    assert faithful.precision == "fp32" and "faithful" in faithful.precision_reason
+    with pytest.raises(EngineError, match="auto, fp32 or bf16"):
+        ExpGestEngine(None, "audio_only", device="cpu", precision="fp16", components=components)
 
 
 def test_hybrid_windows_are_180_frames_with_text_per_window():

@@ -16,6 +16,7 @@ Everything heavy is loaded once per (weights folder, mode, device) and cached fo
 
 from __future__ import annotations
 
+import logging
 import threading
 import zipfile
 import zlib
@@ -44,6 +45,7 @@ FPS = 20
 N_SPEAKERS = 4
 CLIP_DIM = 512
 _MODE_ALIASES = {"audio_pharse": "audio_phrase"}
+_LOG = logging.getLogger(__name__)
 
 
 class WavLMLike(Protocol):
@@ -80,6 +82,20 @@ class ExpGestComponents:
     semantic: Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor]] | None = None
     emotion_classifier: Any | None = None
     clip: CLIPLike | None = None
+    cast: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False)
+
+    def networks(self, precision: str) -> tuple[torch.nn.Module, Any | None]:
+        """(denoiser, emotion classifier) at ``precision``; bf16 copies are made once and kept here."""
+        if precision == "fp32":
+            return self.denoiser, self.emotion_classifier
+        from models.expgest.precision import to_bf16
+
+        key = (precision, id(self.denoiser), id(self.emotion_classifier))
+        if key not in self.cast:
+            classifier = None if self.emotion_classifier is None else to_bf16(self.emotion_classifier)
+            self.cast.clear()   # one cast copy at a time (the originals changed, or a first use)
+            self.cast[key] = (to_bf16(self.denoiser), classifier)
+        return self.cast[key]
 
 
 @dataclass
@@ -203,19 +219,6 @@ def load_components(models_dir: str | Path, mode: Mode, device: torch.device) ->
         return components
 
 
-class _Autocast:
-    """Wrap a network so its forward runs under bf16 autocast; outputs come back as float32."""
-
-    def __init__(self, network: torch.nn.Module, device: torch.device) -> None:
-        self.network = network
-        self.device_type = device.type
-
-    def __call__(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, ...]:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-            outputs = self.network(*args, **kwargs)
-        return tuple(out.float() for out in outputs)
-
-
 class ExpGestEngine:
     """The ExpGest engine (``backend.engines.base.Engine``).
 
@@ -223,7 +226,11 @@ class ExpGestEngine:
         models_dir: weights folder (``models/README.md``); everything loads here (cached per process).
         mode: ``audio_only`` | ``audio_phrase`` (alias ``audio_pharse``) | ``audio_text``.
         device: ``auto`` (CUDA → MPS → CPU) | ``cpu`` | ``cuda`` | ``mps``.
-        precision: ``fp32`` | ``bf16`` (autocast around the denoiser; sampling arithmetic stays float32).
+        precision: ``auto`` | ``fp32`` | ``bf16``: bf16 runs bf16 copies of the denoiser and emotion classifier
+            (``models/expgest/precision.py``); sampling, guidance combination and the classifier-guidance
+            correction stay float32. ``auto`` picks bf16 only where the device computes it natively and
+            ``AUTO_ALLOWS_BF16`` is set, and always fp32 with ``behaviour="faithful"``; ``precision`` holds the
+            choice and ``precision_reason`` why.
         behaviour: ``default`` (fixed stitching/decoding) | ``faithful`` (the reference demo's numerics).
         components: already-loaded components (tests, benchmarks); skips ``models_dir``.
     """
@@ -236,8 +243,8 @@ class ExpGestEngine:
         mode = _MODE_ALIASES.get(mode, mode)
         if mode not in ("audio_only", "audio_phrase", "audio_text"):
             raise EngineError(f"Unknown ExpGest mode {mode!r}; use audio_only, audio_phrase or audio_text.")
-        if precision not in ("fp32", "bf16"):
-            raise EngineError(f"Unknown precision {precision!r}; use fp32 or bf16.")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise EngineError(f"Unknown precision {precision!r}; use auto, fp32 or bf16.")
         if behaviour not in ("default", "faithful"):
             raise EngineError(f"Unknown behaviour {behaviour!r}; use default or faithful.")
         if components is None and models_dir is None:
@@ -245,8 +252,13 @@ class ExpGestEngine:
         self.models_dir = models_dir
         self.mode: Mode = mode  # type: ignore[assignment]
         self.device = resolve_device(device)
-        self.precision = precision
         self.behaviour: Behaviour = behaviour  # type: ignore[assignment]
+        from models.expgest.precision import native_bf16, resolve_precision
+
+        self.precision, self.precision_reason = resolve_precision(precision, self.device,
+                                                                  faithful=behaviour == "faithful")
+        self._emulated_bf16 = self.precision == "bf16" and not native_bf16(self.device)
+        _LOG.info("expgest precision: %s", self.precision_reason)
         self.warnings: list[str] = []
         if components is None:
             assert models_dir is not None
@@ -303,13 +315,15 @@ class ExpGestEngine:
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(request.steps)
         generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        network = components.denoiser if self.precision == "fp32" else _Autocast(components.denoiser, self.device)
+        network, classifier = components.networks(self.precision)
         steps_total = plan.n_windows * len(scheduler.timesteps)
         report_every = max(1, len(scheduler.timesteps) // 50)
-        info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps)}
-        if self.precision == "bf16" and self.device.type == "cpu":
-            self.warnings.append("bf16 on the CPU runs through slow emulated kernels (measured 7 to 30 times slower "
-                                 "than fp32 here); use fp32 on the CPU and bf16 on a GPU.")
+        info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps),
+                                "precision": self.precision, "precision_reason": self.precision_reason}
+        if self._emulated_bf16:
+            self.warnings.append(f"This {self.device.type.upper()} has no native bf16, so bf16 runs through emulated "
+                                 "kernels (measured 6 to 7 times slower than fp32 on such a CPU); use --precision "
+                                 "auto or fp32 here.")
         if request.steps < scheduler.num_train_timesteps:
             self.warnings.append(f"{request.steps} of the model's 1000 denoising steps (a respaced schedule, for "
                                  "speed); gestures can come out smaller and stiffer than with all 1000 steps.")
@@ -343,7 +357,7 @@ class ExpGestEngine:
                 def eps_provider(timestep: int, part: str) -> torch.Tensor:
                     return torch.randn(1, latent, generator=generator).to(self.device)
 
-                denoiser = EmotionGuidance(denoiser, components.emotion_classifier, scheduler,
+                denoiser = EmotionGuidance(denoiser, classifier, scheduler,
                                            torch.tensor([target], device=self.device), strength, eps_provider)
             shapes = [(1, len(self.layout.body), 1, self.geometry.n_poses),
                       (1, len(self.layout.hand), 1, self.geometry.n_poses)]
