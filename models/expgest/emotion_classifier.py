@@ -198,7 +198,7 @@ class EmotionClassifier(nn.Module):
         _, _, z = vae(x, eps)
         return head(z).to(x_stream.dtype)
 
-    def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float = 3.0,
+    def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float | Tensor = 3.0,
                           eps: Tensor | None = None) -> Tensor:
         """Classifier-guidance gradient g = scale · ∂ log softmax(logits(x))[target] / ∂x.
 
@@ -209,7 +209,7 @@ class EmotionClassifier(nn.Module):
             x: (batch, C, 1, frames) noisy x_t of the stream.
             part: ``"body"`` or ``"hand"``.
             target: (batch,) int64 emotion index per row.
-            scale: guidance scale (3.0 in the original).
+            scale: guidance scale (3.0 in the original), or a tensor broadcasting against x (one per row).
             eps: reparameterisation noise with batch·d elements; None draws it.
 
         Returns:

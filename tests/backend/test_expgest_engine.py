@@ -74,10 +74,12 @@ class Recording(torch.nn.Module):
         self.network = network
         self.frames = set()
         self.clip_inputs = []
+        self.batches = []
         self.config = network.config
 
     def forward(self, x_body, x_hand, timesteps, y, uncond=False):
         self.frames.add(x_body.shape[-1])
+        self.batches.append(x_body.shape[0])
         if "clip_text_feat" in y:
             self.clip_inputs.append(y["clip_text_feat"][0].clone())
         return self.network(x_body, x_hand, timesteps, y, uncond)
@@ -384,3 +386,36 @@ def test_end_to_end_from_a_tiny_weights_folder(tmp_path, mode):
     assert motion.poses.shape == (40, 165) and motion.fps == 20.0 and np.isfinite(motion.poses).all()
     again = ExpGestEngine(folder, mode, device="cpu")
     assert again.components is engine.components   # loaded once per (folder, mode, device)
+
+
+def test_several_clips_per_forward_give_each_clip_its_own_result():
+    """Window k of several clips runs as one batch; each clip (own seed, emotion, length) matches its solo run."""
+    components = _audio_only_components()
+    engine = ExpGestEngine(None, "audio_only", device="cpu", components=components)
+    clips = [(_speech(1.0, seed=1), _request(seed=3, emotion={"label": "anger", "strength": 1.0})),
+             (_speech(5.0, seed=2), _request(seed=4)),
+             (_speech(9.0, seed=3), _request(seed=5, emotion={"label": "happiness", "strength": 0.5}))]
+    alone = [engine.generate(audio, request, no_progress, CancelToken()) for audio, request in clips]
+    components.denoiser.batches.clear()
+    together = engine.generate_batch(clips, [no_progress] * 3, CancelToken(), clips_per_forward=3)
+    # windows 1, 2 and 3: three rounds of batch 3, 2, 1 clips (× 2 rows for cond + uncond), 3 steps each
+    assert components.denoiser.batches == [6] * 3 + [4] * 3 + [2] * 3
+    for solo, batched in zip(alone, together, strict=True):
+        assert batched.poses.shape == solo.poses.shape
+        np.testing.assert_allclose(batched.poses, solo.poses, atol=2e-4, rtol=0)
+        np.testing.assert_allclose(batched.trans, solo.trans, atol=2e-5, rtol=0)
+    assert not np.allclose(together[0].poses[:20], together[1].poses[:20], atol=1e-3)   # clips stay distinct
+
+
+def test_clips_per_forward_groups_and_reports_failures_per_clip():
+    components = _audio_only_components(False)
+    engine = ExpGestEngine(None, "audio_only", device="cpu", components=components)
+    clips = [(_speech(1.0), _request(seed=1)), (np.zeros(0, np.float32), _request(seed=2)),
+             (_speech(1.0), _request(seed=3, steps=2)), (_speech(1.0), _request(seed=4))]
+    out = engine.generate_batch(clips, [no_progress] * 4, CancelToken(), clips_per_forward=2)
+    assert isinstance(out[1], EngineError) and "empty" in str(out[1])
+    assert all(m.poses.shape == (20, 165) for i, m in enumerate(out) if i != 1)
+    # steps 3: clips 1 and 2 (clip 2 fails before sampling), then clip 4 alone; steps 2: clip 3 alone
+    assert components.denoiser.batches == [2] * 3 + [2] * 3 + [2] * 2
+    with pytest.raises(EngineError, match="at least 1"):
+        engine.generate_batch(clips, [no_progress] * 4, CancelToken(), clips_per_forward=0)

@@ -16,6 +16,7 @@ Everything heavy is loaded once per (weights folder, mode, device) and cached fo
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import zipfile
@@ -35,8 +36,7 @@ from ...request import EMOTIONS, GenerationRequest
 from ...sampling import DDIMCosineScheduler
 from ..base import CancelToken, ProgressFn
 from . import decode, stitching
-from .guidance import ClassifierFreeGuidance, EmotionGuidance
-from .sampler import sample_ddim
+from .batching import WindowBatcher, WindowJob, run_window_jobs
 from .streams import AUDIO_ONLY_LAYOUT, HYBRID_LAYOUT, StreamLayout
 
 Mode = Literal["audio_only", "audio_phrase", "audio_text"]
@@ -46,6 +46,8 @@ N_SPEAKERS = 4
 CLIP_DIM = 512
 _MODE_ALIASES = {"audio_pharse": "audio_phrase"}
 _LOG = logging.getLogger(__name__)
+# Clips sampled together by generate_batch unless told otherwise (docs/speed.md: measured aggregate speed-up).
+DEFAULT_CLIPS_PER_FORWARD = 4
 
 
 class WavLMLike(Protocol):
@@ -264,6 +266,7 @@ class ExpGestEngine:
             assert models_dir is not None
             components = load_components(models_dir, self.mode, self.device)
         self._components = components
+        self._batcher: WindowBatcher | None = None
 
     @property
     def components(self) -> ExpGestComponents:
@@ -290,6 +293,74 @@ class ExpGestEngine:
             A Motion at its true 20 fps with ``frames_for_samples(len(audio))`` frames.
         """
         return self.to_motion(self.generate_features(audio, request, progress, cancel))
+
+    def generate_batch(self, clips: Sequence[tuple[np.ndarray, GenerationRequest]], progress: Sequence[ProgressFn],
+                       cancel: CancelToken, clips_per_forward: int = DEFAULT_CLIPS_PER_FORWARD
+                       ) -> list[Motion | BaseException]:
+        """Generate several clips, window k of up to ``clips_per_forward`` clips in one batched forward.
+
+        Each clip gets its own conditions, seeded noise, emotion guidance and stitching, so it gets the motion
+        ``generate`` gives it alone (up to float rounding of the batched matmuls). Clips are grouped in request
+        order, ``clips_per_forward`` at a time, among clips with the same steps and guidance scale.
+
+        Args:
+            clips: (audio (N,) float32 16 kHz, request) per clip.
+            progress: one progress callback per clip.
+            cancel: stops the whole batch between denoising steps.
+            clips_per_forward: the most clips sampled together (1: one after another).
+
+        Returns:
+            Per clip, its Motion or the exception that stopped it (a failure in a shared forward fails its group).
+            ``self.warnings`` holds every clip's warnings, prefixed with the clip's number.
+        """
+        if clips_per_forward < 1:
+            raise EngineError(f"clips_per_forward must be at least 1, got {clips_per_forward}.")
+        results: list[Motion | BaseException] = [EngineError("not run")] * len(clips)
+        groups: dict[tuple[int, float], list[int]] = {}
+        for index, (_, request) in enumerate(clips):
+            groups.setdefault((request.steps, request.guidance), []).append(index)
+        warnings: list[str] = []
+        for members in groups.values():
+            for start in range(0, len(members), clips_per_forward):
+                chunk = members[start:start + clips_per_forward]
+                for index, outcome, clip_warnings in self._generate_group(clips, progress, cancel, chunk):
+                    results[index] = outcome
+                    warnings += [f"clip {index + 1}: {w}" for w in clip_warnings]
+        self.warnings = warnings
+        return results
+
+    def _generate_group(self, clips: Sequence[tuple[np.ndarray, GenerationRequest]], progress: Sequence[ProgressFn],
+                        cancel: CancelToken, members: list[int]
+                        ) -> list[tuple[int, Motion | BaseException, list[str]]]:
+        """Run the clips ``members`` concurrently, their windows meeting in one ``WindowBatcher``."""
+        network, classifier = self.components.networks(self.precision)
+        steps = clips[members[0]][1].steps
+        scheduler = DDIMCosineScheduler()
+        scheduler.set_timesteps(steps)
+        batcher = WindowBatcher(len(members), lambda jobs: run_window_jobs(jobs, network, classifier, scheduler))
+        outcomes: dict[int, tuple[Motion | BaseException, list[str]]] = {}
+
+        def run(index: int) -> None:
+            clone = copy.copy(self)
+            clone._batcher = batcher
+            clone.warnings = []
+            try:
+                audio, request = clips[index]
+                outcomes[index] = (clone.generate(audio, request, progress[index], cancel), clone.warnings)
+            except BaseException as error:  # noqa: BLE001 - reported per clip
+                outcomes[index] = (error, clone.warnings)
+            finally:
+                batcher.leave()
+
+        if len(members) == 1:
+            run(members[0])
+        else:
+            threads = [threading.Thread(target=run, args=(index,), name=f"expgest-clip-{index}") for index in members]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        return [(index, *outcomes[index]) for index in members]
 
     def generate_features(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                           cancel: CancelToken) -> GeneratedFeatures:
@@ -349,7 +420,7 @@ class ExpGestEngine:
             y, emotion = conditions(index)
             y["audio"] = audio_feat
             y.update(self._seed_streams(seed))
-            denoiser: Any = ClassifierFreeGuidance(network, y, request.guidance)
+            job = WindowJob(y=y, x_T=(), guidance=request.guidance, check_cancel=cancel.check)
             if emotion is not None:
                 target, strength = emotion
                 latent = components.emotion_classifier.config.latent_dim
@@ -357,17 +428,20 @@ class ExpGestEngine:
                 def eps_provider(timestep: int, part: str) -> torch.Tensor:
                     return torch.randn(1, latent, generator=generator).to(self.device)
 
-                denoiser = EmotionGuidance(denoiser, classifier, scheduler,
-                                           torch.tensor([target], device=self.device), strength, eps_provider)
+                job.emotion = (target, strength, eps_provider)
             shapes = [(1, len(self.layout.body), 1, self.geometry.n_poses),
                       (1, len(self.layout.hand), 1, self.geometry.n_poses)]
-            x_T = tuple(torch.randn(shape, generator=generator).to(self.device) for shape in shapes)
+            job.x_T = tuple(torch.randn(shape, generator=generator).to(self.device) for shape in shapes)
 
             def on_step(step: int, num_steps: int, pred_x0: Any) -> None:
                 if step % report_every == 0:
                     progress(stage, (index * num_steps + step) / steps_total, f"step {step + 1}/{num_steps}")
 
-            out = sample_ddim(denoiser, scheduler, x_T, check_cancel=cancel.check, on_step=on_step)
+            job.on_step = on_step
+            if self._batcher is not None:   # several clips per forward (generate_batch)
+                out = self._batcher.submit(job)
+            else:
+                out = run_window_jobs([job], network, classifier, scheduler)[0]
             return self.layout.merge(*out)
 
         align = self._alignment(info.get("window_texts", []))

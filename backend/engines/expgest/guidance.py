@@ -33,7 +33,7 @@ class ExpGestNetwork(Protocol):
 class EmotionClassifierLike(Protocol):
     """``models.expgest`` ``EmotionClassifier``: 3·∇ log p(target | x_t) per stream."""
 
-    def guidance_gradient(self, x: torch.Tensor, part: str, target: torch.Tensor, scale: float = 3.0,
+    def guidance_gradient(self, x: torch.Tensor, part: str, target: torch.Tensor, scale: float | torch.Tensor = 3.0,
                           eps: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
@@ -99,32 +99,44 @@ class EmotionGuidance:
         denoiser: the (CFG-wrapped) x̂₀ predictor.
         classifier: the emotion classifier (``guidance_gradient``).
         scheduler: the scheduler whose tables define the correction.
-        target: [B] int64 emotion index (BEAT order).
-        strength: user strength; 0 turns guidance off (the wrapper then returns the plain prediction).
+        target: [R] int64 emotion index (BEAT order) of each guided row.
+        strength: user strength, one for all rows or an (R,) float32 tensor (one per guided row); 0 turns
+            guidance off (the wrapper then returns the plain prediction).
         eps_provider: ``(timestep, part) -> Tensor | None``: the classifier's VAE reparameterisation noise for
-            that call (None: the classifier draws it). Makes runs reproducible and fixtures replayable.
+            that call, (R, d) (None: the classifier draws it). Makes runs reproducible and fixtures replayable.
+        rows: (R,) int64 batch rows to guide (None: every row); the others keep the plain prediction.
     """
 
     def __init__(self, denoiser: StreamDenoiser, classifier: EmotionClassifierLike, scheduler: DDIMCosineScheduler,
-                 target: torch.Tensor, strength: float = 1.0,
-                 eps_provider: Callable[[int, str], torch.Tensor | None] | None = None) -> None:
+                 target: torch.Tensor, strength: float | torch.Tensor = 1.0,
+                 eps_provider: Callable[[int, str], torch.Tensor | None] | None = None,
+                 rows: torch.Tensor | None = None) -> None:
         self.denoiser = denoiser
         self.classifier = classifier
         self.scheduler = scheduler
         self.target = target
-        self.strength = float(strength)
+        self.strength = strength if isinstance(strength, torch.Tensor) else float(strength)
         self.eps_provider = eps_provider
+        self.rows = rows
+        # s = 3 · strength: a Python float for one strength (exactly the single-clip arithmetic), else per row
+        self._scale: float | torch.Tensor = (EMOTION_GUIDANCE_SCALE * self.strength.view(-1, 1, 1, 1)
+                                             if isinstance(self.strength, torch.Tensor)
+                                             else EMOTION_GUIDANCE_SCALE * self.strength)
 
     def __call__(self, x_t: Streams, timestep: int) -> Streams:
         """Guided x̂₀ for both streams."""
         pred_x0 = self.denoiser(x_t, timestep)
-        if self.strength == 0.0:
+        if not isinstance(self.strength, torch.Tensor) and self.strength == 0.0:
             return pred_x0
         guided = []
         for part, x0, x in zip(STREAM_PARTS, pred_x0, x_t, strict=True):
             eps = self.eps_provider(timestep, part) if self.eps_provider is not None else None
+            x_rows, x0_rows = (x, x0) if self.rows is None else (x[self.rows], x0[self.rows])
             with torch.enable_grad():
-                grad = self.classifier.guidance_gradient(x.detach(), part, self.target,
-                                                         scale=EMOTION_GUIDANCE_SCALE * self.strength, eps=eps)
-            guided.append(self.scheduler.guide_x0(x0, timestep, x, grad.detach()))
+                grad = self.classifier.guidance_gradient(x_rows.detach(), part, self.target, scale=self._scale,
+                                                         eps=eps)
+            corrected = self.scheduler.guide_x0(x0_rows, timestep, x_rows, grad.detach())
+            if self.rows is not None:
+                corrected = x0.index_copy(0, self.rows, corrected)
+            guided.append(corrected)
         return tuple(guided)
