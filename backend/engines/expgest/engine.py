@@ -267,6 +267,7 @@ class ExpGestEngine:
             components = load_components(models_dir, self.mode, self.device)
         self._components = components
         self._batcher: WindowBatcher | None = None
+        self.clip_warnings: list[list[str]] = []
 
     @property
     def components(self) -> ExpGestComponents:
@@ -311,7 +312,8 @@ class ExpGestEngine:
 
         Returns:
             Per clip, its Motion or the exception that stopped it (a failure in a shared forward fails its group).
-            ``self.warnings`` holds every clip's warnings, prefixed with the clip's number.
+            ``self.clip_warnings`` holds each clip's warnings; ``self.warnings`` all of them, prefixed with the
+            clip's number.
         """
         if clips_per_forward < 1:
             raise EngineError(f"clips_per_forward must be at least 1, got {clips_per_forward}.")
@@ -320,11 +322,13 @@ class ExpGestEngine:
         for index, (_, request) in enumerate(clips):
             groups.setdefault((request.steps, request.guidance), []).append(index)
         warnings: list[str] = []
+        self.clip_warnings = [[] for _ in clips]
         for members in groups.values():
             for start in range(0, len(members), clips_per_forward):
                 chunk = members[start:start + clips_per_forward]
                 for index, outcome, clip_warnings in self._generate_group(clips, progress, cancel, chunk):
                     results[index] = outcome
+                    self.clip_warnings[index] = clip_warnings
                     warnings += [f"clip {index + 1}: {w}" for w in clip_warnings]
         self.warnings = warnings
         return results
@@ -358,8 +362,14 @@ class ExpGestEngine:
             threads = [threading.Thread(target=run, args=(index,), name=f"expgest-clip-{index}") for index in members]
             for thread in threads:
                 thread.start()
-            for thread in threads:
-                thread.join()
+            try:
+                for thread in threads:
+                    thread.join()
+            except KeyboardInterrupt:   # stop every clip at its next step, then let Ctrl-C through
+                cancel.cancel()
+                for thread in threads:
+                    thread.join()
+                raise
         return [(index, *outcomes[index]) for index in members]
 
     def generate_features(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
