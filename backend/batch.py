@@ -413,6 +413,15 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
     return summary
 
 
+def _item_progress(progress: ProgressBar, label: str) -> Any:
+    """A ``ProgressFn`` that draws ``progress`` for the item ``label``."""
+
+    def report(stage: str, done: float | None = None, message: str = "") -> None:
+        progress.update(label, done or 0.0, stage)
+
+    return report
+
+
 def run_batch_in_process(items: list[BatchItem], clips_per_forward: int, *, force: bool = False,
                          progress: ProgressBar | None = None, ledger: BatchLedger | None = None) -> BatchSummary:
     """Generate every item in this process, window k of up to ``clips_per_forward`` clips in one forward.
@@ -468,8 +477,7 @@ def run_batch_in_process(items: list[BatchItem], clips_per_forward: int, *, forc
                     for item, _, fingerprint in chunk:
                         assert item.output is not None
                         ledger.begin(item.output, fingerprint)
-                reports = [lambda stage, done=None, message="", label=item.label:
-                           progress.update(label, done or 0.0, stage) for item, _, _ in chunk]
+                reports = [_item_progress(progress, item.label) for item, _, _ in chunk]
                 try:
                     outcomes = run_generation_batch([request for _, request, _ in chunk], progress=reports,
                                                     cancel=cancel, cache=cache, clips_per_forward=clips_per_forward)

@@ -295,7 +295,7 @@ def run_generation_batch(requests: Sequence[GenerationRequest], *, progress: Seq
     cache = cache or EngineCache()
     if len({_engine_key(r) for r in requests}) > 1:
         raise ValueError("run_generation_batch needs requests with the same engine settings.")
-    engine = cache.get(requests[0])
+    engine: Any = cache.get(requests[0])
     if not hasattr(engine, "generate_batch"):
         out: list[GenerationResult | ExpGestError] = []
         for request, report in zip(requests, progress, strict=True):

@@ -15,7 +15,7 @@ still refuses any other key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -75,18 +75,19 @@ class SkipTransformerEncoder(nn.Module):
         return self.norm(x)
 
 
-def _block_queries(block: nn.TransformerEncoderLayer, x: Tensor, keep: int | None) -> Tensor:
+def _block_queries(block: nn.Module, x: Tensor, keep: int | None) -> Tensor:
     """A post-norm encoder layer evaluated for the first ``keep`` query tokens only (eval mode: no dropout).
 
     out_q = norm2(h + linear2(gelu(linear1(h)))), h = norm1(x_q + self_attn(x_q, x, x)), q = tokens 0 … keep−1;
     exactly what the layer computes for those rows, since nothing else mixes tokens.
     """
-    if keep is None or keep >= x.shape[1] or block.training:
-        return block(x)
+    layer = cast(nn.TransformerEncoderLayer, block)
+    if keep is None or keep >= x.shape[1] or layer.training:
+        return layer(x)
     queries = x[:, :keep]
-    attended = block.self_attn(queries, x, x, need_weights=False)[0]
-    h = block.norm1(queries + attended)
-    return block.norm2(h + block.linear2(block.activation(block.linear1(h))))
+    attended = layer.self_attn(queries, x, x, need_weights=False)[0]
+    h = layer.norm1(queries + attended)
+    return layer.norm2(h + layer.linear2(layer.activation(layer.linear1(h))))
 
 
 class LearnedPositions(nn.Module):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 import zipfile
 import zlib
@@ -267,7 +268,19 @@ class ExpGestEngine:
             components = load_components(models_dir, self.mode, self.device)
         self._components = components
         self._batcher: WindowBatcher | None = None
+        self._graph_networks: dict[tuple[str, int, bool], Any] = {}
         self.clip_warnings: list[list[str]] = []
+
+    def _networks(self) -> tuple[Any, Any | None]:
+        """(denoiser at this precision, CUDA-graph wrapped on CUDA unless EXPGEST_CUDA_GRAPHS=0; classifier)."""
+        from .cuda_graphs import wrap_for_device
+
+        network, classifier = self.components.networks(self.precision)
+        enabled = os.environ.get("EXPGEST_CUDA_GRAPHS", "1") != "0"
+        key = (self.precision, id(network), enabled)
+        if key not in self._graph_networks:
+            self._graph_networks = {key: wrap_for_device(network, self.device, enabled)}
+        return self._graph_networks[key], classifier
 
     @property
     def components(self) -> ExpGestComponents:
@@ -337,7 +350,7 @@ class ExpGestEngine:
                         cancel: CancelToken, members: list[int]
                         ) -> list[tuple[int, Motion | BaseException, list[str]]]:
         """Run the clips ``members`` concurrently, their windows meeting in one ``WindowBatcher``."""
-        network, classifier = self.components.networks(self.precision)
+        network, classifier = self._networks()
         steps = clips[members[0]][1].steps
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(steps)
@@ -396,7 +409,7 @@ class ExpGestEngine:
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(request.steps)
         generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        network, classifier = components.networks(self.precision)
+        network, classifier = self._networks()
         steps_total = plan.n_windows * len(scheduler.timesteps)
         report_every = max(1, len(scheduler.timesteps) // 50)
         info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps),

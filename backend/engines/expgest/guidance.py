@@ -62,10 +62,27 @@ class ClassifierFreeGuidance:
         self.scale = float(scale)
         self.batched = batched
         self._y2 = _repeat_batch(y, 2)
+        # Per-call constants made once (no host-to-device copy per step, so no CUDA host sync in the loop).
+        self._constants: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._timesteps: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def _timestep_tensor(self, timestep: int, rows: int, device: torch.device) -> torch.Tensor:
+        key = (timestep, rows, str(device))
+        if key not in self._timesteps:
+            self._timesteps[key] = torch.full((rows,), timestep, dtype=torch.int64, device=device)
+        return self._timesteps[key]
 
     def _branch(self, x_t: Streams, timestep: int, uncond: bool) -> Streams:
-        timesteps = torch.full((x_t[0].shape[0],), timestep, dtype=torch.int64, device=x_t[0].device)
+        timesteps = self._timestep_tensor(timestep, x_t[0].shape[0], x_t[0].device)
         return tuple(self.network(x_t[0], x_t[1], timesteps, self.y, uncond))
+
+    def _constant(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uncond rows (2·batch,) bool: cond rows then uncond rows, scale s as a (1,) float32 tensor)."""
+        key = (batch, str(device))
+        if key not in self._constants:
+            self._constants[key] = (torch.tensor([False] * batch + [True] * batch, device=device),
+                                    torch.tensor([self.scale], dtype=torch.float32, device=device))
+        return self._constants[key]
 
     def __call__(self, x_t: Streams, timestep: int) -> Streams:
         """Guided x̂₀ for both streams (float32, shapes of ``x_t``)."""
@@ -76,8 +93,8 @@ class ClassifierFreeGuidance:
         if self.batched:
             x2 = [torch.cat([x, x], dim=0) for x in x_t]
             batch = x_t[0].shape[0]
-            timesteps = torch.full((2 * batch,), timestep, dtype=torch.int64, device=x2[0].device)
-            uncond = torch.tensor([False] * batch + [True] * batch, device=x2[0].device)
+            timesteps = self._timestep_tensor(timestep, 2 * batch, x2[0].device)
+            uncond, _ = self._constant(batch, x2[0].device)
             outputs = self.network(x2[0], x2[1], timesteps, self._y2, uncond)
             cond = tuple(out[:batch] for out in outputs)
             uncond_out = tuple(out[batch:] for out in outputs)
@@ -85,7 +102,7 @@ class ClassifierFreeGuidance:
             cond = self._branch(x_t, timestep, False)
             uncond_out = self._branch(x_t, timestep, True)
         # s is a 1-element float32 tensor, as in the reference, so the combination is float32 throughout.
-        scale = torch.tensor([self.scale], dtype=torch.float32, device=x_t[0].device)
+        _, scale = self._constant(x_t[0].shape[0], x_t[0].device)
         return tuple(u + scale * (c - u) for c, u in zip(cond, uncond_out, strict=True))
 
 
