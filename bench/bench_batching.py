@@ -57,22 +57,26 @@ def main() -> int:
           f"emotion guidance {'off' if args.no_emotion else 'on (3 of 4 clips)'}, {args.threads} threads, "
           f"torch {torch.__version__}")
 
-    def run(per_forward: int) -> tuple[list[float], list]:
-        seconds, out = [], []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            if per_forward == 1:
-                out = [engine.generate(a, r, no_progress, CancelToken()) for a, r in clips]
-            else:
-                out = engine.generate_batch(clips, [no_progress] * len(clips), CancelToken(), per_forward)
-            seconds.append(time.perf_counter() - start)
-        return seconds, out
+    def run(per_forward: int) -> tuple[float, list]:
+        start = time.perf_counter()
+        if per_forward == 1:
+            out = [engine.generate(a, r, no_progress, CancelToken()) for a, r in clips]
+        else:
+            out = engine.generate_batch(clips, [no_progress] * len(clips), CancelToken(), per_forward)
+        return time.perf_counter() - start, out
 
     engine.generate(*clips[0], no_progress, CancelToken())   # warm-up (allocator, first-call costs)
-    base, solo = run(1)
+    sizes = [1] + [int(b) for b in args.batches.split(",")]
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    outputs: dict[int, list] = {}
+    for _ in range(args.repeats):   # interleaved, so a load change on a shared machine hits every size alike
+        for size in sizes:
+            seconds, outputs[size] = run(size)
+            times[size].append(seconds)
+    base, solo = times[1], outputs[1]
     print(f"1 clip per forward:  {statistics.median(base):7.2f} s [{min(base):.2f}, {max(base):.2f}]")
-    for per_forward in (int(b) for b in args.batches.split(",")):
-        seconds, out = run(per_forward)
+    for per_forward in sizes[1:]:
+        seconds, out = times[per_forward], outputs[per_forward]
         worst = max(rotation_error_deg(s.poses, m.poses)[0] for s, m in zip(solo, out, strict=True))
         print(f"{per_forward} clips per forward: {statistics.median(seconds):7.2f} s [{min(seconds):.2f}, "
               f"{max(seconds):.2f}]  aggregate speed-up {statistics.median(base) / statistics.median(seconds):.2f}x"
