@@ -413,6 +413,94 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
     return summary
 
 
+def _item_progress(progress: ProgressBar, label: str) -> Any:
+    """A ``ProgressFn`` that draws ``progress`` for the item ``label``."""
+
+    def report(stage: str, done: float | None = None, message: str = "") -> None:
+        progress.update(label, done or 0.0, stage)
+
+    return report
+
+
+def run_batch_in_process(items: list[BatchItem], clips_per_forward: int, *, force: bool = False,
+                         progress: ProgressBar | None = None, ledger: BatchLedger | None = None) -> BatchSummary:
+    """Generate every item in this process, window k of up to ``clips_per_forward`` clips in one forward.
+
+    Items with the same engine settings, steps and guidance are grouped (in file order) and run through
+    ``pipeline.run_generation_batch``; each clip keeps its own seed, guidance and stitching, so it gets the motion
+    it gets alone. Unlike ``run_batch`` there is no server process: models load once here, and a crash of the
+    process stops the batch (re-running the command resumes it, as with ``run_batch``).
+
+    Args:
+        items: from ``read_manifest`` or ``scan_folder``.
+        clips_per_forward: the most clips sampled together (≥ 1).
+        force, progress, ledger: as for ``run_batch``.
+
+    Returns:
+        The summary; a Ctrl-C cancels the running group and sets ``interrupted``.
+    """
+    from .engines.base import CancelToken
+    from .errors import ExpGestError
+    from .pipeline import EngineCache, _engine_key, run_generation_batch
+    from .request import GenerationRequest
+
+    summary = BatchSummary(total=len(items))
+    progress = progress or ProgressBar(len(items))
+    started = time.monotonic()
+    groups: dict[tuple, list[tuple[BatchItem, GenerationRequest, str]]] = {}
+    for item in items:
+        if item.error or item.params is None:
+            summary.failed.append((item.label, item.error))
+            progress.item_done(item.label, f"failed: {item.error}")
+            continue
+        assert item.output is not None
+        fingerprint = settings_fingerprint(item.params) if ledger is not None else ""
+        if not force and (ledger.is_done(item.output, fingerprint) if ledger is not None
+                          else is_valid_output(item.output)):
+            summary.skipped.append(item.label)
+            progress.item_done(item.label, "already done, skipped")
+            continue
+        try:
+            request = GenerationRequest.from_dict(item.params)
+        except ExpGestError as error:
+            summary.failed.append((item.label, str(error)))
+            progress.item_done(item.label, f"failed: {error}")
+            continue
+        groups.setdefault((_engine_key(request), request.steps, request.guidance), []).append(
+            (item, request, fingerprint))
+    cache, cancel = EngineCache(), CancelToken()
+    try:
+        for members in groups.values():
+            for start in range(0, len(members), clips_per_forward):
+                chunk = members[start:start + clips_per_forward]
+                if ledger is not None:
+                    for item, _, fingerprint in chunk:
+                        assert item.output is not None
+                        ledger.begin(item.output, fingerprint)
+                reports = [_item_progress(progress, item.label) for item, _, _ in chunk]
+                try:
+                    outcomes = run_generation_batch([request for _, request, _ in chunk], progress=reports,
+                                                    cancel=cancel, cache=cache, clips_per_forward=clips_per_forward)
+                except ExpGestError as error:   # the shared engine could not load: every item of the group fails
+                    outcomes = [error] * len(chunk)
+                for (item, _, fingerprint), outcome in zip(chunk, outcomes, strict=True):
+                    if isinstance(outcome, ExpGestError):
+                        summary.failed.append((item.label, str(outcome)))
+                        progress.item_done(item.label, f"failed: {outcome}")
+                        continue
+                    if ledger is not None:
+                        assert item.output is not None
+                        ledger.commit(item.output, fingerprint)
+                    summary.written.append(item.label)
+                    progress.item_done(item.label, f"wrote {outcome.output} ({outcome.frames} frames)")
+    except KeyboardInterrupt:
+        cancel.cancel()
+        summary.interrupted = True
+    finally:
+        summary.seconds = time.monotonic() - started
+    return summary
+
+
 def format_summary(summary: BatchSummary) -> str:
     """A human-readable summary, failures listed last."""
     lines = [f"{len(summary.written)} written, {len(summary.skipped)} skipped (already done), "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class GenerationResult:
         engine: engine name.
         warnings: full sentences for the user (silence, clipped annotations …).
         timings: seconds spent per stage.
+        precision: the arithmetic the engine ran at and why (``--precision auto`` resolves it), "" when the
+            engine has no choice (procedural).
     """
 
     output: str
@@ -47,6 +50,7 @@ class GenerationResult:
     engine: str
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    precision: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -58,6 +62,13 @@ def _engine_key(request: GenerationRequest) -> tuple:
         return ("procedural",)
     models = str(Path(request.models).expanduser().resolve()) if request.models else None
     return (request.engine, request.mode, models, request.device, request.precision, request.behaviour)
+
+
+def _precision_note(engine: Engine) -> str:
+    """``"fp32 (auto: …)"`` for engines with a precision choice, else ""."""
+    chosen = getattr(engine, "precision", None)
+    reason = getattr(engine, "precision_reason", "")
+    return f"{chosen} ({reason})" if chosen else ""
 
 
 def create_engine(request: GenerationRequest) -> Engine:
@@ -257,4 +268,78 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     timings["write"] = time.perf_counter() - start
     progress("done", 1.0, "")
     return GenerationResult(output=str(output), frames=motion.num_frames, fps=motion.fps,
-                            duration_s=clip.duration_s, engine=request.engine, warnings=warnings, timings=timings)
+                            duration_s=clip.duration_s, engine=request.engine, warnings=warnings, timings=timings,
+                            precision=_precision_note(engine))
+
+
+def run_generation_batch(requests: Sequence[GenerationRequest], *, progress: Sequence[ProgressFn],
+                         cancel: CancelToken | None = None, cache: EngineCache | None = None,
+                         clips_per_forward: int = 4) -> list[GenerationResult | ExpGestError]:
+    """Several requests for the same engine settings, window k of up to ``clips_per_forward`` clips per forward.
+
+    Each request is read, generated (``ExpGestEngine.generate_batch``: its own seed, conditions, guidance and
+    stitching), resampled and written as ``run_generation`` would; engines without ``generate_batch`` (procedural)
+    run the requests one after another.
+
+    Args:
+        requests: validated requests that share engine, mode, models, device, precision and behaviour.
+        progress: one callback per request.
+        cancel: stops the whole batch between denoising steps.
+        cache: loaded engines.
+        clips_per_forward: the most clips sampled together.
+
+    Returns:
+        Per request, its result or the user-facing error that stopped it.
+    """
+    cancel = cancel or CancelToken()
+    cache = cache or EngineCache()
+    if len({_engine_key(r) for r in requests}) > 1:
+        raise ValueError("run_generation_batch needs requests with the same engine settings.")
+    engine: Any = cache.get(requests[0])
+    if not hasattr(engine, "generate_batch"):
+        out: list[GenerationResult | ExpGestError] = []
+        for request, report in zip(requests, progress, strict=True):
+            try:
+                out.append(run_generation(request, progress=report, cancel=cancel, cache=cache))
+            except ExpGestError as error:
+                out.append(error)
+        return out
+    from .audio import load_audio
+    from .motion.resample import num_frames_for, resample_motion
+
+    results: list[GenerationResult | ExpGestError | None] = [None] * len(requests)
+    ready: list[tuple[int, GenerationRequest, Any, list[str]]] = []
+    for index, request in enumerate(requests):
+        try:
+            check_output_folder(Path(request.output).expanduser().resolve())
+            clip = load_audio(request.audio.path, start_s=request.audio.start_s, end_s=request.audio.end_s,
+                              max_duration_s=request.max_duration_s, cancel=cancel.check)
+            annotations, warnings = check_annotations(request.text, clip.duration_s)
+            ready.append((index, replace(request, text=annotations), clip, list(clip.warnings) + warnings))
+        except ExpGestError as error:
+            results[index] = error
+    start = time.perf_counter()
+    motions = engine.generate_batch([(clip.samples, request) for _, request, clip, _ in ready],
+                                    [progress[index] for index, _, _, _ in ready], cancel, clips_per_forward)
+    seconds = (time.perf_counter() - start) / max(len(ready), 1)
+    for (index, request, clip, warnings), motion, clip_warnings in zip(ready, motions, engine.clip_warnings,
+                                                                        strict=True):
+        if isinstance(motion, ExpGestError):
+            results[index] = motion
+            continue
+        if isinstance(motion, BaseException):
+            raise motion
+        try:
+            output = Path(request.output).expanduser().resolve()
+            motion = resample_motion(motion, request.fps, num_frames=num_frames_for(clip.duration_s, request.fps))
+            write_motion(motion, output)
+        except ExpGestError as error:
+            results[index] = error
+            continue
+        progress[index]("done", 1.0, "")
+        results[index] = GenerationResult(output=str(output), frames=motion.num_frames, fps=motion.fps,
+                                          duration_s=clip.duration_s, engine=request.engine,
+                                          warnings=warnings + list(clip_warnings),
+                                          timings={"generate (batch share)": seconds},
+                                          precision=_precision_note(engine))
+    return [r if r is not None else EngineError("not run") for r in results]

@@ -17,14 +17,14 @@ Engine = Literal["procedural", "expgest"]
 Mode = Literal["audio_only", "audio_phrase", "audio_text"]
 TextKind = Literal["phrase", "motion", "transcript"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 Behaviour = Literal["default", "faithful"]
 
 ENGINES: tuple[str, ...] = ("procedural", "expgest")
 MODES: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text")
 TEXT_KINDS: tuple[str, ...] = ("phrase", "motion", "transcript")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 BEHAVIOURS: tuple[str, ...] = ("default", "faithful")
 # BEAT emotion order, as the ExpGest checkpoints index them (spec section 1.7).
 EMOTIONS: tuple[str, ...] = (
@@ -84,7 +84,7 @@ class GenerationRequest:
     steps: int = 1000
     guidance: float = 3.0
     device: Device = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     behaviour: Behaviour = "default"
     max_duration_s: float = 1800.0
 

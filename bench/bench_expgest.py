@@ -5,7 +5,7 @@ Prints, measured in one run:
   heads; or CLIP for hybrids), denoising (DDIM with batched classifier-free guidance, optionally emotion guidance)
   and post-processing (stitching, de-normalisation, Savitzky–Golay, decoding to SMPL-X);
 * the per-step time of the denoiser (cond + uncond as one batch of 2);
-* the bf16-autocast vs fp32 maximum deviation of one x̂₀ prediction and of a short chain;
+* the bf16-weights vs fp32 maximum deviation of one x̂₀ prediction and of a short chain;
 * peak memory (process RSS; CUDA allocator peak on GPUs).
 
 Denoising is timed over ``--steps`` steps of a 1000-step chain and extrapolated linearly to the full 1000
@@ -197,14 +197,12 @@ def per_step(components: ExpGestComponents, mode: str, device: torch.device, ste
     y = {k: v.to(device) for k, v in y.items()}
     x_T = (torch.randn(1, len(layout.body), 1, frames, generator=generator).to(device),
            torch.randn(1, len(layout.hand), 1, frames, generator=generator).to(device))
-    from backend.engines.expgest.engine import _Autocast
-
-    network = components.denoiser if precision == "fp32" else _Autocast(components.denoiser, device)
+    network, classifier = components.networks(precision)
     scheduler = DDIMCosineScheduler()
     scheduler.timesteps = scheduler.timesteps[:steps]        # the first `steps` steps of the full chain
     denoiser = ClassifierFreeGuidance(network, y, 3.0)
     if emotion and components.emotion_classifier is not None:
-        denoiser = EmotionGuidance(denoiser, components.emotion_classifier, scheduler,
+        denoiser = EmotionGuidance(denoiser, classifier, scheduler,
                                    torch.tensor([2], device=device), 1.0,
                                    lambda t, part: torch.zeros(1, 256, device=device))
     sample_ddim(denoiser, scheduler, x_T)                    # warm-up (allocator, kernels)
@@ -240,7 +238,7 @@ def main() -> int:
     step_bf16, out_bf16 = per_step(components, args.mode, device, args.steps, "bf16", False)
     deviation = max((a - b).abs().max().item() for a, b in zip(out_fp32, out_bf16, strict=True))
     scale = max(a.abs().max().item() for a in out_fp32)
-    print(f"bf16 autocast step: {step_bf16 * 1e3:.1f} ms ({step_fp32 / step_bf16:.2f}x fp32); max |bf16 - fp32| "
+    print(f"bf16 weights step: {step_bf16 * 1e3:.1f} ms ({step_fp32 / step_bf16:.2f}x fp32); max |bf16 - fp32| "
           f"after {args.steps} steps = {deviation:.3g} (max |x| {scale:.3g})")
 
     # End-to-end split over one clip: encoders measured inside the engine, denoising extrapolated.

@@ -40,6 +40,11 @@ def _client_factory(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     from ..batch import AUDIO_SUFFIXES, BatchLedger, ProgressBar, format_summary, read_manifest, run_batch, scan_folder
 
+    if args.clips_per_forward < 1:
+        raise RequestError("--clips-per-forward", f"must be at least 1, got {args.clips_per_forward}.")
+    if args.ray is not None and args.clips_per_forward > 1:
+        raise RequestError("--clips-per-forward", "is not available with --ray (each Ray worker runs one clip at a "
+                                                  "time); leave one of the two out.")
     if args.ray is not None:
         from ..cluster import require_ray
 
@@ -72,6 +77,11 @@ def _run(args: argparse.Namespace) -> int:
                                  gpus_per_worker=args.gpus_per_worker, max_retries=args.max_retries,
                                  start_timeout=args.start_timeout)
         summary = run_batch_ray(items, ledger, options, force=args.force)
+    elif args.clips_per_forward > 1:
+        from ..batch import run_batch_in_process
+
+        summary = run_batch_in_process(items, args.clips_per_forward, force=args.force,
+                                       progress=ProgressBar(len(items)), ledger=ledger)
     else:
         summary = run_batch(items, _client_factory(args), force=args.force, progress=ProgressBar(len(items)),
                             ledger=ledger)
@@ -96,6 +106,9 @@ def register(subparsers) -> None:
     parser.add_argument("--recursive", action="store_true", help="also take audio files in sub-folders")
     parser.add_argument("--force", action="store_true", help="regenerate items whose output already exists")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--clips-per-forward", type=int, default=1, metavar="N",
+                        help="expgest: denoise window k of N clips in one batched forward, in this process "
+                             "(default 1: one clip at a time through a backend server; docs/speed.md measures N)")
     parser.add_argument("--start-timeout", type=float, default=120.0, help="seconds allowed for the backend to start")
     cluster = parser.add_argument_group(
         "Ray cluster", "Run the lines on a Ray cluster (pip install 'expgest-blender[cluster]'); see docs/cluster.md.")

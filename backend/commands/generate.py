@@ -54,8 +54,9 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (expgest)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where expgest runs (default auto: a GPU when PyTorch sees one, else the CPU)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                        help="expgest arithmetic (default fp32; bf16 is for GPUs, slow on the CPU)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="expgest arithmetic (default auto: fp32 unless the device computes bf16 natively and "
+                             "bf16 was measured as accurate as fp32, see docs/speed.md; --faithful is always fp32)")
     parser.add_argument("--faithful", action="store_true",
                         help="reproduce the original ExpGest numerics, defects included")
     parser.add_argument("--max-duration", type=float, default=1800.0, help="longest audio accepted, seconds")
@@ -121,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     print(json.dumps(summary) if args.json else
           f"wrote {result.output}: {result.frames} frames at {result.fps:g} fps ({result.duration_s:.2f} s, "
-          f"{result.engine} engine)")
+          f"{result.engine} engine{', ' + result.precision if result.precision else ''})")
     return 0
 
 

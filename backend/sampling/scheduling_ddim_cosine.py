@@ -93,6 +93,7 @@ class DDIMCosineScheduler:
             num_inference_steps: n, 1 ≤ n ≤ T.
         """
         kept = space_timesteps(self.num_train_timesteps, num_inference_steps)
+        self._device_tables: dict[tuple[int, str], tuple[np.ndarray, torch.Tensor]] = {}
         # Re-derive the chain: β'_k = 1 − ᾱ_{S_k} / ᾱ_{S_{k−1}}, then ᾱ'_k = ∏ (1 − β'_k).
         betas = []
         last = 1.0
@@ -110,9 +111,15 @@ class DDIMCosineScheduler:
         self.num_inference_steps = num_inference_steps
 
     def _coefficient(self, table: np.ndarray, timestep: int, like: torch.Tensor) -> torch.Tensor:
-        # Look up in float64, then cast to float32 (on the sample's device) before any multiplication.
-        return torch.tensor(table[self._position[int(timestep)]], dtype=torch.float64).to(
-            device=like.device, dtype=torch.float32)
+        # Look up in float64, then cast to float32 (on the sample's device) before any multiplication. The whole
+        # table is cast and moved once per device, so a step does no host-to-device copy (no CUDA host sync); the
+        # values are the same as casting the looked-up float64 entry.
+        key = (id(table), str(like.device))
+        cached = self._device_tables.get(key)
+        if cached is None or cached[0] is not table:
+            cached = (table, torch.tensor(table, dtype=torch.float64).to(device=like.device, dtype=torch.float32))
+            self._device_tables[key] = cached
+        return cached[1][self._position[int(timestep)]]
 
     def predict_epsilon(self, pred_x0: torch.Tensor, timestep: int, sample: torch.Tensor) -> torch.Tensor:
         """ε̂ = (√(1/ᾱ_t) · x_t − x̂₀) / √(1/ᾱ_t − 1).

@@ -15,7 +15,7 @@ still refuses any other key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -49,16 +49,45 @@ class SkipTransformerEncoder(nn.Module):
         self.output_blocks = nn.ModuleList(_encoder_block(config) for _ in range(n))
         self.linear_blocks = nn.ModuleList(nn.Linear(2 * d, d) for _ in range(n))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Args: x (batch, tokens, d), all tokens valid. Returns: (batch, tokens, d)."""
+    def forward(self, x: Tensor, keep: int | None = None) -> Tensor:
+        """Encode the tokens.
+
+        Args:
+            x: (batch, tokens, d), all tokens valid.
+            keep: return only the first ``keep`` tokens (None: all). The last block then computes its queries,
+                feed-forward and the final norm for those tokens only (keys and values still see every token),
+                which is the same result at a fraction of that block's cost.
+
+        Returns:
+            (batch, keep or tokens, d).
+        """
         skips = []
         for block in self.input_blocks:
             x = block(x)
             skips.append(x)
+        if not self.output_blocks:
+            return self.norm(_block_queries(self.middle_block, x, keep))
         x = self.middle_block(x)
-        for block, linear in zip(self.output_blocks, self.linear_blocks, strict=True):
-            x = block(linear(torch.cat((x, skips.pop()), dim=-1)))
+        last = len(self.output_blocks) - 1
+        for index, (block, linear) in enumerate(zip(self.output_blocks, self.linear_blocks, strict=True)):
+            x = linear(torch.cat((x, skips.pop()), dim=-1))
+            x = _block_queries(block, x, keep) if index == last else block(x)
         return self.norm(x)
+
+
+def _block_queries(block: nn.Module, x: Tensor, keep: int | None) -> Tensor:
+    """A post-norm encoder layer evaluated for the first ``keep`` query tokens only (eval mode: no dropout).
+
+    out_q = norm2(h + linear2(gelu(linear1(h)))), h = norm1(x_q + self_attn(x_q, x, x)), q = tokens 0 … keep−1;
+    exactly what the layer computes for those rows, since nothing else mixes tokens.
+    """
+    layer = cast(nn.TransformerEncoderLayer, block)
+    if keep is None or keep >= x.shape[1] or layer.training:
+        return layer(x)
+    queries = x[:, :keep]
+    attended = layer.self_attn(queries, x, x, need_weights=False)[0]
+    h = layer.norm1(queries + attended)
+    return layer.norm2(h + layer.linear2(layer.activation(layer.linear1(h))))
 
 
 class LearnedPositions(nn.Module):
@@ -106,7 +135,7 @@ class MldVaeEncoder(nn.Module):
                              f"got {frames}.")
         h = self.skel_embedding(x)
         tokens = torch.cat((self.global_motion_token.unsqueeze(0).expand(batch, -1, -1), h), dim=1)
-        out = self.encoder(self.query_pos_encoder(tokens))
+        out = self.encoder(self.query_pos_encoder(tokens), keep=2)   # only the μ and log σ² tokens are read
         mu, logvar = out[:, 0], out[:, 1]
         std = logvar.exp().pow(0.5)
         if eps is None:
@@ -170,7 +199,7 @@ class EmotionClassifier(nn.Module):
         _, _, z = vae(x, eps)
         return head(z).to(x_stream.dtype)
 
-    def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float = 3.0,
+    def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float | Tensor = 3.0,
                           eps: Tensor | None = None) -> Tensor:
         """Classifier-guidance gradient g = scale · ∂ log softmax(logits(x))[target] / ∂x.
 
@@ -181,7 +210,7 @@ class EmotionClassifier(nn.Module):
             x: (batch, C, 1, frames) noisy x_t of the stream.
             part: ``"body"`` or ``"hand"``.
             target: (batch,) int64 emotion index per row.
-            scale: guidance scale (3.0 in the original).
+            scale: guidance scale (3.0 in the original), or a tensor broadcasting against x (one per row).
             eps: reparameterisation noise with batch·d elements; None draws it.
 
         Returns:

@@ -134,8 +134,9 @@ def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
     Returns:
         Tensor shaped like x.
     """
-    angles = angles.to(x.dtype)
-    return x * angles.cos() + rotate_half(x) * angles.sin()
+    # cos/sin in (at least) fp32, then cast: in bf16 the angles themselves would be off by up to 0.2 rad.
+    angles = angles.float()
+    return x * angles.cos().to(x.dtype) + rotate_half(x) * angles.sin().to(x.dtype)
 
 
 def split_heads(h: Tensor, heads: int = ROTARY_HEADS) -> Tensor:

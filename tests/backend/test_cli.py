@@ -230,3 +230,26 @@ def test_an_existing_read_only_output_is_not_replaced(repo_root, speech_wav, tmp
     assert "read-only" in done.stderr and "not replaced" in done.stderr and "Traceback" not in done.stderr
     assert out.read_bytes() == b"the user's own file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.npz"]  # no temporary left behind
+
+
+@pytest.mark.e2e
+def test_batch_several_clips_per_forward_match_solo_generation(repo_root, speech_wav, tiny_weights_folder, tmp_path):
+    """``batch --clips-per-forward 3``: one batched forward per window for three clips, each as generated alone."""
+    manifest = tmp_path / "lines.jsonl"
+    lines = [{"audio": {"path": str(speech_wav), "end_s": end}, "output": f"clip{i}.npz", "seed": i,
+              "emotion": {"label": emotion, "strength": 1.0}}
+             for i, (end, emotion) in enumerate([(3.0, "anger"), (5.0, "neutral"), (2.0, "sadness")])]
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    options = ["--engine", "expgest", "--models", str(tiny_weights_folder), "--steps", "2", "--fps", "20"]
+    done = run_cli(repo_root, "batch", str(manifest), "--out", str(tmp_path / "out"), "--clips-per-forward", "3",
+                   "--json", *options)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout.strip().splitlines()[-1])["written"]) == 3
+    solo = run_cli(repo_root, "generate", str(speech_wav), "-o", str(tmp_path / "solo.npz"), "--end", "3",
+                   "--seed", "0", "--emotion", "anger", "--json", *options)
+    assert solo.returncode == 0, solo.stderr
+    assert json.loads(solo.stdout)["precision"].startswith("fp32 (auto: fp32")
+    batched, alone = load_npz(tmp_path / "out" / "clip0.npz"), load_npz(tmp_path / "solo.npz")
+    assert batched.num_frames == alone.num_frames == 60
+    np.testing.assert_allclose(batched.poses, alone.poses, atol=1e-3, rtol=0)
+    assert load_npz(tmp_path / "out" / "clip1.npz").num_frames == 100

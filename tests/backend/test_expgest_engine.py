@@ -74,10 +74,12 @@ class Recording(torch.nn.Module):
         self.network = network
         self.frames = set()
         self.clip_inputs = []
+        self.batches = []
         self.config = network.config
 
     def forward(self, x_body, x_hand, timesteps, y, uncond=False):
         self.frames.add(x_body.shape[-1])
+        self.batches.append(x_body.shape[0])
         if "clip_text_feat" in y:
             self.clip_inputs.append(y["clip_text_feat"][0].clone())
         return self.network(x_body, x_hand, timesteps, y, uncond)
@@ -221,14 +223,47 @@ def test_draft_steps_use_a_respaced_schedule():
     assert seen == [999, 749, 500, 250, 0]
 
 
-def test_bf16_precision_runs_close_to_fp32():
-    components = _audio_only_components(False)
-    fp32 = ExpGestEngine(None, "audio_only", device="cpu", components=components)
+def test_bf16_precision_runs_bf16_weights_with_fp32_sampling(monkeypatch):
+    """bf16 = a bf16 copy of the networks made once (not autocast); the fp32 originals and the sampler stay fp32."""
+    import models.expgest.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: False)
+    components = _audio_only_components()
+    fp32 = ExpGestEngine(None, "audio_only", device="cpu", precision="fp32", components=components)
     bf16 = ExpGestEngine(None, "audio_only", device="cpu", precision="bf16", components=components)
-    a = fp32.generate_features(_speech(1.0), _request(), no_progress, CancelToken()).features
-    b = bf16.generate_features(_speech(1.0), _request(), no_progress, CancelToken()).features
+    request = _request(emotion={"label": "anger", "strength": 1.0})
+    a = fp32.generate_features(_speech(1.0), request, no_progress, CancelToken()).features
+    generated = bf16.generate_features(_speech(1.0), request, no_progress, CancelToken())
+    b = generated.features
     assert np.isfinite(b).all() and b.shape == a.shape and not np.array_equal(a, b)
-    assert any("bf16 on the CPU" in w for w in bf16.warnings) and not any("bf16" in w for w in fp32.warnings)
+    assert generated.info["precision"] == "bf16"
+    denoiser, classifier = components.networks("bf16")
+    assert denoiser is not components.denoiser and classifier is not components.emotion_classifier
+    assert {p.dtype for p in denoiser.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in classifier.parameters()} == {torch.bfloat16}
+    assert denoiser.network.rel_pos_body.inv_freq.dtype == torch.float32  # rotary angles stay fp32
+    assert {p.dtype for p in components.denoiser.parameters()} == {torch.float32}
+    assert components.networks("bf16")[0] is denoiser                     # cast once, reused by later requests
+    assert any("no native bf16" in w for w in bf16.warnings) and not any("bf16" in w for w in fp32.warnings)
+
+
+def test_precision_auto_is_fp32_without_native_bf16_and_always_when_faithful(monkeypatch):
+    import models.expgest.precision as precision
+
+    components = _audio_only_components(False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: False)
+    engine = ExpGestEngine(None, "audio_only", device="cpu", precision="auto", components=components)
+    assert engine.precision == "fp32" and "no native bf16" in engine.precision_reason
+    generated = engine.generate_features(_speech(1.0), _request(), no_progress, CancelToken())
+    assert generated.info["precision"] == "fp32" and components.cast == {}
+    monkeypatch.setattr(precision, "native_bf16", lambda device, flags=None: True)
+    monkeypatch.setattr(precision, "AUTO_ALLOWS_BF16", True)
+    assert ExpGestEngine(None, "audio_only", device="cpu", precision="auto", components=components).precision == "bf16"
+    faithful = ExpGestEngine(None, "audio_only", device="cpu", precision="auto", behaviour="faithful",
+                             components=components)
+    assert faithful.precision == "fp32" and "faithful" in faithful.precision_reason
+    with pytest.raises(EngineError, match="auto, fp32 or bf16"):
+        ExpGestEngine(None, "audio_only", device="cpu", precision="fp16", components=components)
 
 
 def test_hybrid_windows_are_180_frames_with_text_per_window():
@@ -351,3 +386,36 @@ def test_end_to_end_from_a_tiny_weights_folder(tmp_path, mode):
     assert motion.poses.shape == (40, 165) and motion.fps == 20.0 and np.isfinite(motion.poses).all()
     again = ExpGestEngine(folder, mode, device="cpu")
     assert again.components is engine.components   # loaded once per (folder, mode, device)
+
+
+def test_several_clips_per_forward_give_each_clip_its_own_result():
+    """Window k of several clips runs as one batch; each clip (own seed, emotion, length) matches its solo run."""
+    components = _audio_only_components()
+    engine = ExpGestEngine(None, "audio_only", device="cpu", components=components)
+    clips = [(_speech(1.0, seed=1), _request(seed=3, emotion={"label": "anger", "strength": 1.0})),
+             (_speech(5.0, seed=2), _request(seed=4)),
+             (_speech(9.0, seed=3), _request(seed=5, emotion={"label": "happiness", "strength": 0.5}))]
+    alone = [engine.generate(audio, request, no_progress, CancelToken()) for audio, request in clips]
+    components.denoiser.batches.clear()
+    together = engine.generate_batch(clips, [no_progress] * 3, CancelToken(), clips_per_forward=3)
+    # windows 1, 2 and 3: three rounds of batch 3, 2, 1 clips (× 2 rows for cond + uncond), 3 steps each
+    assert components.denoiser.batches == [6] * 3 + [4] * 3 + [2] * 3
+    for solo, batched in zip(alone, together, strict=True):
+        assert batched.poses.shape == solo.poses.shape
+        np.testing.assert_allclose(batched.poses, solo.poses, atol=2e-4, rtol=0)
+        np.testing.assert_allclose(batched.trans, solo.trans, atol=2e-5, rtol=0)
+    assert not np.allclose(together[0].poses[:20], together[1].poses[:20], atol=1e-3)   # clips stay distinct
+
+
+def test_clips_per_forward_groups_and_reports_failures_per_clip():
+    components = _audio_only_components(False)
+    engine = ExpGestEngine(None, "audio_only", device="cpu", components=components)
+    clips = [(_speech(1.0), _request(seed=1)), (np.zeros(0, np.float32), _request(seed=2)),
+             (_speech(1.0), _request(seed=3, steps=2)), (_speech(1.0), _request(seed=4))]
+    out = engine.generate_batch(clips, [no_progress] * 4, CancelToken(), clips_per_forward=2)
+    assert isinstance(out[1], EngineError) and "empty" in str(out[1])
+    assert all(m.poses.shape == (20, 165) for i, m in enumerate(out) if i != 1)
+    # steps 3: clips 1 and 2 (clip 2 fails before sampling), then clip 4 alone; steps 2: clip 3 alone
+    assert components.denoiser.batches == [2] * 3 + [2] * 3 + [2] * 2
+    with pytest.raises(EngineError, match="at least 1"):
+        engine.generate_batch(clips, [no_progress] * 4, CancelToken(), clips_per_forward=0)

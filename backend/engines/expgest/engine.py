@@ -16,6 +16,9 @@ Everything heavy is loaded once per (weights folder, mode, device) and cached fo
 
 from __future__ import annotations
 
+import copy
+import logging
+import os
 import threading
 import zipfile
 import zlib
@@ -34,8 +37,7 @@ from ...request import EMOTIONS, GenerationRequest
 from ...sampling import DDIMCosineScheduler
 from ..base import CancelToken, ProgressFn
 from . import decode, stitching
-from .guidance import ClassifierFreeGuidance, EmotionGuidance
-from .sampler import sample_ddim
+from .batching import WindowBatcher, WindowJob, run_window_jobs
 from .streams import AUDIO_ONLY_LAYOUT, HYBRID_LAYOUT, StreamLayout
 
 Mode = Literal["audio_only", "audio_phrase", "audio_text"]
@@ -44,6 +46,9 @@ FPS = 20
 N_SPEAKERS = 4
 CLIP_DIM = 512
 _MODE_ALIASES = {"audio_pharse": "audio_phrase"}
+_LOG = logging.getLogger(__name__)
+# Clips sampled together by generate_batch unless told otherwise (docs/speed.md: measured aggregate speed-up).
+DEFAULT_CLIPS_PER_FORWARD = 4
 
 
 class WavLMLike(Protocol):
@@ -80,6 +85,20 @@ class ExpGestComponents:
     semantic: Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor]] | None = None
     emotion_classifier: Any | None = None
     clip: CLIPLike | None = None
+    cast: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False)
+
+    def networks(self, precision: str) -> tuple[torch.nn.Module, Any | None]:
+        """(denoiser, emotion classifier) at ``precision``; bf16 copies are made once and kept here."""
+        if precision == "fp32":
+            return self.denoiser, self.emotion_classifier
+        from models.expgest.precision import to_bf16
+
+        key = (precision, id(self.denoiser), id(self.emotion_classifier))
+        if key not in self.cast:
+            classifier = None if self.emotion_classifier is None else to_bf16(self.emotion_classifier)
+            self.cast.clear()   # one cast copy at a time (the originals changed, or a first use)
+            self.cast[key] = (to_bf16(self.denoiser), classifier)
+        return self.cast[key]
 
 
 @dataclass
@@ -203,19 +222,6 @@ def load_components(models_dir: str | Path, mode: Mode, device: torch.device) ->
         return components
 
 
-class _Autocast:
-    """Wrap a network so its forward runs under bf16 autocast; outputs come back as float32."""
-
-    def __init__(self, network: torch.nn.Module, device: torch.device) -> None:
-        self.network = network
-        self.device_type = device.type
-
-    def __call__(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, ...]:
-        with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-            outputs = self.network(*args, **kwargs)
-        return tuple(out.float() for out in outputs)
-
-
 class ExpGestEngine:
     """The ExpGest engine (``backend.engines.base.Engine``).
 
@@ -223,7 +229,11 @@ class ExpGestEngine:
         models_dir: weights folder (``models/README.md``); everything loads here (cached per process).
         mode: ``audio_only`` | ``audio_phrase`` (alias ``audio_pharse``) | ``audio_text``.
         device: ``auto`` (CUDA → MPS → CPU) | ``cpu`` | ``cuda`` | ``mps``.
-        precision: ``fp32`` | ``bf16`` (autocast around the denoiser; sampling arithmetic stays float32).
+        precision: ``auto`` | ``fp32`` | ``bf16``: bf16 runs bf16 copies of the denoiser and emotion classifier
+            (``models/expgest/precision.py``); sampling, guidance combination and the classifier-guidance
+            correction stay float32. ``auto`` picks bf16 only where the device computes it natively and
+            ``AUTO_ALLOWS_BF16`` is set, and always fp32 with ``behaviour="faithful"``; ``precision`` holds the
+            choice and ``precision_reason`` why.
         behaviour: ``default`` (fixed stitching/decoding) | ``faithful`` (the reference demo's numerics).
         components: already-loaded components (tests, benchmarks); skips ``models_dir``.
     """
@@ -236,8 +246,8 @@ class ExpGestEngine:
         mode = _MODE_ALIASES.get(mode, mode)
         if mode not in ("audio_only", "audio_phrase", "audio_text"):
             raise EngineError(f"Unknown ExpGest mode {mode!r}; use audio_only, audio_phrase or audio_text.")
-        if precision not in ("fp32", "bf16"):
-            raise EngineError(f"Unknown precision {precision!r}; use fp32 or bf16.")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise EngineError(f"Unknown precision {precision!r}; use auto, fp32 or bf16.")
         if behaviour not in ("default", "faithful"):
             raise EngineError(f"Unknown behaviour {behaviour!r}; use default or faithful.")
         if components is None and models_dir is None:
@@ -245,13 +255,32 @@ class ExpGestEngine:
         self.models_dir = models_dir
         self.mode: Mode = mode  # type: ignore[assignment]
         self.device = resolve_device(device)
-        self.precision = precision
         self.behaviour: Behaviour = behaviour  # type: ignore[assignment]
+        from models.expgest.precision import native_bf16, resolve_precision
+
+        self.precision, self.precision_reason = resolve_precision(precision, self.device,
+                                                                  faithful=behaviour == "faithful")
+        self._emulated_bf16 = self.precision == "bf16" and not native_bf16(self.device)
+        _LOG.info("expgest precision: %s", self.precision_reason)
         self.warnings: list[str] = []
         if components is None:
             assert models_dir is not None
             components = load_components(models_dir, self.mode, self.device)
         self._components = components
+        self._batcher: WindowBatcher | None = None
+        self._graph_networks: dict[tuple[str, int, bool], Any] = {}
+        self.clip_warnings: list[list[str]] = []
+
+    def _networks(self) -> tuple[Any, Any | None]:
+        """(denoiser at this precision, CUDA-graph wrapped on CUDA unless EXPGEST_CUDA_GRAPHS=0; classifier)."""
+        from .cuda_graphs import wrap_for_device
+
+        network, classifier = self.components.networks(self.precision)
+        enabled = os.environ.get("EXPGEST_CUDA_GRAPHS", "1") != "0"
+        key = (self.precision, id(network), enabled)
+        if key not in self._graph_networks:
+            self._graph_networks = {key: wrap_for_device(network, self.device, enabled)}
+        return self._graph_networks[key], classifier
 
     @property
     def components(self) -> ExpGestComponents:
@@ -279,6 +308,83 @@ class ExpGestEngine:
         """
         return self.to_motion(self.generate_features(audio, request, progress, cancel))
 
+    def generate_batch(self, clips: Sequence[tuple[np.ndarray, GenerationRequest]], progress: Sequence[ProgressFn],
+                       cancel: CancelToken, clips_per_forward: int = DEFAULT_CLIPS_PER_FORWARD
+                       ) -> list[Motion | BaseException]:
+        """Generate several clips, window k of up to ``clips_per_forward`` clips in one batched forward.
+
+        Each clip gets its own conditions, seeded noise, emotion guidance and stitching, so it gets the motion
+        ``generate`` gives it alone (up to float rounding of the batched matmuls). Clips are grouped in request
+        order, ``clips_per_forward`` at a time, among clips with the same steps and guidance scale.
+
+        Args:
+            clips: (audio (N,) float32 16 kHz, request) per clip.
+            progress: one progress callback per clip.
+            cancel: stops the whole batch between denoising steps.
+            clips_per_forward: the most clips sampled together (1: one after another).
+
+        Returns:
+            Per clip, its Motion or the exception that stopped it (a failure in a shared forward fails its group).
+            ``self.clip_warnings`` holds each clip's warnings; ``self.warnings`` all of them, prefixed with the
+            clip's number.
+        """
+        if clips_per_forward < 1:
+            raise EngineError(f"clips_per_forward must be at least 1, got {clips_per_forward}.")
+        results: list[Motion | BaseException] = [EngineError("not run")] * len(clips)
+        groups: dict[tuple[int, float], list[int]] = {}
+        for index, (_, request) in enumerate(clips):
+            groups.setdefault((request.steps, request.guidance), []).append(index)
+        warnings: list[str] = []
+        self.clip_warnings = [[] for _ in clips]
+        for members in groups.values():
+            for start in range(0, len(members), clips_per_forward):
+                chunk = members[start:start + clips_per_forward]
+                for index, outcome, clip_warnings in self._generate_group(clips, progress, cancel, chunk):
+                    results[index] = outcome
+                    self.clip_warnings[index] = clip_warnings
+                    warnings += [f"clip {index + 1}: {w}" for w in clip_warnings]
+        self.warnings = warnings
+        return results
+
+    def _generate_group(self, clips: Sequence[tuple[np.ndarray, GenerationRequest]], progress: Sequence[ProgressFn],
+                        cancel: CancelToken, members: list[int]
+                        ) -> list[tuple[int, Motion | BaseException, list[str]]]:
+        """Run the clips ``members`` concurrently, their windows meeting in one ``WindowBatcher``."""
+        network, classifier = self._networks()
+        steps = clips[members[0]][1].steps
+        scheduler = DDIMCosineScheduler()
+        scheduler.set_timesteps(steps)
+        batcher = WindowBatcher(len(members), lambda jobs: run_window_jobs(jobs, network, classifier, scheduler))
+        outcomes: dict[int, tuple[Motion | BaseException, list[str]]] = {}
+
+        def run(index: int) -> None:
+            clone = copy.copy(self)
+            clone._batcher = batcher
+            clone.warnings = []
+            try:
+                audio, request = clips[index]
+                outcomes[index] = (clone.generate(audio, request, progress[index], cancel), clone.warnings)
+            except BaseException as error:  # noqa: BLE001 - reported per clip
+                outcomes[index] = (error, clone.warnings)
+            finally:
+                batcher.leave()
+
+        if len(members) == 1:
+            run(members[0])
+        else:
+            threads = [threading.Thread(target=run, args=(index,), name=f"expgest-clip-{index}") for index in members]
+            for thread in threads:
+                thread.start()
+            try:
+                for thread in threads:
+                    thread.join()
+            except KeyboardInterrupt:   # stop every clip at its next step, then let Ctrl-C through
+                cancel.cancel()
+                for thread in threads:
+                    thread.join()
+                raise
+        return [(index, *outcomes[index]) for index in members]
+
     def generate_features(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                           cancel: CancelToken) -> GeneratedFeatures:
         """Run the diffusion model over the whole clip and return de-normalised, smoothed features.
@@ -303,13 +409,15 @@ class ExpGestEngine:
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(request.steps)
         generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        network = components.denoiser if self.precision == "fp32" else _Autocast(components.denoiser, self.device)
+        network, classifier = self._networks()
         steps_total = plan.n_windows * len(scheduler.timesteps)
         report_every = max(1, len(scheduler.timesteps) // 50)
-        info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps)}
-        if self.precision == "bf16" and self.device.type == "cpu":
-            self.warnings.append("bf16 on the CPU runs through slow emulated kernels (measured 7 to 30 times slower "
-                                 "than fp32 here); use fp32 on the CPU and bf16 on a GPU.")
+        info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps),
+                                "precision": self.precision, "precision_reason": self.precision_reason}
+        if self._emulated_bf16:
+            self.warnings.append(f"This {self.device.type.upper()} has no native bf16, so bf16 runs through emulated "
+                                 "kernels (measured 6 to 7 times slower than fp32 on such a CPU); use --precision "
+                                 "auto or fp32 here.")
         if request.steps < scheduler.num_train_timesteps:
             self.warnings.append(f"{request.steps} of the model's 1000 denoising steps (a respaced schedule, for "
                                  "speed); gestures can come out smaller and stiffer than with all 1000 steps.")
@@ -335,7 +443,7 @@ class ExpGestEngine:
             y, emotion = conditions(index)
             y["audio"] = audio_feat
             y.update(self._seed_streams(seed))
-            denoiser: Any = ClassifierFreeGuidance(network, y, request.guidance)
+            job = WindowJob(y=y, x_T=(), guidance=request.guidance, check_cancel=cancel.check)
             if emotion is not None:
                 target, strength = emotion
                 latent = components.emotion_classifier.config.latent_dim
@@ -343,17 +451,20 @@ class ExpGestEngine:
                 def eps_provider(timestep: int, part: str) -> torch.Tensor:
                     return torch.randn(1, latent, generator=generator).to(self.device)
 
-                denoiser = EmotionGuidance(denoiser, components.emotion_classifier, scheduler,
-                                           torch.tensor([target], device=self.device), strength, eps_provider)
+                job.emotion = (target, strength, eps_provider)
             shapes = [(1, len(self.layout.body), 1, self.geometry.n_poses),
                       (1, len(self.layout.hand), 1, self.geometry.n_poses)]
-            x_T = tuple(torch.randn(shape, generator=generator).to(self.device) for shape in shapes)
+            job.x_T = tuple(torch.randn(shape, generator=generator).to(self.device) for shape in shapes)
 
             def on_step(step: int, num_steps: int, pred_x0: Any) -> None:
                 if step % report_every == 0:
                     progress(stage, (index * num_steps + step) / steps_total, f"step {step + 1}/{num_steps}")
 
-            out = sample_ddim(denoiser, scheduler, x_T, check_cancel=cancel.check, on_step=on_step)
+            job.on_step = on_step
+            if self._batcher is not None:   # several clips per forward (generate_batch)
+                out = self._batcher.submit(job)
+            else:
+                out = run_window_jobs([job], network, classifier, scheduler)[0]
             return self.layout.merge(*out)
 
         align = self._alignment(info.get("window_texts", []))

@@ -33,7 +33,7 @@ class ExpGestNetwork(Protocol):
 class EmotionClassifierLike(Protocol):
     """``models.expgest`` ``EmotionClassifier``: 3·∇ log p(target | x_t) per stream."""
 
-    def guidance_gradient(self, x: torch.Tensor, part: str, target: torch.Tensor, scale: float = 3.0,
+    def guidance_gradient(self, x: torch.Tensor, part: str, target: torch.Tensor, scale: float | torch.Tensor = 3.0,
                           eps: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
@@ -62,10 +62,27 @@ class ClassifierFreeGuidance:
         self.scale = float(scale)
         self.batched = batched
         self._y2 = _repeat_batch(y, 2)
+        # Per-call constants made once (no host-to-device copy per step, so no CUDA host sync in the loop).
+        self._constants: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._timesteps: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def _timestep_tensor(self, timestep: int, rows: int, device: torch.device) -> torch.Tensor:
+        key = (timestep, rows, str(device))
+        if key not in self._timesteps:
+            self._timesteps[key] = torch.full((rows,), timestep, dtype=torch.int64, device=device)
+        return self._timesteps[key]
 
     def _branch(self, x_t: Streams, timestep: int, uncond: bool) -> Streams:
-        timesteps = torch.full((x_t[0].shape[0],), timestep, dtype=torch.int64, device=x_t[0].device)
+        timesteps = self._timestep_tensor(timestep, x_t[0].shape[0], x_t[0].device)
         return tuple(self.network(x_t[0], x_t[1], timesteps, self.y, uncond))
+
+    def _constant(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uncond rows (2·batch,) bool: cond rows then uncond rows, scale s as a (1,) float32 tensor)."""
+        key = (batch, str(device))
+        if key not in self._constants:
+            self._constants[key] = (torch.tensor([False] * batch + [True] * batch, device=device),
+                                    torch.tensor([self.scale], dtype=torch.float32, device=device))
+        return self._constants[key]
 
     def __call__(self, x_t: Streams, timestep: int) -> Streams:
         """Guided x̂₀ for both streams (float32, shapes of ``x_t``)."""
@@ -76,8 +93,8 @@ class ClassifierFreeGuidance:
         if self.batched:
             x2 = [torch.cat([x, x], dim=0) for x in x_t]
             batch = x_t[0].shape[0]
-            timesteps = torch.full((2 * batch,), timestep, dtype=torch.int64, device=x2[0].device)
-            uncond = torch.tensor([False] * batch + [True] * batch, device=x2[0].device)
+            timesteps = self._timestep_tensor(timestep, 2 * batch, x2[0].device)
+            uncond, _ = self._constant(batch, x2[0].device)
             outputs = self.network(x2[0], x2[1], timesteps, self._y2, uncond)
             cond = tuple(out[:batch] for out in outputs)
             uncond_out = tuple(out[batch:] for out in outputs)
@@ -85,7 +102,7 @@ class ClassifierFreeGuidance:
             cond = self._branch(x_t, timestep, False)
             uncond_out = self._branch(x_t, timestep, True)
         # s is a 1-element float32 tensor, as in the reference, so the combination is float32 throughout.
-        scale = torch.tensor([self.scale], dtype=torch.float32, device=x_t[0].device)
+        _, scale = self._constant(x_t[0].shape[0], x_t[0].device)
         return tuple(u + scale * (c - u) for c, u in zip(cond, uncond_out, strict=True))
 
 
@@ -99,32 +116,44 @@ class EmotionGuidance:
         denoiser: the (CFG-wrapped) x̂₀ predictor.
         classifier: the emotion classifier (``guidance_gradient``).
         scheduler: the scheduler whose tables define the correction.
-        target: [B] int64 emotion index (BEAT order).
-        strength: user strength; 0 turns guidance off (the wrapper then returns the plain prediction).
+        target: [R] int64 emotion index (BEAT order) of each guided row.
+        strength: user strength, one for all rows or an (R,) float32 tensor (one per guided row); 0 turns
+            guidance off (the wrapper then returns the plain prediction).
         eps_provider: ``(timestep, part) -> Tensor | None``: the classifier's VAE reparameterisation noise for
-            that call (None: the classifier draws it). Makes runs reproducible and fixtures replayable.
+            that call, (R, d) (None: the classifier draws it). Makes runs reproducible and fixtures replayable.
+        rows: (R,) int64 batch rows to guide (None: every row); the others keep the plain prediction.
     """
 
     def __init__(self, denoiser: StreamDenoiser, classifier: EmotionClassifierLike, scheduler: DDIMCosineScheduler,
-                 target: torch.Tensor, strength: float = 1.0,
-                 eps_provider: Callable[[int, str], torch.Tensor | None] | None = None) -> None:
+                 target: torch.Tensor, strength: float | torch.Tensor = 1.0,
+                 eps_provider: Callable[[int, str], torch.Tensor | None] | None = None,
+                 rows: torch.Tensor | None = None) -> None:
         self.denoiser = denoiser
         self.classifier = classifier
         self.scheduler = scheduler
         self.target = target
-        self.strength = float(strength)
+        self.strength = strength if isinstance(strength, torch.Tensor) else float(strength)
         self.eps_provider = eps_provider
+        self.rows = rows
+        # s = 3 · strength: a Python float for one strength (exactly the single-clip arithmetic), else per row
+        self._scale: float | torch.Tensor = (EMOTION_GUIDANCE_SCALE * self.strength.view(-1, 1, 1, 1)
+                                             if isinstance(self.strength, torch.Tensor)
+                                             else EMOTION_GUIDANCE_SCALE * self.strength)
 
     def __call__(self, x_t: Streams, timestep: int) -> Streams:
         """Guided x̂₀ for both streams."""
         pred_x0 = self.denoiser(x_t, timestep)
-        if self.strength == 0.0:
+        if not isinstance(self.strength, torch.Tensor) and self.strength == 0.0:
             return pred_x0
         guided = []
         for part, x0, x in zip(STREAM_PARTS, pred_x0, x_t, strict=True):
             eps = self.eps_provider(timestep, part) if self.eps_provider is not None else None
+            x_rows, x0_rows = (x, x0) if self.rows is None else (x[self.rows], x0[self.rows])
             with torch.enable_grad():
-                grad = self.classifier.guidance_gradient(x.detach(), part, self.target,
-                                                         scale=EMOTION_GUIDANCE_SCALE * self.strength, eps=eps)
-            guided.append(self.scheduler.guide_x0(x0, timestep, x, grad.detach()))
+                grad = self.classifier.guidance_gradient(x_rows.detach(), part, self.target, scale=self._scale,
+                                                         eps=eps)
+            corrected = self.scheduler.guide_x0(x0_rows, timestep, x_rows, grad.detach())
+            if self.rows is not None:
+                corrected = x0.index_copy(0, self.rows, corrected)
+            guided.append(corrected)
         return tuple(guided)

@@ -1,0 +1,88 @@
+"""Several clips per forward: aggregate speed of ``ExpGestEngine.generate_batch`` against clips one after another.
+
+Prints, measured in one run at the released audio_only sizes (random weights, stand-in encoders as in
+``bench_precision.py``): seconds for ``--clips`` clips generated one after another, then with 2, 4 and 8 clips
+per forward (median and [min, max] over ``--repeats``), the aggregate speed-up, and the largest difference of
+any clip's poses from its solo run (degrees of joint rotation; the same seeds must give the same motion).
+
+    python bench/bench_batching.py                      # 8 clips of 4 s, 5 steps, emotion guidance, ~3 min
+    python bench/bench_batching.py --no-emotion --steps 10 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_precision import build, rotation_error_deg  # noqa: E402
+
+from backend.engines.base import CancelToken, no_progress  # noqa: E402
+from backend.engines.expgest.engine import ExpGestEngine  # noqa: E402
+from backend.request import GenerationRequest  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="full", choices=("tiny", "full"))
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=4.0, help="clip length (4 s = 1 window)")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", default="2,4,8", help="clips per forward to compare with 1")
+    parser.add_argument("--no-emotion", action="store_true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    components, what = build(args.size)
+    engine = ExpGestEngine(None, "audio_only", "cpu", precision="fp32", components=components)
+    emotions = ["neutral"] if args.no_emotion else ["anger", "happiness", "sadness", "neutral"]
+    t = np.arange(int(args.seconds * 16000), dtype=np.float32) / 16000
+    clips = []
+    for i in range(args.clips):
+        audio = (0.2 * np.sin(2 * np.pi * (150 + 10 * i) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.1 * t)))
+        request = GenerationRequest.from_dict({
+            "audio": "/b.wav", "output": "/b.npz", "engine": "expgest", "models": "/unused", "mode": "audio_only",
+            "steps": args.steps, "seed": i, "emotion": emotions[i % len(emotions)]})
+        clips.append((audio.astype(np.float32), request))
+    print(f"# bench_batching: {what}; {args.clips} clips of {args.seconds:g} s, {args.steps} steps per window, "
+          f"emotion guidance {'off' if args.no_emotion else 'on (3 of 4 clips)'}, {args.threads} threads, "
+          f"torch {torch.__version__}")
+
+    def run(per_forward: int) -> tuple[float, list]:
+        start = time.perf_counter()
+        if per_forward == 1:
+            out = [engine.generate(a, r, no_progress, CancelToken()) for a, r in clips]
+        else:
+            out = engine.generate_batch(clips, [no_progress] * len(clips), CancelToken(), per_forward)
+        return time.perf_counter() - start, out
+
+    engine.generate(*clips[0], no_progress, CancelToken())   # warm-up (allocator, first-call costs)
+    sizes = [1] + [int(b) for b in args.batches.split(",")]
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    outputs: dict[int, list] = {}
+    for _ in range(args.repeats):   # interleaved, so a load change on a shared machine hits every size alike
+        for size in sizes:
+            seconds, outputs[size] = run(size)
+            times[size].append(seconds)
+    base, solo = times[1], outputs[1]
+    print(f"1 clip per forward:  {statistics.median(base):7.2f} s [{min(base):.2f}, {max(base):.2f}]")
+    for per_forward in sizes[1:]:
+        seconds, out = times[per_forward], outputs[per_forward]
+        worst = max(rotation_error_deg(s.poses, m.poses)[0] for s, m in zip(solo, out, strict=True))
+        print(f"{per_forward} clips per forward: {statistics.median(seconds):7.2f} s [{min(seconds):.2f}, "
+              f"{max(seconds):.2f}]  aggregate speed-up {statistics.median(base) / statistics.median(seconds):.2f}x"
+              f"  max joint rotation difference from solo runs {worst:.5f} deg")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
