@@ -76,26 +76,7 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
             the end of the file, or the range is longer than ``max_duration_s``.
     """
     file_path = Path(path)
-    if not file_path.exists():
-        raise AudioError(f"The audio file '{file_path}' does not exist; check the path (or the sound strip's "
-                         "file) and try again.")
-    if file_path.is_dir():
-        raise AudioError(f"The audio path '{file_path}' is a folder, not a file; give the path of a "
-                         ".wav, .flac, .ogg or .mp3 file inside it.")
-    if not os.access(file_path, os.R_OK):
-        raise AudioError(f"The audio file '{file_path}' cannot be read (permission denied); check the file's "
-                         "permissions or copy it somewhere readable.")
-    if file_path.stat().st_size == 0:
-        raise AudioError(f"The audio file '{file_path}' is empty (0 bytes); export the audio again or choose "
-                         "another file.")
-    if not (math.isfinite(start_s) and start_s >= 0.0):
-        raise AudioError(f"The audio start time {start_s} s is invalid; give a start of 0 s or more.")
-    if end_s is not None and not math.isfinite(end_s):
-        raise AudioError(f"The audio end time {end_s} s is invalid; give a finite end or none for the end of "
-                         "the file.")
-    if end_s is not None and end_s <= start_s:
-        raise AudioError(f"The audio range {start_s:g}–{end_s:g} s is empty; give an end time greater than the "
-                         "start time.")
+    _check_request(file_path, start_s, end_s)
     try:
         handle = soundfile.SoundFile(str(file_path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
@@ -104,53 +85,10 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
     with handle:
         rate = int(handle.samplerate)
         channels = int(handle.channels)
-        total = int(handle.frames)
-        if total <= 0 or rate <= 0:
-            raise AudioError(f"The audio file '{file_path}' contains no samples; record or export the audio "
-                             "again.")
-        file_duration = total / rate
-        start = int(round(start_s * rate))
-        if start >= total:
-            raise AudioError(f"The audio range starts at {start_s:g} s but '{file_path.name}' is only "
-                             f"{file_duration:.2f} s long; give a start time before the end of the file.")
-        if end_s is None:
-            stop = total
-        elif end_s > file_duration + _END_TOLERANCE_S:
-            raise AudioError(f"The audio range ends at {end_s:g} s but '{file_path.name}' is only "
-                             f"{file_duration:.2f} s long; give an end time within the file or none for the end.")
-        else:
-            stop = min(total, int(round(end_s * rate)))
-        if stop <= start:
-            raise AudioError(f"The audio range {start_s:g}–{end_s:g} s holds no samples at {rate} Hz; give a "
-                             "longer range.")
-        duration = (stop - start) / rate
-        if duration > max_duration_s + 1e-9:
-            raise AudioError(f"The audio range is {duration:.1f} s long, over the {max_duration_s:g} s limit; "
-                             "trim the audio or choose a shorter range with --start/--end (audio start_s/end_s).")
+        start, stop = _sample_range(file_path, int(handle.frames), rate, start_s, end_s, max_duration_s)
         read_from = max(0, start - _CONTEXT_SAMPLES)
-        read_to = min(total, stop + _CONTEXT_SAMPLES)
-        # Read in blocks and downmix as we go, so a long multichannel file never sits in memory whole.
-        mono = np.empty(read_to - read_from, np.float32)
-        filled = 0
-        try:
-            handle.seek(read_from)
-            while filled < len(mono):
-                if cancel is not None:
-                    cancel()
-                block = handle.read(min(_READ_BLOCK, len(mono) - filled), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                # Average the channels column by column (numpy's mean over a short last axis is slow).
-                chunk = mono[filled:filled + block.shape[0]]
-                chunk[:] = block[:, 0]
-                for channel in range(1, channels):
-                    chunk += block[:, channel]
-                if channels > 1:
-                    chunk *= np.float32(1.0 / channels)
-                filled += block.shape[0]
-        except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-            raise AudioError(f"The file '{file_path}' could not be decoded ({_short(error)}); it may be "
-                             "truncated or corrupt; export it again as .wav or .flac.") from None
+        read_to = min(int(handle.frames), stop + _CONTEXT_SAMPLES)
+        mono, filled = _read_mono(handle, file_path, read_to - read_from, read_from, channels, cancel)
     if filled == 0:
         raise AudioError(f"The audio file '{file_path}' contains no samples; record or export the audio again.")
     truncated = filled < len(mono)
@@ -174,6 +112,89 @@ def load_audio(path: str | os.PathLike[str], start_s: float = 0.0, end_s: float 
     if peak > 1.0:
         np.clip(samples, -1.0, 1.0, out=samples)
     return clip
+
+
+def _check_request(file_path: Path, start_s: float, end_s: float | None) -> None:
+    """Refuse a missing, unreadable or empty file and an invalid range before opening anything."""
+    if not file_path.exists():
+        raise AudioError(f"The audio file '{file_path}' does not exist; check the path (or the sound strip's "
+                         "file) and try again.")
+    if file_path.is_dir():
+        raise AudioError(f"The audio path '{file_path}' is a folder, not a file; give the path of a "
+                         ".wav, .flac, .ogg or .mp3 file inside it.")
+    if not os.access(file_path, os.R_OK):
+        raise AudioError(f"The audio file '{file_path}' cannot be read (permission denied); check the file's "
+                         "permissions or copy it somewhere readable.")
+    if file_path.stat().st_size == 0:
+        raise AudioError(f"The audio file '{file_path}' is empty (0 bytes); export the audio again or choose "
+                         "another file.")
+    if not (math.isfinite(start_s) and start_s >= 0.0):
+        raise AudioError(f"The audio start time {start_s} s is invalid; give a start of 0 s or more.")
+    if end_s is not None and not math.isfinite(end_s):
+        raise AudioError(f"The audio end time {end_s} s is invalid; give a finite end or none for the end of "
+                         "the file.")
+    if end_s is not None and end_s <= start_s:
+        raise AudioError(f"The audio range {start_s:g}–{end_s:g} s is empty; give an end time greater than the "
+                         "start time.")
+
+
+def _sample_range(file_path: Path, total: int, rate: int, start_s: float, end_s: float | None,
+                  max_duration_s: float) -> tuple[int, int]:
+    """The requested range as source sample indices ``[start, stop)``, checked against the file's length."""
+    if total <= 0 or rate <= 0:
+        raise AudioError(f"The audio file '{file_path}' contains no samples; record or export the audio "
+                         "again.")
+    file_duration = total / rate
+    start = int(round(start_s * rate))
+    if start >= total:
+        raise AudioError(f"The audio range starts at {start_s:g} s but '{file_path.name}' is only "
+                         f"{file_duration:.2f} s long; give a start time before the end of the file.")
+    if end_s is None:
+        stop = total
+    elif end_s > file_duration + _END_TOLERANCE_S:
+        raise AudioError(f"The audio range ends at {end_s:g} s but '{file_path.name}' is only "
+                         f"{file_duration:.2f} s long; give an end time within the file or none for the end.")
+    else:
+        stop = min(total, int(round(end_s * rate)))
+    if stop <= start:
+        raise AudioError(f"The audio range {start_s:g}–{end_s:g} s holds no samples at {rate} Hz; give a "
+                         "longer range.")
+    duration = (stop - start) / rate
+    if duration > max_duration_s + 1e-9:
+        raise AudioError(f"The audio range is {duration:.1f} s long, over the {max_duration_s:g} s limit; "
+                         "trim the audio or choose a shorter range with --start/--end (audio start_s/end_s).")
+    return start, stop
+
+
+def _read_mono(handle: soundfile.SoundFile, file_path: Path, length: int, read_from: int, channels: int,
+               cancel: Callable[[], None] | None) -> tuple[np.ndarray, int]:
+    """Decode ``length`` frames from ``read_from`` as mono float32; returns the buffer and the frames filled.
+
+    Reads in blocks and downmixes as it goes, so a long multichannel file never sits in memory whole; ``cancel``
+    is called before each block.
+    """
+    mono = np.empty(length, np.float32)
+    filled = 0
+    try:
+        handle.seek(read_from)
+        while filled < len(mono):
+            if cancel is not None:
+                cancel()
+            block = handle.read(min(_READ_BLOCK, len(mono) - filled), dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            # Average the channels column by column (numpy's mean over a short last axis is slow).
+            chunk = mono[filled:filled + block.shape[0]]
+            chunk[:] = block[:, 0]
+            for channel in range(1, channels):
+                chunk += block[:, channel]
+            if channels > 1:
+                chunk *= np.float32(1.0 / channels)
+            filled += block.shape[0]
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioError(f"The file '{file_path}' could not be decoded ({_short(error)}); it may be "
+                         "truncated or corrupt; export it again as .wav or .flac.") from None
+    return mono, filled
 
 
 def _resample_range(mono: np.ndarray, rate: int, offset: int, count: int,
