@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import timeouts
 from .client import BackendClient, BackendError
 from .errors import OutputError, RequestError
 from .protocol import SERVER_EXITED
@@ -397,7 +398,7 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
                 summary.failed.append((item.label, error.message))
                 progress.item_done(item.label, f"failed: {error.message}")
                 if error.code == SERVER_EXITED:
-                    client.shutdown(timeout=1.0)
+                    client.shutdown(timeout=timeouts.QUICK_STOP_S)
                     client = None
                 continue
             if ledger is not None:

@@ -8,7 +8,7 @@ Threads:
 - the **ticker** repeats the running request's latest progress whenever nothing was sent for 0.25 s, so the
   client hears from every request at least every 0.5 s even while a model loads;
 - the **main** thread waits for a reason to stop (``shutdown``, stdin closed, SIGTERM/SIGINT), cancels what
-  is left, gives the worker up to ``_DRAIN_S`` to answer, and exits with ``os._exit`` (no interpreter
+  is left, gives the worker up to ``timeouts.DRAIN_S`` to answer, and exits with ``os._exit`` (no interpreter
   finalisation that could hang on a reader blocked in ``read``).
 
 Outcomes a client can rely on:
@@ -38,6 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from . import timeouts
 from .engines.base import CancelToken
 from .errors import CANCELLED, INTERNAL_ERROR, INVALID_REQUEST, EngineError, ExpGestError
 from .handlers import RequestContext, ServerState, get_handler, get_validator
@@ -60,7 +61,6 @@ log = logging.getLogger("expgest.server")
 
 _HEARTBEAT_S = 0.25    # resend the latest progress when nothing was sent for this long
 _MIN_INTERVAL_S = 0.1  # at most ~10 progress messages a second for the same stage
-_DRAIN_S = 3.0         # how long a stopping server waits for the running request to answer
 
 
 class _Progress:
@@ -161,9 +161,9 @@ class Server:
         log.info("serving protocol %s (pid %d)", PROTOCOL_VERSION, os.getpid())
         while not self._stop.wait(0.25):
             pass
-        self._worker.join(_DRAIN_S)
+        self._worker.join(timeouts.DRAIN_S)
         if self._worker.is_alive():
-            log.warning("the running request did not stop within %.0f s", _DRAIN_S)
+            log.warning("the running request did not stop within %.0f s", timeouts.DRAIN_S)
         return self._status
 
     def request_stop(self, reason: str, status: int, *, release: bool = True) -> None:
@@ -269,7 +269,7 @@ class Server:
 
     def _shutdown(self, request: Request) -> None:
         self.request_stop("shutdown requested", 0, release=False)
-        self._worker.join(_DRAIN_S)
+        self._worker.join(timeouts.DRAIN_S)
         self.send(Response(id=request.id, result={}))
         self._stop.set()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import jobs, keyframes, preferences, retarget, rig, scene
+from .backend import timeouts
 from .backend.errors import ExpGestError
 
 # The backend process, kept warm between runs (models stay loaded); stopped in unregister().
@@ -107,7 +108,7 @@ def abandon_run() -> None:
     _ACTIVE = None
     active.run.cancel()
     if active.run.backend is not None:
-        active.run.backend.shutdown(1.0)
+        active.run.backend.shutdown(timeouts.QUICK_STOP_S)
     active.run.cleanup()
     print("ExpGest: the generation in progress was dropped (its scene was closed); nothing was written.")
 
@@ -127,7 +128,7 @@ def shutdown_backend() -> None:
         _ACTIVE.run.cleanup()
         _ACTIVE = None
     if _BACKEND is not None:
-        _BACKEND.shutdown(3.0)
+        _BACKEND.shutdown(timeouts.SHUTDOWN_WAIT_S)
         _BACKEND = None
 
 
@@ -201,7 +202,7 @@ def _backend_for(python: str) -> jobs.Backend | None:
     """The warm backend when it runs the same interpreter and is alive, else None (the run starts one)."""
     global _BACKEND
     if _BACKEND is not None and (_BACKEND_PYTHON != python or not _BACKEND.alive):
-        _BACKEND.shutdown(1.0)
+        _BACKEND.shutdown(timeouts.QUICK_STOP_S)
         _BACKEND = None
     return _BACKEND
 
@@ -540,9 +541,10 @@ class EXPGEST_OT_cancel(bpy.types.Operator):
 
 
 def build_character_file(context: bpy.types.Context, folder: str, *, gender: str = "neutral") -> str:
-    """Ask the backend for a character with its skinned body (``python -m backend character``).
+    """Ask the backend server for a character with its skinned body (its ``character`` method).
 
-    Runs synchronously (a few seconds, once per Add Character click).
+    Runs synchronously (a few seconds, once per Add Character click) on the warm backend, which stays warm
+    for the next Generate; while a generation runs, a separate backend builds it (the warm one is busy).
 
     Returns:
         The ``.npz`` path.
@@ -551,25 +553,31 @@ def build_character_file(context: bpy.types.Context, folder: str, *, gender: str
         scene.SceneError: with what to fix when the backend cannot build it.
     """
     import os
-    import subprocess
 
+    global _BACKEND, _BACKEND_PYTHON
     settings = preferences.resolve(context)
     problem = preferences.quick_python_problem(settings.python)
     if problem:
         raise scene.SceneError(problem)
-    output = os.path.join(folder, "character.npz")
-    args = [settings.python, "-m", "backend", "character", "-o", output, "--gender", gender]
-    if settings.smplx_dir:
-        args += ["--smplx-dir", settings.smplx_dir]
+    params = {"output": os.path.join(folder, "character.npz"), "gender": gender,
+              "smplx_dir": settings.smplx_dir or None}
+    shared = _ACTIVE is None
+    backend = _backend_for(settings.python) if shared else None
+    if backend is None:
+        backend = jobs.make_backend(settings.python)
     try:
-        result = subprocess.run(args, cwd=jobs.bundle_root(), env=jobs.backend_environment(python=settings.python),
-                                capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise scene.SceneError(f"The backend could not build the body ({error}).") from error
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise scene.SceneError(f"The backend could not build the body: {last.removeprefix('error: ')}")
-    return output
+        if not backend.alive:
+            backend.start(jobs.START_TIMEOUT_S)
+        result = backend.character(params, timeout=jobs.CHARACTER_TIMEOUT_S)
+    except jobs.JobError as error:
+        raise scene.SceneError(f"The backend could not build the body: {error}") from None
+    finally:
+        if shared and backend.alive:
+            _BACKEND, _BACKEND_PYTHON = backend, settings.python
+            _ensure_exit_hook()
+        elif backend is not _BACKEND:
+            backend.shutdown(timeouts.QUICK_STOP_S)
+    return str(result["output"])
 
 
 def floor_point(obj: bpy.types.Object) -> tuple[float, float, float]:
@@ -619,20 +627,22 @@ class EXPGEST_OT_add_character(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         import shutil
-        import tempfile
 
         from . import rig
 
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        folder = tempfile.mkdtemp(prefix="expgest_character_")
+        folder = None
+        no_body = ""
         try:
             character = None
             if self.with_mesh:
-                try:
+                try:  # the body is optional: without it the skeleton alone is added
+                    folder = scene.new_work_dir("expgest_character_")
                     character = build_character_file(context, folder)
                 except scene.SceneError as error:
-                    self.report({"WARNING"}, f"{error} Added the skeleton without a body.")
+                    no_body = f"{error} Added the skeleton without a body."
+                    self.report({"WARNING"}, no_body)
             obj = rig.build_character_object(context, name=self.name, character=character,
                                              with_mesh=self.with_mesh)
         except Exception as error:
@@ -641,11 +651,12 @@ class EXPGEST_OT_add_character(bpy.types.Operator):
             self.report({"ERROR"}, REPORT.text)
             return {"CANCELLED"}
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         stand_origin_on_floor(obj)
         obj.location = context.scene.cursor.location
         context.scene.expgest.character = obj
-        set_report(f"Added '{obj.name}', standing on the 3D cursor; select it and click Generate Gestures.")
+        set_report(no_body or f"Added '{obj.name}', standing on the 3D cursor; select it and click Generate Gestures.")
         self.report({"INFO"}, f"Added '{obj.name}'.")
         return {"FINISHED"}
 
