@@ -202,16 +202,16 @@ def settings_fingerprint(params: dict[str, Any]) -> str:
     Returns:
         A hex SHA-256.
     """
+    from .engines.plugins import split_engine
     from .request import GenerationRequest
 
-    engine = params.get("engine")
-    test_engine = engine if isinstance(engine, str) and engine.startswith("_test_") else None
+    checked, plugin = split_engine(params)
     try:
-        settings = GenerationRequest.from_dict({**params, "engine": "procedural"} if test_engine else params).to_dict()
+        settings = GenerationRequest.from_dict(checked).to_dict()
     except RequestError:  # the line fails when run; fingerprint what it says
         settings = dict(params)
-    if test_engine:
-        settings["engine"] = test_engine
+    if plugin is not None:
+        settings["engine"] = plugin
     settings.pop("output", None)
     audio = settings.get("audio")
     path = audio.get("path") if isinstance(audio, dict) else audio
