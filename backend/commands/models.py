@@ -89,9 +89,9 @@ def _check_network(path: Path, kind: str, bert_folder: Path | None) -> tuple[str
     if checkpoint is None:
         import torch
 
-        from models.encoders._io import torch_load_safe
+        from models.weights_io import load_weights_file
 
-        data = torch_load_safe(path, what=f"The {kind} checkpoint", fix="Copy it again from the ExpGest release.")
+        data = load_weights_file(path, what=f"The {kind} checkpoint", fix="Copy it again from the ExpGest release.")
         state = data.get("state_dict", data) if isinstance(data, dict) else None
         if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
             return "invalid", "not a state dict of tensors"

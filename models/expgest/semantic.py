@@ -27,7 +27,8 @@ from transformers import BertConfig, BertModel
 
 from backend.errors import WeightsError
 
-from .checkpoint import IGNORED_KEYS, load_state_dict_file
+from ..weights_io import load_state_dict_file
+from .ignored_keys import IGNORED_KEYS
 
 STREAMS = ("Textencoder_body", "Textencoder_hand")
 
