@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backend.errors import WeightsError
+from .errors import WeightsError
 
 ZIP_MAGIC = b"PK\x03\x04"
 DEFAULT_WHAT = "Weights file"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
+from ..model_errors import translate, translated
 
 MODES = ("audio_only", "audio_phrase", "audio_text")
 FRAME_DIMS = {"audio_only": 1141, "audio_phrase": 994, "audio_text": 994}
@@ -68,7 +69,8 @@ def _quiet_transformers() -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    message = error.message if isinstance(error, WeightsError) else f"{type(error).__name__}: {error}"
+    translated = translate(error) or error  # a models.errors.WeightsError is a WeightsError here
+    message = translated.message if isinstance(translated, WeightsError) else f"{type(error).__name__}: {error}"
     return " ".join(str(message).split())
 
 
@@ -186,7 +188,8 @@ def check_folder(folder: str | Path, modes: list[str]) -> dict[str, Any]:
     """
     from models.layout import inspect_weights, resolve_root
 
-    root = resolve_root(folder)
+    with translated():
+        root = resolve_root(folder)
     _quiet_transformers()
     cache: dict[tuple[str, str], tuple[str, str]] = {}
     result: dict[str, Any] = {"root": str(root), "modes": {}}

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from backend.errors import WeightsError
+from ..errors import WeightsError
 
 
 @contextlib.contextmanager

@@ -41,8 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.errors import WeightsError
-
+from ..errors import WeightsError
 from ..weights_io import is_torchscript_archive, load_weights_file
 from ._io import (
     hf_from_pretrained,

@@ -45,8 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.errors import AudioError, WeightsError
-
+from ..errors import AudioError, WeightsError
 from ..weights_io import load_weights_file
 from ._io import hf_from_pretrained, require_dir, resolve_device
 

@@ -8,7 +8,7 @@ Loading is strict, with one documented relaxation: every key the network has mus
 exactly its shape, and the only extra keys allowed are those of ``IGNORED_KEYS`` (modules the original
 classes build but never use at inference, or that another loader owns). Deterministic buffers listed in
 ``OPTIONAL_KEYS`` are loaded when present and rebuilt when absent. Anything else raises
-``backend.errors.WeightsError`` with a sentence naming the file, the first offending keys with their
+``models.errors.WeightsError`` with a sentence naming the file, the first offending keys with their
 shapes, and what to do.
 
 Kinds (the ``kind`` argument and ``detect_kind`` result): ``audio_only``, ``audio_phrase``, ``audio_text``,
@@ -27,8 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from backend.errors import WeightsError
-
+from ..errors import WeightsError
 from ..weights_io import load_state_dict_file
 from .config import (
     AUDIO_ONLY_BODY,

@@ -25,8 +25,7 @@ import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
-from backend.errors import WeightsError
-
+from ..errors import WeightsError
 from ..weights_io import load_state_dict_file
 from .ignored_keys import IGNORED_KEYS
 
