@@ -17,10 +17,11 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from backend.motion.bvh import export_bvh, read_bvh  # noqa: E402
+from backend.motion.bvh import export_bvh  # noqa: E402
 from backend.motion.fk import forward_kinematics  # noqa: E402
 from backend.motion.motion import Motion  # noqa: E402
 from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS  # noqa: E402
+from tests.backend.bvh_reader import read_bvh  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
