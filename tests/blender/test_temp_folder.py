@@ -7,11 +7,12 @@ Python's ``tempfile`` is pointed at a path below a regular *file*, so creating a
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 
 import bpy
 import pytest
-from blender_helpers import add_character, add_sound, scene_state
+from blender_helpers import MODULE, add_character, add_sound, scene_state
 
 pytestmark = pytest.mark.blender
 
@@ -52,11 +53,12 @@ def test_add_character_with_an_unwritable_temp_folder_adds_the_skeleton_and_says
 
 def test_add_character_builds_the_body_on_the_backend_server_that_generate_then_reuses(clean_scene, short_speech,
                                                                                        ops):
+    runs = importlib.import_module(MODULE + ".runs")
     ops.shutdown_backend()
     assert bpy.ops.expgest.add_character(name="Body", with_mesh=True) == {"FINISHED"}
     assert [o for o in clean_scene.objects if o.type == "MESH"]
-    backend = ops._BACKEND  # the server's ``character`` method built the body; the process stays warm
+    backend = runs._BACKEND  # the server's ``character`` method built the body; the process stays warm
     assert backend is not None and backend.alive
     add_sound(clean_scene, short_speech)
     assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
-    assert ops._BACKEND is backend and backend.alive
+    assert runs._BACKEND is backend and backend.alive
