@@ -135,7 +135,7 @@ def read_bvh(path: str | os.PathLike[str]) -> BvhData:
     return parse_bvh(text, source=str(path))
 
 
-def parse_bvh(text: str, source: str = "<string>") -> BvhData:
+def parse_bvh(text: str, source: str = "<string>") -> BvhData:  # noqa: C901 - one pass over the lines, kept whole
     """Parse BVH text (see ``read_bvh``)."""
     lines = text.splitlines()
 
