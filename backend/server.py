@@ -116,7 +116,7 @@ class Server:
     Args:
         reader: framing of the input stream.
         writer: framing of the output stream (protocol bytes only).
-        state: server-wide state (engine cache, models folder, test engines).
+        state: server-wide state (engine cache, models folder).
     """
 
     def __init__(self, reader: LineReader, writer: MessageWriter, state: ServerState) -> None:
