@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import timeouts
 from .client import BackendClient, BackendError
 from .errors import OutputError, RequestError
 from .protocol import SERVER_EXITED
@@ -201,16 +202,16 @@ def settings_fingerprint(params: dict[str, Any]) -> str:
     Returns:
         A hex SHA-256.
     """
+    from .engines.plugins import split_engine
     from .request import GenerationRequest
 
-    engine = params.get("engine")
-    test_engine = engine if isinstance(engine, str) and engine.startswith("_test_") else None
+    checked, plugin = split_engine(params)
     try:
-        settings = GenerationRequest.from_dict({**params, "engine": "procedural"} if test_engine else params).to_dict()
+        settings = GenerationRequest.from_dict(checked).to_dict()
     except RequestError:  # the line fails when run; fingerprint what it says
         settings = dict(params)
-    if test_engine:
-        settings["engine"] = test_engine
+    if plugin is not None:
+        settings["engine"] = plugin
     settings.pop("output", None)
     audio = settings.get("audio")
     path = audio.get("path") if isinstance(audio, dict) else audio
@@ -397,7 +398,7 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
                 summary.failed.append((item.label, error.message))
                 progress.item_done(item.label, f"failed: {error.message}")
                 if error.code == SERVER_EXITED:
-                    client.shutdown(timeout=1.0)
+                    client.shutdown(timeout=timeouts.QUICK_STOP_S)
                     client = None
                 continue
             if ledger is not None:

@@ -96,12 +96,6 @@ def build_character(
             "source": str(character["source"]), "gender": gender, "betas": [float(b) for b in shape]}
 
 
-def load_character(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a character ``.npz`` written by ``build_character`` into a dict of arrays (no pickles)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
 def _check_betas(betas: Sequence[float] | np.ndarray | None) -> np.ndarray:
     if betas is None:
         return np.zeros(NUM_BETAS, np.float32)

@@ -42,6 +42,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from . import timeouts
 from .errors import CANCELLED, INVALID_REQUEST, PARSE_ERROR
 from .protocol import (
     PROTOCOL_VERSION,
@@ -268,23 +269,23 @@ class BackendClient:
             info = self.request("initialize", {"protocol_version": PROTOCOL_VERSION, "client": "expgest-client"},
                                 timeout=timeout)
         except BackendError as error:
-            self.shutdown(timeout=1.0)
+            self.shutdown(timeout=timeouts.QUICK_STOP_S)
             if not error.stderr:
                 error.stderr = self.stderr_tail()
             raise
         server_version = info.get("protocol_version")
         if not isinstance(server_version, str) or not is_compatible(server_version):
-            self.shutdown(timeout=2.0)
+            self.shutdown(timeout=timeouts.QUICK_STOP_S)
             raise BackendError(VERSION_MISMATCH, f"The backend speaks protocol {server_version!r} but this add-on "
                                                  f"needs {PROTOCOL_VERSION}; install matching versions.")
         self.server_info = info
         return info
 
-    def shutdown(self, timeout: float = 5.0) -> int | None:
+    def shutdown(self, timeout: float = timeouts.SHUTDOWN_WAIT_S) -> int | None:
         """Stop the server in escalating steps and release every resource; idempotent.
 
-        shutdown request → wait ``timeout`` → SIGTERM → wait 2 s → SIGKILL → wait. Open requests fail with
-        ``SERVER_EXITED``.
+        shutdown request → wait ``timeout`` → SIGTERM → wait → SIGKILL → wait (``backend.timeouts``). Open
+        requests fail with ``SERVER_EXITED``.
 
         Returns:
             The process's exit status (negative: killed by that signal), or None if it was never started.
@@ -298,10 +299,10 @@ class BackendClient:
             if not self._wait(timeout):
                 log.warning("backend pid %d ignored shutdown; terminating", process.pid)
                 self._terminate()
-                if not self._wait(2.0):
+                if not self._wait(timeouts.TERMINATE_WAIT_S):
                     log.warning("backend pid %d ignored SIGTERM; killing", process.pid)
                     self._kill()
-                    self._wait(5.0)
+                    self._wait(timeouts.KILL_WAIT_S)
         self._cleanup()
         return process.returncode
 

@@ -132,11 +132,9 @@ class LineWorker:
     """
 
     def __init__(self) -> None:
-        from .engines.testing import test_engines_enabled
         from .pipeline import EngineCache
 
         self.cache = EngineCache()
-        self.test_engines = test_engines_enabled()
         base = Path(tempfile.gettempdir()) / _SCRATCH
         base.mkdir(parents=True, exist_ok=True)
         if os.name == "posix":
@@ -191,16 +189,10 @@ class LineWorker:
         suffix = Path(str(params.get("output", "result.npz"))).suffix
         local_source = {**audio, "path": str(local_audio)} if isinstance(audio, dict) else str(local_audio)
         local = {**params, "audio": local_source, "output": str(folder / f"result{suffix}")}
-        cache: Any = self.cache
-        engine_name = local.get("engine")
-        if self.test_engines and isinstance(engine_name, str) and engine_name.startswith("_test_"):
-            from .engines.testing import TEST_ENGINES
-            from .handlers import _SingleEngineCache
+        from .engines.plugins import SingleEngineCache, split_engine
 
-            if engine_name not in TEST_ENGINES:
-                raise ExpGestError(f"Unknown test engine {engine_name!r}; test engines are {', '.join(TEST_ENGINES)}.")
-            cache = _SingleEngineCache(TEST_ENGINES[engine_name]())
-            local["engine"] = "procedural"
+        local, plugin = split_engine(local)
+        cache = SingleEngineCache(plugin) if plugin is not None else self.cache
         request = GenerationRequest.from_dict(local)
         result = run_generation(request, cache=cache)
         return {"ok": True, "data": Path(result.output).read_bytes(), "frames": result.frames, "fps": result.fps,

@@ -1,12 +1,17 @@
-"""The server's method handlers, registered by decorator (as pygls registers ``@server.feature``).
+"""The server's method registry and its work methods (registered by decorator, as pygls's ``@server.feature``).
 
-A handler is ``fn(context: RequestContext, params: dict) -> dict``: it validates its params, does the
-work, reports progress through ``context.progress`` and polls ``context.cancel``, and returns the JSON
-``result``. It raises ``ExpGestError`` (or ``ProtocolError``) for failures a user can act on; the server
-turns every exception into an error response (``backend.server``), so a failing handler never stops it.
+Every protocol method is declared exactly once, with ``@method``: its name, its handler, an optional arrival
+check (``validate``), whether it is answered at once on the reader thread (``immediate``) or queued for the
+worker, and whether ``cancel`` stops it while it runs (``cancellable``). The server dispatches through the
+registry and ``initialize`` lists it; ``tests/backend/test_server.py`` checks it against the wire contract
+``backend.protocol.METHODS``.
 
-Control methods (``initialize``, ``cancel``, ``shutdown``) are implemented by ``backend.server`` itself
-because they act on the server's queue; this module holds the work methods and what they share.
+A work handler is ``fn(context: RequestContext, params: dict) -> dict``: it does the work, reports progress
+through ``context.progress``, polls ``context.cancel`` and returns the JSON ``result``. It raises
+``ExpGestError`` (or ``ProtocolError``) for failures a user can act on; the server turns every exception into
+an error response (``backend.server``), so a failing handler never stops it. The immediate methods
+(``initialize``, ``cancel``, ``shutdown``) act on the server's queue, so ``backend.server`` declares them, with
+handlers ``fn(server, request) -> None`` that send their own response.
 """
 
 from __future__ import annotations
@@ -26,41 +31,55 @@ from .errors import EngineError, RequestError
 from .pipeline import check_output_folder
 from .protocol import PROTOCOL_VERSION, RequestId
 
-Handler = Callable[["RequestContext", dict[str, Any]], dict[str, Any]]
-_HANDLERS: dict[str, Handler] = {}
-
-
-def method(name: str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of protocol method ``name``."""
-    def register(function: Handler) -> Handler:
-        if name in _HANDLERS:
-            raise ValueError(f"method {name!r} is registered twice")
-        _HANDLERS[name] = function
-        return function
-    return register
-
-
-def get_handler(name: str) -> Handler | None:
-    """The handler registered for ``name``, or None."""
-    return _HANDLERS.get(name)
-
-
+Handler = Callable[..., Any]
 Validator = Callable[["ServerState", dict[str, Any]], None]
-_VALIDATORS: dict[str, Validator] = {}
 
 
-def validates(name: str) -> Callable[[Validator], Validator]:
-    """Register a cheap check of method ``name``'s params, run when the request arrives (before it queues),
-    so an invalid request is answered at once instead of after the running one (which may take minutes)."""
-    def register(function: Validator) -> Validator:
-        _VALIDATORS[name] = function
+@dataclass(frozen=True)
+class MethodSpec:
+    """One protocol method as the server runs it.
+
+    Attributes:
+        name: the method's name on the wire.
+        handler: ``fn(context, params) -> result`` for a queued method; ``fn(server, request) -> None`` for an
+            immediate one.
+        validate: a cheap check of the params run when the request arrives, before it queues (so an invalid
+            request is answered at once, not after the running one, which may take minutes), or None.
+        immediate: answered at once on the reader thread (never waits for a generation), else queued and run
+            on the worker one at a time in arrival order.
+        cancellable: ``cancel`` stops it while it runs (its handler polls ``context.cancel``); a queued
+            request is always cancellable.
+    """
+
+    name: str
+    handler: Handler
+    validate: Validator | None = None
+    immediate: bool = False
+    cancellable: bool = False
+
+
+_METHODS: dict[str, MethodSpec] = {}
+
+
+def method(name: str, *, validate: Validator | None = None, immediate: bool = False,
+           cancellable: bool = False) -> Callable[[Handler], Handler]:
+    """Declare the decorated function as the handler of protocol method ``name`` (see ``MethodSpec``)."""
+    def register(function: Handler) -> Handler:
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        _METHODS[name] = MethodSpec(name, function, validate, immediate, cancellable)
         return function
     return register
 
 
-def get_validator(name: str) -> Validator | None:
-    """The arrival check registered for ``name``, or None."""
-    return _VALIDATORS.get(name)
+def get_method(name: str) -> MethodSpec | None:
+    """The declaration of method ``name``, or None."""
+    return _METHODS.get(name)
+
+
+def registered_methods() -> tuple[str, ...]:
+    """Every declared method's name, in declaration order."""
+    return tuple(_METHODS)
 
 
 @dataclass
@@ -69,11 +88,9 @@ class ServerState:
 
     Attributes:
         models_dir: the weights folder given to ``serve --models`` (or ``EXPGEST_MODELS``), if any.
-        test_engines: whether the ``_test_*`` engines are offered (``EXPGEST_TEST_ENGINES=1``).
     """
 
     models_dir: str | None = None
-    test_engines: bool = False
     _cache: Any = None
     _info: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -113,17 +130,15 @@ class RequestContext:
 
 
 def _gather_info(state: ServerState) -> dict[str, Any]:
-    from .commands.info import gather_info
+    from .engines.plugins import plugin_engines
+    from .environment import gather_info
 
     info = gather_info()
     engines = [{"name": name, "available": True} for name in info["engines"]]
     if "expgest" not in info["engines"]:
         engines.append({"name": "expgest", "available": False,
                         "reason": "PyTorch and transformers are not installed in the backend's Python."})
-    if state.test_engines:
-        from .engines.testing import TEST_ENGINES
-
-        engines += [{"name": name, "available": True, "test_only": True} for name in TEST_ENGINES]
+    engines += [{"name": name, "available": True, "plugin": True} for name in plugin_engines()]
     models: dict[str, Any] = {"folder": state.models_dir, "found": False, "entries": []}
     if state.models_dir:
         folder = Path(state.models_dir).expanduser()
@@ -140,19 +155,8 @@ def _gather_info(state: ServerState) -> dict[str, Any]:
         "devices": info["devices"],
         "packages": info["packages"],
         "models": models,
-        "methods": ["initialize", "generate", "character", "cancel", "shutdown"],
+        "methods": list(registered_methods()),
     }
-
-
-class _SingleEngineCache:
-    """Stands in for ``EngineCache`` when a request names a test engine: always returns that engine."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-        self.loads = 0
-
-    def get(self, request: Any) -> Any:
-        return self._engine
 
 
 # ``backend.motion.motion.save_npz`` (and the BVH writer) write ``.<name>.<pid>.tmp`` before renaming.
@@ -188,28 +192,16 @@ def sweep_stale_temp_files(folder: Path) -> list[str]:
     return removed
 
 
-def _generation_params(state: ServerState, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """``params`` with a test engine's name replaced by ``procedural`` (and that name), else unchanged."""
-    engine_name = params.get("engine")
-    if state.test_engines and isinstance(engine_name, str) and engine_name.startswith("_test_"):
-        from .engines.testing import TEST_ENGINES
-
-        if engine_name not in TEST_ENGINES:
-            raise RequestError("engine", f"unknown test engine; test engines are {', '.join(TEST_ENGINES)}.")
-        return {**params, "engine": "procedural"}, engine_name
-    return params, None
-
-
-@validates("generate")
 def validate_generate(state: ServerState, params: dict[str, Any]) -> None:
     """The request's fields and its output folder (milliseconds; no audio is read)."""
+    from .engines.plugins import split_engine
     from .request import GenerationRequest
 
-    checked, _ = _generation_params(state, params)
+    checked, _ = split_engine(params)
     check_output_folder(GenerationRequest.from_dict(checked).output)
 
 
-@method("generate")
+@method("generate", validate=validate_generate, cancellable=True)
 def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     """Run one generation (``backend.pipeline.run_generation``); the result file is written atomically.
 
@@ -221,30 +213,26 @@ def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ``GenerationResult.to_dict()`` plus ``engine_loads``: how many engines this server has constructed
         so far (it does not grow when a request reuses a loaded model).
     """
+    from .engines.plugins import SingleEngineCache, split_engine
     from .pipeline import run_generation
     from .request import GenerationRequest
 
-    params, engine_name = _generation_params(context.state, params)
-    test_engine = None
-    if engine_name is not None:
-        from .engines.testing import TEST_ENGINES
-
-        test_engine = TEST_ENGINES[engine_name]()
+    params, plugin = split_engine(params)
     request = GenerationRequest.from_dict(params)
     check_output_folder(request.output)
     sweep_stale_temp_files(Path(request.output).expanduser().resolve().parent)
-    cache = _SingleEngineCache(test_engine) if test_engine is not None else context.state.cache
+    cache = SingleEngineCache(plugin) if plugin is not None else context.state.cache
     result = run_generation(request, progress=context.progress, cancel=context.cancel, cache=cache).to_dict()
-    if test_engine is not None:
-        result["engine"] = engine_name
-    result["engine_loads"] = context.state.cache.loads if test_engine is None else 0
+    if plugin is not None:
+        result["engine"] = plugin
+    result["engine_loads"] = cache.loads
     return result
 
 
 _GENDERS = ("neutral", "male", "female")
 
 
-@method("character")
+@method("character", cancellable=True)
 def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     """Rest skeleton and optionally a skinned mesh for a gender and body shape (DESIGN.md section 4), written
     to a ``.npz`` by ``backend.character.build_character``.

@@ -8,7 +8,7 @@ Threads:
 - the **ticker** repeats the running request's latest progress whenever nothing was sent for 0.25 s, so the
   client hears from every request at least every 0.5 s even while a model loads;
 - the **main** thread waits for a reason to stop (``shutdown``, stdin closed, SIGTERM/SIGINT), cancels what
-  is left, gives the worker up to ``_DRAIN_S`` to answer, and exits with ``os._exit`` (no interpreter
+  is left, gives the worker up to ``timeouts.DRAIN_S`` to answer, and exits with ``os._exit`` (no interpreter
   finalisation that could hang on a reader blocked in ``read``).
 
 Outcomes a client can rely on:
@@ -38,9 +38,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from . import timeouts
 from .engines.base import CancelToken
-from .errors import CANCELLED, INTERNAL_ERROR, INVALID_REQUEST, EngineError, ExpGestError
-from .handlers import RequestContext, ServerState, get_handler, get_validator
+from .errors import CANCELLED, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, EngineError, ExpGestError
+from .handlers import MethodSpec, RequestContext, ServerState, get_method, method
 from .protocol import (
     MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
@@ -60,7 +61,6 @@ log = logging.getLogger("expgest.server")
 
 _HEARTBEAT_S = 0.25    # resend the latest progress when nothing was sent for this long
 _MIN_INTERVAL_S = 0.1  # at most ~10 progress messages a second for the same stage
-_DRAIN_S = 3.0         # how long a stopping server waits for the running request to answer
 
 
 class _Progress:
@@ -105,6 +105,7 @@ class _Progress:
 @dataclass
 class _Job:
     request: Request
+    spec: MethodSpec
     cancel: CancelToken = field(default_factory=CancelToken)
     progress: _Progress | None = None
 
@@ -115,7 +116,7 @@ class Server:
     Args:
         reader: framing of the input stream.
         writer: framing of the output stream (protocol bytes only).
-        state: server-wide state (engine cache, models folder, test engines).
+        state: server-wide state (engine cache, models folder).
     """
 
     def __init__(self, reader: LineReader, writer: MessageWriter, state: ServerState) -> None:
@@ -161,9 +162,9 @@ class Server:
         log.info("serving protocol %s (pid %d)", PROTOCOL_VERSION, os.getpid())
         while not self._stop.wait(0.25):
             pass
-        self._worker.join(_DRAIN_S)
+        self._worker.join(timeouts.DRAIN_S)
         if self._worker.is_alive():
-            log.warning("the running request did not stop within %.0f s", _DRAIN_S)
+            log.warning("the running request did not stop within %.0f s", timeouts.DRAIN_S)
         return self._status
 
     def request_stop(self, reason: str, status: int, *, release: bool = True) -> None:
@@ -216,14 +217,13 @@ class Server:
                                      f"Request id {request.id!r} is already in use by an unfinished request; "
                                      "use a new id for every request."))
             return
-        if request.method == "initialize":
-            self._initialize(request)
-        elif request.method == "cancel":
-            self._cancel(request)
-        elif request.method == "shutdown":
-            self._shutdown(request)
+        spec = get_method(request.method)
+        if spec is None:  # parse_request only passes backend.protocol.METHODS; all are declared
+            self.send(error_response(request.id, METHOD_NOT_FOUND, f"Unknown method {request.method!r}."))
+        elif spec.immediate:
+            spec.handler(self, request)
         else:
-            self._enqueue(request)
+            self._enqueue(request, spec)
 
     def _is_open(self, request_id: RequestId) -> bool:
         with self._cond:
@@ -231,29 +231,16 @@ class Server:
                 return True
             return any(job.request.id == request_id for job in self._queue)
 
-    def _initialize(self, request: Request) -> None:
-        client_version = request.params.get("protocol_version")
-        if client_version is not None and not is_compatible(PROTOCOL_VERSION, client_version):
-            self.send(error_response(request.id, INVALID_REQUEST,
-                                     f"This backend speaks protocol {PROTOCOL_VERSION}, the client {client_version}; "
-                                     "install matching versions of the add-on and its backend.",
-                                     {"protocol_version": PROTOCOL_VERSION}))
-            return
-        try:
-            result = self.state.info()
-        except Exception as error:
-            self.send(_error_for(request.id, "initialize", error))
-            return
-        self.send(Response(id=request.id, result=result))
-
-    def _cancel(self, request: Request) -> None:
-        target = request.params["id"]
+    def cancel_request(self, target: RequestId) -> str:
+        """Cancel request ``target``: a queued one is answered "cancelled" now, a running cancellable one has its
+        ``CancelToken`` set. Returns ``"queued"``, ``"running"``, ``"not cancellable"`` or ``"unknown"``."""
         state = "unknown"
         queued_job = None
         with self._cond:
             if self._current is not None and self._current.request.id == target:
-                self._current.cancel.cancel()
-                state = "running"
+                state = "running" if self._current.spec.cancellable else "not cancellable"
+                if self._current.spec.cancellable:
+                    self._current.cancel.cancel()
             else:
                 for job in self._queue:
                     if job.request.id == target:
@@ -265,23 +252,24 @@ class Server:
         if queued_job is not None:
             self.send(error_response(target, CANCELLED, "The request was cancelled before it started."))
         log.info("cancel %r: %s", target, state)
-        self.send(Response(id=request.id, result={"id": target, "state": state}))
+        return state
 
-    def _shutdown(self, request: Request) -> None:
-        self.request_stop("shutdown requested", 0, release=False)
-        self._worker.join(_DRAIN_S)
-        self.send(Response(id=request.id, result={}))
+    def drain(self) -> None:
+        """Wait up to ``timeouts.DRAIN_S`` for the running request to end."""
+        self._worker.join(timeouts.DRAIN_S)
+
+    def release(self) -> None:
+        """Let ``serve`` return (after ``request_stop(..., release=False)``)."""
         self._stop.set()
 
-    def _enqueue(self, request: Request) -> None:
-        validate = get_validator(request.method)
-        if validate is not None:
+    def _enqueue(self, request: Request, spec: MethodSpec) -> None:
+        if spec.validate is not None:
             try:
-                validate(self.state, request.params)
+                spec.validate(self.state, request.params)
             except Exception as error:  # answered now, never queued behind a long generation
                 self.send(_error_for(request.id, request.method, error))
                 return
-        job = _Job(request)
+        job = _Job(request, spec)
         with self._cond:
             if self._stopping:
                 ahead = -1
@@ -323,12 +311,10 @@ class Server:
 
     def _run(self, job: _Job) -> Response:
         request = job.request
-        handler = get_handler(request.method)
+        handler = job.spec.handler
         assert job.progress is not None
         started = time.perf_counter()
         try:
-            if handler is None:  # a method in WORK_METHODS without a handler is a bug of this module
-                raise RuntimeError(f"no handler for {request.method}")
             job.progress("starting", 0.0, request.method)
             context = RequestContext(request_id=request.id, progress=job.progress, cancel=job.cancel,
                                      state=self.state)
@@ -338,6 +324,44 @@ class Server:
             return Response(id=request.id, result=result)
         except Exception as error:
             return _error_for(request.id, request.method, error)
+
+
+# ---- the immediate methods: answered on the reader thread, never queued behind a generation --------------
+
+
+@method("initialize", immediate=True)
+def _initialize(server: Server, request: Request) -> None:
+    """Check the client's protocol version and answer with what this backend offers."""
+    client_version = request.params.get("protocol_version")
+    if client_version is not None and not is_compatible(PROTOCOL_VERSION, client_version):
+        server.send(error_response(request.id, INVALID_REQUEST,
+                                   f"This backend speaks protocol {PROTOCOL_VERSION}, the client {client_version}; "
+                                   "install matching versions of the add-on and its backend.",
+                                   {"protocol_version": PROTOCOL_VERSION}))
+        return
+    try:
+        result = server.state.info()
+    except Exception as error:
+        server.send(_error_for(request.id, "initialize", error))
+        return
+    server.send(Response(id=request.id, result=result))
+
+
+@method("cancel", immediate=True)
+def _cancel(server: Server, request: Request) -> None:
+    """Stop request ``params.id`` (queued: answered "cancelled" now; running: between steps)."""
+    target = request.params["id"]
+    state = server.cancel_request(target)
+    server.send(Response(id=request.id, result={"id": target, "state": state}))
+
+
+@method("shutdown", immediate=True)
+def _shutdown(server: Server, request: Request) -> None:
+    """Cancel everything, wait for the worker, answer, then let the process exit."""
+    server.request_stop("shutdown requested", 0, release=False)
+    server.drain()
+    server.send(Response(id=request.id, result={}))
+    server.release()
 
 
 def _warm_imports() -> None:
@@ -389,13 +413,10 @@ def serve_stdio(*, models_dir: str | None = None, log_level: str = "INFO") -> in
         Never returns normally: the process exits with 0 (shutdown or stdin closed), 143 (SIGTERM),
         130 (SIGINT) or 1 (stdin unreadable).
     """
-    from .engines.testing import test_engines_enabled
-
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, log_level.upper(), logging.INFO),
                         format="expgest-backend %(levelname)s: %(message)s")
     protocol_out = _protect_stdout()
-    state = ServerState(models_dir=models_dir or os.environ.get("EXPGEST_MODELS") or None,
-                        test_engines=test_engines_enabled())
+    state = ServerState(models_dir=models_dir or os.environ.get("EXPGEST_MODELS") or None)
     server = Server(LineReader(sys.stdin.buffer), MessageWriter(protocol_out), state)
     status = server.serve()
     try:

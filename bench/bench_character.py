@@ -26,8 +26,8 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="bl_user
 import bpy  # noqa: E402
 from mathutils import Quaternion  # noqa: E402
 
-from blender_addon.preview import frame_camera  # noqa: E402
 from blender_addon.rig import build_character_object  # noqa: E402
+from scripts.preview import frame_camera  # noqa: E402
 
 
 def _cpu() -> float:

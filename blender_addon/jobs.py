@@ -26,8 +26,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .backend import __file__ as _backend_init
+from .backend import timeouts
 
 ProgressCallback = Callable[[str, float, str], None]
+
+START_TIMEOUT_S = 120.0  # the handshake of a fresh backend (imports, device discovery)
+CHARACTER_TIMEOUT_S = 300.0  # building a character with its skinned body (seconds, even on a slow disk)
 
 
 class JobError(Exception):
@@ -64,7 +68,9 @@ class Backend(Protocol):
 
     def poll(self) -> None: ...
 
-    def shutdown(self, timeout: float = 5.0) -> None: ...
+    def character(self, params: dict[str, Any], timeout: float) -> dict[str, Any]: ...
+
+    def shutdown(self, timeout: float = timeouts.SHUTDOWN_WAIT_S) -> None: ...
 
 
 def bundle_root() -> Path:
@@ -213,7 +219,15 @@ class ServerBackend:
     def poll(self) -> None:
         self._client.poll()
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def character(self, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Build a character with the server's ``character`` method and wait for it; raises ``JobError``."""
+        try:
+            return self._client.character(params, timeout)
+        except self._client_module.BackendError as error:
+            raise JobError(getattr(error, "message", str(error)), detail=getattr(error, "stderr", "") or "",
+                           code=getattr(error, "code", None)) from error
+
+    def shutdown(self, timeout: float = timeouts.SHUTDOWN_WAIT_S) -> None:
         self._client.shutdown(timeout)
 
 
@@ -264,7 +278,7 @@ class GenerationRun:
     plans: list[PlannedGeneration]
     backend_factory: Callable[[], Backend]
     backend: Backend | None = None
-    start_timeout: float = 120.0
+    start_timeout: float = START_TIMEOUT_S
     outcomes: list[Outcome] = field(default_factory=list)
     stage: str = "starting"
     message: str = "Starting the backend"
@@ -327,7 +341,7 @@ class GenerationRun:
         if self.backend is not None and self.backend.alive:
             return True
         if self.backend is not None:
-            self.backend.shutdown(1.0)
+            self.backend.shutdown(timeouts.QUICK_STOP_S)
         self.backend = self.backend_factory()
         self.message = "Starting the backend"
         backend = self.backend

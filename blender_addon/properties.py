@@ -1,6 +1,6 @@
 """Settings stored in the .blend: per character on ``Object.expgest``, scene-wide on ``Scene.expgest``.
 
-Runtime state (the run in progress, its progress) is not stored here: it lives in ``operators.py`` so
+Runtime state (the run in progress, its progress) is not stored here: it lives in ``runs.py`` so
 progress updates never touch the undo history.
 """
 
@@ -145,7 +145,7 @@ def _is_armature(_self, obj: bpy.types.Object) -> bool:
 
 
 class EXPGEST_PG_scene(bpy.types.PropertyGroup):
-    """Scene-wide gesture settings. The last result is not here: it lives in memory (``operators.REPORT``)
+    """Scene-wide gesture settings. The last result is not here: it lives in memory (``runs.REPORT``)
     so it is never saved in the .blend."""
 
     character: bpy.props.PointerProperty(

@@ -217,8 +217,12 @@ def resolve_audio_file(scene: bpy.types.Scene, strip_name: str, temp_dir: str) -
     if sound.packed_file is not None:
         extension = os.path.splitext(bpy.path.basename(sound.filepath))[1] or ".wav"
         path = os.path.join(temp_dir, f"packed_{len(os.listdir(temp_dir))}{extension}")
-        with open(path, "wb") as handle:
-            handle.write(bytes(sound.packed_file.data))
+        try:
+            with open(path, "wb") as handle:
+                handle.write(bytes(sound.packed_file.data))
+        except OSError as error:  # a full disk: the run's folder is removed with the failed run
+            raise SceneError(f"Sound strip '{strip_name}': its packed sound could not be written to the temporary "
+                             f"folder ({error.strerror or error}); {TEMP_FOLDER_FIX}") from None
         if extension.lower() not in BACKEND_AUDIO_EXTENSIONS:
             decoded = _decode_with_blender(path, strip_name, temp_dir)
             return decoded, (path, decoded)
@@ -413,6 +417,18 @@ def ignored_inputs(seq_scene: bpy.types.Scene, character: str, strip: SoundStrip
     return tuple(out)
 
 
-def new_work_dir() -> str:
-    """A fresh temporary folder for one run's files."""
-    return tempfile.mkdtemp(prefix="expgest_run_")
+TEMP_FOLDER_FIX = ("free some disk space there, or start Blender with TMPDIR (TEMP on Windows) set to a writable "
+                   "folder, then try again.")
+
+
+def new_work_dir(prefix: str = "expgest_run_") -> str:
+    """A fresh temporary folder for one run's files.
+
+    Raises:
+        SceneError: when the temporary folder cannot be written (missing, read-only, a file, full disk).
+    """
+    try:
+        return tempfile.mkdtemp(prefix=prefix)
+    except OSError as error:
+        raise SceneError(f"The temporary folder '{tempfile.gettempdir()}' cannot be written "
+                         f"({error.strerror or error}); {TEMP_FOLDER_FIX}") from None

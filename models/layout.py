@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from backend.errors import WeightsError
+from .errors import WeightsError
 
 Mode = Literal["audio_only", "audio_phrase", "audio_text"]
 MODES: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text")

@@ -9,7 +9,6 @@ to stderr. Exits non-zero on any failure.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -73,7 +72,8 @@ def main() -> int:
     summary = {"blend": str(blend), "frames": scene.frame_end - scene.frame_start + 1, "fps": args.fps,
                "character": character.name, "preview": None}
     if not args.no_preview:
-        preview = importlib.import_module("bl_ext.user_default.expgest.preview")
+        import preview  # scripts/preview.py, beside this script (not part of the add-on)
+
         started = time.perf_counter()
         rendered = preview.render_preview(bpy.context, out_dir / "preview.mp4", frame_step=args.preview_step)
         video = getattr(rendered, "video", None)

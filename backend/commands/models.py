@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
+from ..model_errors import translate, translated
 
 MODES = ("audio_only", "audio_phrase", "audio_text")
 FRAME_DIMS = {"audio_only": 1141, "audio_phrase": 994, "audio_text": 994}
@@ -68,7 +69,8 @@ def _quiet_transformers() -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    message = error.message if isinstance(error, WeightsError) else f"{type(error).__name__}: {error}"
+    translated = translate(error) or error  # a models.errors.WeightsError is a WeightsError here
+    message = translated.message if isinstance(translated, WeightsError) else f"{type(error).__name__}: {error}"
     return " ".join(str(message).split())
 
 
@@ -89,9 +91,9 @@ def _check_network(path: Path, kind: str, bert_folder: Path | None) -> tuple[str
     if checkpoint is None:
         import torch
 
-        from models.encoders._io import torch_load_safe
+        from models.weights_io import load_weights_file
 
-        data = torch_load_safe(path, what=f"The {kind} checkpoint", fix="Copy it again from the ExpGest release.")
+        data = load_weights_file(path, what=f"The {kind} checkpoint", fix="Copy it again from the ExpGest release.")
         state = data.get("state_dict", data) if isinstance(data, dict) else None
         if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
             return "invalid", "not a state dict of tensors"
@@ -186,7 +188,8 @@ def check_folder(folder: str | Path, modes: list[str]) -> dict[str, Any]:
     """
     from models.layout import inspect_weights, resolve_root
 
-    root = resolve_root(folder)
+    with translated():
+        root = resolve_root(folder)
     _quiet_transformers()
     cache: dict[tuple[str, str], tuple[str, str]] = {}
     result: dict[str, Any] = {"root": str(root), "modes": {}}

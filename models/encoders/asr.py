@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.errors import AudioError
-
+from ..errors import AudioError
 from ._io import hf_from_pretrained, require_dir, resolve_device, translate_hf_errors
 
 SAMPLE_RATE = 16000

@@ -41,14 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.errors import WeightsError
-
+from ..errors import WeightsError
+from ..weights_io import is_torchscript_archive, load_weights_file
 from ._io import (
     hf_from_pretrained,
-    is_torchscript_archive,
     require_dir,
     resolve_device,
-    torch_load_safe,
     translate_hf_errors,
 )
 
@@ -283,7 +281,7 @@ def read_openai_clip(path: Path) -> dict[str, Any]:
         except (ValueError, KeyError, OSError, RuntimeError) as error:
             raise WeightsError(f"The CLIP archive {path} could not be read without running code from it "
                                f"({error}). {FIX}") from None
-    checkpoint = torch_load_safe(path, what="The CLIP checkpoint", fix=FIX)
+    checkpoint = load_weights_file(path, what="The CLIP checkpoint", fix=FIX)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):

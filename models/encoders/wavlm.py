@@ -45,9 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.errors import AudioError, WeightsError
-
-from ._io import hf_from_pretrained, require_dir, resolve_device, torch_load_safe
+from ..errors import AudioError, WeightsError
+from ..weights_io import load_weights_file
+from ._io import hf_from_pretrained, require_dir, resolve_device
 
 SAMPLE_RATE = 16000
 
@@ -449,7 +449,7 @@ def load_wavlm_state(path: Path) -> tuple[Any, dict[str, Any]]:
         model = hf_from_pretrained(WavLMModel, path, "The WavLM model", FIX)
         fmt = "huggingface"
     else:
-        model = _build_from_unilm(torch_load_safe(path, what="The WavLM checkpoint", fix=FIX), path)
+        model = _build_from_unilm(load_weights_file(path, what="The WavLM checkpoint", fix=FIX), path)
         fmt = "unilm"
     model.eval()
     summary = {"format": fmt, "layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size,

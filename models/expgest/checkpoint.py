@@ -1,14 +1,14 @@
 """Safe, strict loading of the released ExpGest checkpoints.
 
-Files are read with ``torch.load(weights_only=True)`` (plain tensors and containers only; any other pickled
-object is refused) or as ``.safetensors``. A ``{'state_dict': …}`` wrapper is unwrapped and DataParallel
-``module.`` path segments are removed, as the original loaders do.
+Files are read by the one safe reader, ``models.weights_io.load_state_dict_file``
+(``torch.load(weights_only=True)`` or ``.safetensors``). A ``{'state_dict': …}`` wrapper is unwrapped and
+DataParallel ``module.`` path segments are removed, as the original loaders do.
 
 Loading is strict, with one documented relaxation: every key the network has must be in the file with
 exactly its shape, and the only extra keys allowed are those of ``IGNORED_KEYS`` (modules the original
 classes build but never use at inference, or that another loader owns). Deterministic buffers listed in
 ``OPTIONAL_KEYS`` are loaded when present and rebuilt when absent. Anything else raises
-``backend.errors.WeightsError`` with a sentence naming the file, the first offending keys with their
+``models.errors.WeightsError`` with a sentence naming the file, the first offending keys with their
 shapes, and what to do.
 
 Kinds (the ``kind`` argument and ``detect_kind`` result): ``audio_only``, ``audio_phrase``, ``audio_text``,
@@ -17,10 +17,7 @@ Kinds (the ``kind`` argument and ``detect_kind`` result): ``audio_only``, ``audi
 
 from __future__ import annotations
 
-import pickle
 import re
-import warnings
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -30,8 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from backend.errors import WeightsError
-
+from ..errors import WeightsError
+from ..weights_io import load_state_dict_file
 from .config import (
     AUDIO_ONLY_BODY,
     HYBRID_BODY,
@@ -39,6 +36,7 @@ from .config import (
     EmotionClassifierConfig,
     HybridConfig,
 )
+from .ignored_keys import IGNORED_KEYS
 
 KINDS: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text", "emo_classifier", "semantic")
 
@@ -50,42 +48,6 @@ DESCRIPTIONS: dict[str, str] = {
     "semantic": "the BERT semantic heads (audio_only_model/joint_sem_ges.bin)",
 }
 
-_UNUSED_TRANSFORMERS = ("seqTransEncoder_body1.*", "seqTransEncoder_hand1.*")
-_WHY_UNUSED_TRANSFORMERS = "second transformer per stream that the original builds but never calls"
-
-# Keys a file may hold that the networks here do not have, per kind, with the reason (one place).
-IGNORED_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
-    "audio_only": (
-        ("semges.*", "two BERT semantic-encoder copies inside the original MDM, unused by its forward; the "
-                     "semantic heads are loaded from joint_sem_ges.bin by SemanticEncoder"),
-        *((p, _WHY_UNUSED_TRANSFORMERS) for p in _UNUSED_TRANSFORMERS),
-    ),
-    "audio_phrase": (
-        ("clip_model.*", "frozen CLIP ViT-B/32 inside the original; loaded from ViT-B-32.pt by models/encoders "
-                         "(the released trainer leaves it out of model.pt)"),
-        *((p, _WHY_UNUSED_TRANSFORMERS) for p in _UNUSED_TRANSFORMERS),
-    ),
-    "audio_text": (
-        ("clip_model.*", "frozen CLIP ViT-B/32 inside the original; loaded from ViT-B-32.pt by models/encoders "
-                         "(the released trainer leaves it out of model.pt)"),
-        *((p, _WHY_UNUSED_TRANSFORMERS) for p in _UNUSED_TRANSFORMERS),
-        ("embed_text_body.*", "body-seed embedding of mdm_ges, computed but unused (both streams use "
-                              "embed_text_hand)"),
-    ),
-    "emo_classifier": (
-        ("sequence_pos_encoder.pe", "timestep table of EmoCls; the classifier is t-agnostic"),
-        ("embed_timestep.*", "timestep embedding of EmoCls, computed and discarded by classify"),
-        ("*_vae_model.decoder.*", "MLD-VAE decoder, never used for classification"),
-        ("*_vae_model.query_pos_decoder.pe", "learned positions of the MLD-VAE decoder"),
-        ("*_vae_model.final_layer.*", "MLD-VAE output projection (decoder side)"),
-        ("hyvae.*", "the same two VAEs registered a second time (shared tensors)"),
-    ),
-    "semantic": (
-        ("*.position_ids", "BERT position-id buffer saved by transformers < 4.31; rebuilt by BertModel"),
-        ("*.token_type_ids", "BERT token-type-id buffer of some transformers versions; rebuilt by BertModel"),
-    ),
-}
-
 # Network keys that may be absent from a file: deterministic tables rebuilt at construction.
 OPTIONAL_KEYS: tuple[tuple[str, str], ...] = (
     ("sequence_pos_encoder.pe", "sinusoidal table, rebuilt at construction"),
@@ -94,106 +56,6 @@ OPTIONAL_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 _SHOW = 4  # offending keys quoted in an error message
-
-
-def _safe_path(path: str | Path) -> Path:
-    return Path(path).expanduser()
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a checkpoint into a flat ``{key: tensor}`` dict, safely.
-
-    ``.safetensors`` files are read with safetensors; anything else with ``torch.load(weights_only=True,
-    map_location='cpu')`` (memory-mapped when the file is in torch's zip format). A top-level
-    ``{'state_dict': …}`` wrapper is unwrapped, and ``module`` path segments (DataParallel) are removed
-    from every key.
-
-    Args:
-        path: the file.
-
-    Returns:
-        dict key → CPU tensor.
-
-    Raises:
-        WeightsError: the file is missing, unreadable (truncated or corrupt), holds Python objects other
-            than tensors, or is not a state dict.
-    """
-    p = _safe_path(path)
-    if not p.is_file():
-        raise WeightsError(f"Weights file '{p}' was not found. Put the checkpoint there, or point the models "
-                           f"folder at the directory that holds it.", data={"path": str(p)})
-    if p.stat().st_size == 0:
-        raise WeightsError(f"Weights file '{p}' is empty. Download it again.", data={"path": str(p)})
-    is_zip = zipfile.is_zipfile(p)
-    if p.suffix != ".safetensors" and not is_zip:
-        try:
-            with open(p, "rb") as handle:
-                head = handle.read(16)
-        except OSError as exc:
-            raise WeightsError(_unreadable(p, exc), data={"path": str(p)}) from None
-        if not head.startswith((b"\x80", b"PK")):  # neither a pickle nor (a damaged) torch zip file
-            raise WeightsError(f"Weights file '{p}' could not be read: it is not a PyTorch checkpoint (it begins "
-                               f"with {head!r}). Put the released checkpoint file there.", data={"path": str(p)})
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(p), device="cpu")
-        else:
-            # Zip-format files are memory-mapped: tensors the network ignores (e.g. the two BERT copies
-            # in audio_only model.pt, ~0.9 GB) are then never read into memory.
-            with warnings.catch_warnings():  # torch's note on pickle protocols > 2 means nothing to a user
-                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-                obj = torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
-            raise WeightsError(
-                f"Weights file '{p}' contains Python objects other than tensors, so it was refused for safety "
-                f"(only plain tensors are loaded). Use the original released checkpoint, or re-save it as a "
-                f"state dict of tensors or as .safetensors.", data={"path": str(p)}) from None
-        raise WeightsError(_unreadable(p, exc), data={"path": str(p)}) from None
-    except MemoryError:
-        raise WeightsError(f"Weights file '{p}' does not fit in memory. Close other programs or use a machine "
-                           f"with more RAM.", data={"path": str(p)}) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, TypeError,
-            AttributeError, IndexError, UnicodeDecodeError) as exc:
-        raise WeightsError(_unreadable(p, exc), data={"path": str(p)}) from None
-    except Exception as exc:  # safetensors raises its own SafetensorError; never leak a deep traceback
-        raise WeightsError(_unreadable(p, exc), data={"path": str(p)}) from None
-    return _flatten(obj, p)
-
-
-def _unreadable(p: Path, exc: BaseException) -> str:
-    text = str(exc).strip()
-    reason = text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
-    return (f"Weights file '{p}' could not be read ({reason[:160]}). It is probably truncated or corrupted: "
-            f"download it again and check its size.")
-
-
-def _flatten(obj: Any, p: Path) -> dict[str, Tensor]:
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise WeightsError(f"Weights file '{p}' holds a {type(obj).__name__}, not a state dict of tensors. "
-                           f"Use the released checkpoint file.", data={"path": str(p)})
-    out: dict[str, Tensor] = {}
-    bad = []
-    for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, Tensor):
-            bad.append(f"{key!r} ({type(value).__name__})")
-            continue
-        out[strip_module_prefix(key)] = value
-    if bad:
-        raise WeightsError(f"Weights file '{p}' is not a state dict of tensors (entries such as "
-                           f"{', '.join(bad[:_SHOW])}). Use the released checkpoint file.", data={"path": str(p)})
-    if not out:
-        raise WeightsError(f"Weights file '{p}' holds no tensors. Download it again.", data={"path": str(p)})
-    return out
-
-
-def strip_module_prefix(key: str) -> str:
-    """Remove DataParallel ``module`` path segments: ``module.encoder.x`` → ``encoder.x``."""
-    return ".".join(part for part in key.split(".") if part != "module")
 
 
 def detect_kind(state_dict: Mapping[str, Tensor]) -> str | None:
@@ -461,7 +323,7 @@ def _check_sizes(state_dict: Mapping[str, Tensor], config: Any, kind: str, sourc
 
 def _load_network(path: str | Path, config: Any, device: torch.device | str, kinds: tuple[str, ...],
                   role: str) -> nn.Module:
-    p = _safe_path(path)
+    p = Path(path).expanduser()
     source = f"Weights file '{p}'"
     state_dict = load_state_dict_file(p)
     found = detect_kind(state_dict)

@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
-from backend.errors import WeightsError
-
-from .checkpoint import IGNORED_KEYS, load_state_dict_file
+from ..errors import WeightsError
+from ..weights_io import load_state_dict_file
+from .ignored_keys import IGNORED_KEYS
 
 STREAMS = ("Textencoder_body", "Textencoder_hand")
 

@@ -22,11 +22,11 @@ import pytest
 from backend.batch import LEDGER_NAME
 from backend.cli import main
 from tests.backend.audio_signals import RATE, make_bursts
-from tests.servers.harness import ROOT, assert_valid_npz, full_env, temp_files
+from tests.servers.harness import ENGINE_PLUGINS, ROOT, TEST_ENGINES, assert_valid_npz, full_env, temp_files
 
 pytestmark = pytest.mark.e2e
 
-_ENV = {"EXPGEST_TEST_ENGINES": "1", "EXPGEST_TEST_STEP_S": "0.1", "OMP_NUM_THREADS": "1"}
+_ENV = {ENGINE_PLUGINS: str(TEST_ENGINES), "EXPGEST_TEST_STEP_S": "0.1", "OMP_NUM_THREADS": "1"}
 
 
 def _ray_descendants(pid: int) -> list[int]:

@@ -12,11 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.character import build_character, load_character
+from backend.character import build_character
 from backend.errors import RequestError, WeightsError
 from backend.motion.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
 mannequin = pytest.importorskip("mannequin")
+
+
+def load_character(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a character ``.npz`` written by ``build_character`` into a dict of arrays (no pickles)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.motion.bvh import read_bvh
 from backend.motion.motion import load_npz
+from tests.backend.bvh_reader import read_bvh
 
 
 def run_cli(repo_root, *args, timeout=300):

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_weights as tw  # noqa: E402
 
-from backend.errors import AudioError, WeightsError  # noqa: E402
 from models.encoders import clip_text, wavlm  # noqa: E402
 from models.encoders.asr import load_asr  # noqa: E402
 from models.encoders.bert import load_bert  # noqa: E402
+from models.errors import AudioError, WeightsError  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import WeightsError
+from models.errors import WeightsError
 from models.layout import ASR_SNAPSHOT, BERT_SNAPSHOT, BPE_FILE, find_weights, inspect_weights
 
 MODE_TREE = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.errors import WeightsError
+from models.errors import WeightsError
 from models.expgest.checkpoint import (
     KINDS,
     detect_kind,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizer
 
-from backend.errors import WeightsError
+from models.errors import WeightsError
 from models.expgest.semantic import SemanticEncoder, load_semantic_weights
 
 WORDS = ("hello everyone today i want to tell you about something really important we worked very hard "

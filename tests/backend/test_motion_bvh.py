@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 from backend.errors import OutputError
-from backend.motion.bvh import (
-    BvhFormatError,
-    bvh_to_motion,
-    export_bvh,
-    parse_bvh,
-    read_bvh,
-    write_bvh,
-)
+from backend.motion.bvh import export_bvh, write_bvh
 from backend.motion.fk import forward_kinematics
 from backend.motion.motion import Motion
 from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS
+from tests.backend.bvh_reader import BvhFormatError, bvh_to_motion, parse_bvh, read_bvh
 
 
 def smooth_motion(frames: int = 40, fps: float = 30.0, seed: int = 0, amplitude: float = 0.8) -> Motion:
@@ -214,7 +208,7 @@ def test_write_bvh_reorders_rows_depth_first(tmp_path):
 
 
 def test_snap_fps_undoes_printed_frame_time_rounding():
-    from backend.motion.bvh import snap_fps
+    from tests.backend.bvh_reader import snap_fps
 
     assert snap_fps(1 / 0.033333) == 30.0
     assert snap_fps(1 / 0.041708) == pytest.approx(24000 / 1001, abs=1e-12)

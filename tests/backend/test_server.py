@@ -1,7 +1,8 @@
 """``python -m backend serve`` as a real subprocess: protocol errors, queueing, progress, cancel, robustness.
 
 Every case of the robustness list has a defined outcome, asserted here line by line on the real stdio
-stream (no client in between). Test engines (``_test_sleep`` …) come from ``EXPGEST_TEST_ENGINES=1``.
+stream (no client in between). Test engines (``_test_sleep`` …) are plugged in from
+``tests/servers/engines.py`` (``EXPGEST_ENGINE_PLUGINS``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from backend.errors import (
     PARSE_ERROR,
 )
 from backend.protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION
-from tests.servers.harness import ROOT, RawServer, assert_valid_npz, full_env, generate_params, make_tone, temp_files
+from tests.servers.harness import (
+    ENGINE_PLUGINS,
+    ROOT,
+    RawServer,
+    assert_valid_npz,
+    full_env,
+    generate_params,
+    make_tone,
+    temp_files,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -346,7 +356,7 @@ def test_serve_help_lists_the_command():
 
 
 def test_test_engines_are_hidden_without_the_flag(tone, tmp_path):
-    raw = RawServer(remove=("EXPGEST_TEST_ENGINES",))
+    raw = RawServer(remove=(ENGINE_PLUGINS,))
     raw.send(1, "initialize")
     engines = [engine["name"] for engine in raw.response(1, timeout=60)["result"]["engines"]]
     assert not any(name.startswith("_test") for name in engines)
@@ -407,3 +417,14 @@ def test_cancel_while_reading_a_long_file_is_honoured_within_a_second(long_file,
         assert _cancel_latency(raw, long_file, tmp_path / "b.npz", wait_for_reading=True) < 1.0
     finally:
         raw.close()
+
+
+def test_every_protocol_method_is_declared_once_in_the_server_registry():
+    import backend.server  # noqa: F401 - declares the immediate methods
+    from backend.handlers import get_method, registered_methods
+    from backend.protocol import CONTROL_METHODS, METHODS
+
+    assert sorted(registered_methods()) == sorted(METHODS)
+    assert {name for name in METHODS if get_method(name).immediate} == set(CONTROL_METHODS)
+    generate = get_method("generate")
+    assert generate.cancellable and generate.validate is not None and not generate.immediate

@@ -19,10 +19,11 @@ bpy = pytest.importorskip("bpy")
 
 from smplx_oracle import TO_BLENDER as SMPLX_TO_BLENDER  # noqa: E402  (mathutils: +90 degrees about X)
 
-from backend.motion.bvh import export_bvh, read_bvh  # noqa: E402
+from backend.motion.bvh import export_bvh  # noqa: E402
 from backend.motion.fk import forward_kinematics  # noqa: E402
 from backend.motion.motion import Motion  # noqa: E402
 from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS  # noqa: E402
+from tests.backend.bvh_reader import read_bvh  # noqa: E402
 
 pytestmark = pytest.mark.blender
 

@@ -14,8 +14,8 @@ import pytest
 from mathutils import Matrix, Quaternion, Vector
 
 from backend.motion.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
-from blender_addon.preview import frame_camera, render_preview
 from blender_addon.rig import build_character_object, find_smplx_bones
+from scripts.preview import frame_camera, render_preview
 from tests.blender._rig_helpers import build_character_file, clean_scene
 
 pytestmark = pytest.mark.blender
@@ -286,7 +286,7 @@ def test_rig_on_debian_blender(character_npz, tmp_path, repo_root):
 
 
 def test_scene_audio_offsets(speech_wav):
-    from blender_addon.preview import scene_audio
+    from scripts.preview import scene_audio
 
     scene = clean_scene()
     scene.render.fps = 30

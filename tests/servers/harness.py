@@ -16,11 +16,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = Path(__file__).resolve().parent
+ENGINE_PLUGINS = "EXPGEST_ENGINE_PLUGINS"  # backend.engines.plugins.ENV_PLUGINS
+TEST_ENGINES = SERVERS / "engines.py"  # _test_sleep, _test_quiet, _test_raise, _test_crash
 
 
 def backend_env(**extra: str) -> dict[str, str]:
-    """Variables for a spawned backend: this worktree's code first, the test engines on, one thread."""
-    env = {"PYTHONPATH": str(ROOT), "EXPGEST_TEST_ENGINES": "1",
+    """Variables for a spawned backend: this worktree's code first, the test engines plugged in, one thread."""
+    env = {"PYTHONPATH": str(ROOT), ENGINE_PLUGINS: str(TEST_ENGINES),
            "OMP_NUM_THREADS": "1", "EXPGEST_TEST_STEP_S": "0.1"}
     env.update(extra)
     return env

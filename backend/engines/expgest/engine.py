@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ...errors import DeviceError, EngineError, WeightsError
+from ...model_errors import translated
 from ...motion.motion import Motion
 from ...motion.skeleton import REST_JOINTS
 from ...request import EMOTIONS, GenerationRequest
@@ -160,6 +161,7 @@ _CACHE: dict[tuple[str, str, str], ExpGestComponents] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+@translated()
 def load_components(models_dir: str | Path, mode: Mode, device: torch.device) -> ExpGestComponents:
     """Load (once per process) everything ``mode`` needs from a weights folder.
 
@@ -385,6 +387,7 @@ class ExpGestEngine:
                 raise
         return [(index, *outcomes[index]) for index in members]
 
+    @translated()  # the encoders raise models.errors.AudioError (too short, not mono)
     def generate_features(self, audio: np.ndarray, request: GenerationRequest, progress: ProgressFn,
                           cancel: CancelToken) -> GeneratedFeatures:
         """Run the diffusion model over the whole clip and return de-normalised, smoothed features.

@@ -1,8 +1,7 @@
-"""Engines for testing the server's robustness; offered only when ``EXPGEST_TEST_ENGINES=1``.
+"""Engines for testing the server's robustness, loaded as an engine plugin (``backend.engines.plugins``).
 
-They are never listed to users: the server registers them only under that environment variable (see
-``backend.handlers``), and ``GenerationRequest`` does not accept their names, so a request names them in
-``engine`` and the handler swaps in the engine after validating the rest of the request.
+The test harness names this file in ``EXPGEST_ENGINE_PLUGINS`` (``tests/servers/harness.py``); it is not part
+of the shipped package, so users never see these engines.
 
 - ``_test_sleep``: ``request.steps`` units of ``EXPGEST_TEST_STEP_S`` seconds (default 0.1), reporting
   "denoising window i/N" and checking cancel after each; returns a still rest pose.
@@ -20,17 +19,11 @@ import time
 
 import numpy as np
 
-from ..motion.motion import Motion
-from ..request import GenerationRequest
-from .base import SAMPLE_RATE, CancelToken, ProgressFn
+from backend.engines.base import SAMPLE_RATE, CancelToken, ProgressFn
+from backend.motion.motion import Motion
+from backend.request import GenerationRequest
 
-ENV_FLAG = "EXPGEST_TEST_ENGINES"
 _FPS = 30.0
-
-
-def test_engines_enabled() -> bool:
-    """True when ``EXPGEST_TEST_ENGINES=1`` is set in this process's environment."""
-    return os.environ.get(ENV_FLAG) == "1"
 
 
 def _still_motion(audio: np.ndarray) -> Motion:
@@ -102,4 +95,4 @@ class CrashEngine:
         os._exit(3)
 
 
-TEST_ENGINES = {engine.name: engine for engine in (SleepEngine, QuietEngine, RaiseEngine, CrashEngine)}
+ENGINES = {engine.name: engine for engine in (SleepEngine, QuietEngine, RaiseEngine, CrashEngine)}

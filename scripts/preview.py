@@ -1,9 +1,11 @@
 """Quick preview videos of a scene's animation: a framing camera, Workbench frames, ffmpeg to MP4.
 
-Used by the demo (and handy after a generation): ``render_preview(context, "out/preview.mp4")`` frames
-every visible character from the front three-quarter view, renders every ``frame_step``-th frame with
-Workbench at a modest size (armature bones do not render, meshes do), and muxes the scene's speech into an
-MP4 with the system ``ffmpeg``. Without ffmpeg the PNG frames are kept instead.
+A development script, not part of the add-on (it is not in the zip). Used by the demo
+(``scripts/demo_scene.py``), the rig tests and ``bench/bench_character.py``, and handy after a generation:
+``render_preview(context, "out/preview.mp4")`` frames every visible character from the front three-quarter
+view, renders every ``frame_step``-th frame with Workbench at a modest size (armature bones do not render,
+meshes do), and muxes the scene's speech into an MP4 with the system ``ffmpeg``. Without ffmpeg the PNG
+frames are kept instead.
 
 Works on Blender 3.4 to 5.0 (bpy + numpy only; Workbench renders headless in the ``bpy`` module).
 """
