@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import INVALID_PARAMS, ExpGestError
+from ..errors import FileFormatError
 from ..fileio import write_atomic
 from .fk import chain_transforms
 from .motion import Motion
@@ -49,10 +49,8 @@ _EYE_TIP = (0.0, 0.0, 0.02)
 _JAW_TIP = (0.0, -0.04, 0.08)
 
 
-class BvhFormatError(ExpGestError, ValueError):
+class BvhFormatError(FileFormatError, ValueError):
     """A BVH file could not be parsed; the message names the file and the line."""
-
-    code = INVALID_PARAMS
 
 
 @dataclass
