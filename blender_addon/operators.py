@@ -294,7 +294,7 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     if abs(motion.fps - plan.fps) > 1e-6:
         raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")
     rest = keyframes.read_armature_rest(obj)
-    tolerance = 1
+    tolerance = 0  # both sides count frames with GenerationRequest.frame_count: they agree exactly
     if plan.to_file_end:
         # Blender estimates a compressed file's length (an MP3 strip can be frames longer than its audio, an
         # AAC file decodes frames longer than its strip): the take holds its last pose to the strip's end, or

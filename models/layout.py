@@ -20,13 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from backend.errors import WeightsError
-
-Mode = Literal["audio_only", "audio_phrase", "audio_text"]
-MODES: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text")
-_MODE_ALIASES = {"audio_pharse": "audio_phrase"}
+from backend.vocabulary import MODE_ALIASES, MODES
 
 ASR_SNAPSHOT = "54074b1c16f4de6a5ad59affb4caa8f2ea03a119"
 BERT_SNAPSHOT = "1dbc166cf8765166998eff31ade2eb64c8a40076"
@@ -142,7 +138,7 @@ class LayoutReport:
 
 def canonical_mode(mode: str) -> str:
     """``audio_only`` / ``audio_phrase`` / ``audio_text`` (``audio_pharse``, the original spelling, is accepted)."""
-    mode = _MODE_ALIASES.get(mode, mode)
+    mode = MODE_ALIASES.get(mode, mode)
     if mode not in MODES:
         raise WeightsError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
     return mode

@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from backend.errors import AudioError, WeightsError
+from backend.vocabulary import SAMPLE_RATE
 
 from ._io import hf_from_pretrained, require_dir, resolve_device, torch_load_safe
-
-SAMPLE_RATE = 16000
 
 FIX = ("Put the unilm release WavLM-Large.pt in WavLM/ of the weights folder, or a copy of the Hugging Face "
        "model microsoft/wavlm-large in wavlm-large/ (see models/README.md).")
