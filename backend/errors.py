@@ -245,7 +245,7 @@ class DeviceError(ExpGestError):
 
 
 class FileFormatError(ExpGestError):
-    """An input file (a BVH, a manifest ...) is not in the format it claims; the message names the line."""
+    """An input file (a BVH file) is not in the format it claims; the message names the file and the line."""
 
     code = FILE_FORMAT_ERROR
     title = "file format error"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import bpy
 
 from . import jobs, keyframes, preferences, retarget, rig, scene
-from .backend.errors import ExpGestError
+from .backend.errors import ExpGestError, ServerNotStartedError
 
 # The backend process, kept warm between runs (models stay loaded); stopped in unregister().
 _BACKEND: jobs.Backend | None = None
@@ -30,6 +30,7 @@ class ActiveRun:
     run: jobs.GenerationRun
     plans: dict[str, scene.CharacterPlan]
     failures: list[tuple[str, str]] = field(default_factory=list)
+    errors: dict[str, ExpGestError] = field(default_factory=dict)  # a failed character's error, code intact
     started: float = field(default_factory=time.monotonic)
     longest_tick_s: float = 0.0
 
@@ -37,22 +38,74 @@ class ActiveRun:
 _ACTIVE: ActiveRun | None = None
 
 
+@dataclass(frozen=True)
+class ReportLine:
+    """One line of the panel's report, structured: the panel draws these fields and never parses text.
+
+    Attributes:
+        text: the sentence(s) for the user (Blender wording).
+        level: ``INFO``, ``WARNING`` or ``ERROR``.
+        code: the error's protocol code (``backend.errors``) when the line is an error that has one.
+        title: the error class's title ("audio error"), shown with the code.
+        details: lines that belong to the error (``error.details``: missing files ...).
+    """
+
+    text: str
+    level: str = "INFO"
+    code: int | None = None
+    title: str = ""
+    details: tuple[str, ...] = ()
+
+    @classmethod
+    def for_error(cls, text: str, error: BaseException | None) -> ReportLine:
+        """An ``ERROR`` line carrying ``error``'s code, title and details when it is an ``ExpGestError``."""
+        if isinstance(error, ExpGestError):
+            return cls(for_blender(text), "ERROR", error.code, error.title, tuple(error.details))
+        return cls(for_blender(text), "ERROR")
+
+
 @dataclass
 class Report:
     """The last action's result for the panel: in memory only (never saved in the .blend), replaced by the
     next action and cleared when a file is loaded."""
 
-    text: str = ""
-    is_error: bool = False
+    lines: list[ReportLine] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The lines as one string, for scripts (``scene.expgest.last_report``); the panel uses ``lines``."""
+        return " | ".join(line.text for line in self.lines)
+
+    @property
+    def is_error(self) -> bool:
+        """Whether any line is an error."""
+        return any(line.level == "ERROR" for line in self.lines)
+
+    @property
+    def codes(self) -> list[int]:
+        """The codes of the error lines that have one."""
+        return [line.code for line in self.lines if line.code is not None]
 
 
 REPORT = Report()
 
 
-def set_report(text: str, is_error: bool = False) -> None:
-    """Replace the panel's report (and redraw the sidebars showing it)."""
-    REPORT.text = for_blender(text)
-    REPORT.is_error = is_error
+def set_report(text: str | list[ReportLine], is_error: bool = False, *, error: BaseException | None = None) -> None:
+    """Replace the panel's report (and redraw the sidebars showing it).
+
+    Args:
+        text: one message, or the report's lines.
+        is_error: whether the one message is an error.
+        error: the error the message reports (its code and title go to the panel).
+    """
+    if isinstance(text, list):
+        REPORT.lines = list(text)
+    elif not text:
+        REPORT.lines = []
+    elif is_error or error is not None:
+        REPORT.lines = [ReportLine.for_error(text, error)]
+    else:
+        REPORT.lines = [ReportLine(for_blender(text))]
     context = bpy.context
     if getattr(context, "window_manager", None) is not None:
         _tag_redraw(context)
@@ -116,7 +169,7 @@ def abandon_run() -> None:
 def on_load_pre(*_args) -> None:
     """``bpy.app.handlers.load_pre``: a run never outlives the file it was started in, nor does its report."""
     abandon_run()
-    REPORT.text, REPORT.is_error = "", False
+    REPORT.lines = []
 
 
 def shutdown_backend() -> None:
@@ -232,7 +285,9 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
     ``skipped`` are characters not run, with why (reported with the results).
 
     Raises:
-        scene.SceneError: when the backend interpreter is not usable or no character can be planned.
+        ServerNotStartedError: when the backend interpreter is not usable.
+        ExpGestError: the one character's typed error (an invalid request ...) when it could not be planned.
+        scene.SceneError: when no character can be planned otherwise.
     """
     global _ACTIVE
     if _ACTIVE is not None:
@@ -240,12 +295,13 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
     preferences_settings = preferences.resolve(context)
     problem = preferences.quick_python_problem(preferences_settings.python)
     if problem:
-        raise scene.SceneError(problem + " (Edit > Preferences > Add-ons > ExpGest Gestures, or set "
-                               f"{preferences.ENV_PYTHON}.)")
+        raise ServerNotStartedError(problem + " (Edit > Preferences > Add-ons > ExpGest Gestures, or set "
+                                    f"{preferences.ENV_PYTHON}.)")
     work_dir = scene.new_work_dir()
     planned: list[jobs.PlannedGeneration] = []
     plans: dict[str, scene.CharacterPlan] = {}
     failures: list[tuple[str, str]] = list(skipped)
+    errors: dict[str, ExpGestError] = {}
     for obj in characters:
         if obj.library is not None:  # a take on linked data shows now and is gone after saving
             failures.append((obj.name, f"'{obj.name}' is linked from '{obj.library.filepath}', and Blender does "
@@ -261,6 +317,8 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
                                               device=preferences_settings.device, work_dir=work_dir, settings=chosen)
         except (scene.SceneError, retarget.RetargetError, ExpGestError) as error:
             failures.append((obj.name, str(error)))
+            if isinstance(error, ExpGestError):
+                errors[obj.name] = error
             continue
         planned.append(job)
         plans[obj.name] = plan
@@ -268,13 +326,16 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
         import shutil
 
         shutil.rmtree(work_dir, ignore_errors=True)
+        unskipped = [name for name, message in failures if not message.startswith(SKIPPED)]
+        if len(unskipped) == 1 and unskipped[0] in errors:  # one character, one typed error: keep its class
+            raise errors[unskipped[0]]
         raise scene.SceneError(" ".join(message for _name, message in failures if not message.startswith(SKIPPED))
                                or "Nothing to generate.")
     python = preferences_settings.python
     run = jobs.GenerationRun(plans=planned, backend_factory=lambda: jobs.make_backend(python),
                              backend=_backend_for(python))
     planned[-1].temp_files += (work_dir,)
-    _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures)
+    _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures, errors=errors)
     set_report("")  # the last result no longer applies: the panel shows this run's progress, then its result
     return _ACTIVE
 
@@ -337,11 +398,13 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
         done: list[str] = []
         notes: list[str] = []
         failures = list(active.failures)
+        errors = dict(active.errors)
         for outcome in run.outcomes:
             if outcome.error is not None:
-                if outcome.detail:
-                    print(f"ExpGest: backend log for {outcome.plan.label}:\n{outcome.detail}")
-                failures.append((outcome.plan.key, for_blender(outcome.error)))
+                if outcome.error.stderr:
+                    print(f"ExpGest: backend log for {outcome.plan.label}:\n{outcome.error.stderr}")
+                failures.append((outcome.plan.key, for_blender(outcome.error.message)))
+                errors[outcome.plan.key] = outcome.error
                 continue
             try:
                 summary, take_notes = _apply_outcome(context, active, outcome)
@@ -349,13 +412,18 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
                 notes += take_notes
             except (retarget.RetargetError, ExpGestError, OSError, ValueError) as error:
                 failures.append((outcome.plan.key, str(error)))
+                if isinstance(error, ExpGestError):
+                    errors[outcome.plan.key] = error
             except Exception as error:  # a bug: full traceback on the console, one line for the user
                 traceback.print_exc()
                 failures.append((outcome.plan.key, f"internal error: {error}"))
         skipped = [f"Skipped '{name}': {why[len(SKIPPED):]}" for name, why in failures if why.startswith(SKIPPED)]
+        failed_names = [name for name, why in failures if not why.startswith(SKIPPED)]
         failed = [f"Failed '{name}': {why}" for name, why in failures if not why.startswith(SKIPPED)]
         lines = ([f"Generated {line}" for line in done] + skipped + [f"Note: {note}" for note in notes] + failed)
-        set_report(" | ".join(lines), bool(failed))
+        set_report([ReportLine(for_blender(line)) for line in lines[:len(lines) - len(failed)]]
+                   + [ReportLine.for_error(line, errors.get(name)) for name, line in zip(failed_names, failed,
+                                                                                          strict=True)])
         for line in lines:
             print(f"ExpGest: {line}")
         for line in [f"Generated {line}" for line in done]:
@@ -395,6 +463,10 @@ class _GenerateBase:
             start_run(context, self.characters(context), self.run_settings(context), self.skipped(context))
         except scene.SceneError as error:
             set_report(str(error), True)
+            self.report({"ERROR"}, REPORT.text)
+            return False
+        except ExpGestError as error:  # a typed error before the run: the panel shows its code
+            set_report(error.message, error=error)
             self.report({"ERROR"}, REPORT.text)
             return False
         return True
@@ -663,7 +735,8 @@ class EXPGEST_OT_check_backend(bpy.types.Operator):
         works = (f"The backend works with {preferences.SOURCE_LABELS[settings.python_source]} ({python}). Engines: "
                  "procedural ready; ExpGest " + ("ready (needs the weights in the Models Folder)." if has_torch else
                                                  "not installed (Install ExpGest Engine in the preferences)."))
-        set_report(problem or works, problem is not None)
+        set_report(problem or works, problem is not None,
+                   error=ServerNotStartedError(problem) if problem else None)
         self.report({"ERROR"} if problem else {"INFO"}, REPORT.text)
         return {"CANCELLED"} if problem else {"FINISHED"}
 

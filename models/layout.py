@@ -132,7 +132,8 @@ class LayoutReport:
                 f"The weights folder {self.root} is missing {len(self.missing)} item(s) for mode '{self.mode}':\n"
                 f"{lines}\nSee models/README.md for where to get each file; run "
                 f"'python -m backend models check {self.root}' to check the folder.",
-                data={"missing": [item.where for item in self.missing], "mode": self.mode})
+                data={"missing": [item.where for item in self.missing], "mode": self.mode},
+                details=[item.line() for item in self.missing])
         return WeightsLayout(root=self.root, mode=self.mode, **self.found)
 
 
