@@ -18,8 +18,11 @@ import bpy
 
 from . import timing
 from .backend.request import AudioSource, EmotionSpan, GenerationRequest, TextAnnotation
-from .backend.vocabulary import QUALITY_STEPS
+from .backend import vocabulary
 from .jobs import PlannedGeneration
+
+# Sampler steps per Quality menu item (its identifiers are the vocabulary's presets in upper case).
+QUALITY_STEPS = {name.upper(): steps for name, steps in vocabulary.QUALITY_STEPS.items()}
 
 
 class SceneError(Exception):
@@ -357,7 +360,7 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
         output=output, fps=fps, engine=settings.engine, mode=_mode_for(settings, text),
         models=models or None, text=text,
         emotion=(EmotionSpan(label=settings.emotion, strength=settings.emotion_strength),),
-        speaker=settings.speaker, seed=settings.seed, steps=QUALITY_STEPS[settings.quality.lower()],
+        speaker=settings.speaker, seed=settings.seed, steps=QUALITY_STEPS[settings.quality],
         device=device)  # the request validates itself: an invalid one raises RequestError here, before starting
     job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=request.to_dict(),
                             temp_files=temp_files + (output,))
