@@ -139,7 +139,8 @@ def draw_report(layout, context: bpy.types.Context, report: operators.Report) ->
         for index, line in enumerate(report_lines(text, width)):
             box.label(text=line, icon=icon if index == 0 else "BLANK1")
         if entry.code is not None:
-            box.label(text=code_label(entry), icon="BLANK1")
+            for line in report_lines(code_label(entry), width):
+                box.label(text=line, icon="BLANK1")
 
 
 def code_label(entry: operators.ReportLine) -> str:
