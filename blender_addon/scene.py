@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import bpy
 
 from . import timing
-from .backend.request import AudioSource, EmotionSpan, GenerationRequest, TextAnnotation
 from .backend import vocabulary
+from .backend.request import AudioSource, EmotionSpan, GenerationRequest, TextAnnotation
 from .jobs import PlannedGeneration
 
 # Sampler steps per Quality menu item (its identifiers are the vocabulary's presets in upper case).
