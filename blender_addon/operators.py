@@ -17,6 +17,7 @@ import bpy
 
 from . import jobs, keyframes, preferences, retarget, rig, scene
 from .backend.errors import ExpGestError, ServerNotStartedError
+from .report import Report, ReportLine
 
 # The backend process, kept warm between runs (models stay loaded); stopped in unregister().
 _BACKEND: jobs.Backend | None = None
@@ -38,56 +39,7 @@ class ActiveRun:
 _ACTIVE: ActiveRun | None = None
 
 
-@dataclass(frozen=True)
-class ReportLine:
-    """One line of the panel's report, structured: the panel draws these fields and never parses text.
-
-    Attributes:
-        text: the sentence(s) for the user (Blender wording).
-        level: ``INFO``, ``WARNING`` or ``ERROR``.
-        code: the error's protocol code (``backend.errors``) when the line is an error that has one.
-        title: the error class's title ("audio error"), shown with the code.
-        details: lines that belong to the error (``error.details``: missing files ...).
-    """
-
-    text: str
-    level: str = "INFO"
-    code: int | None = None
-    title: str = ""
-    details: tuple[str, ...] = ()
-
-    @classmethod
-    def for_error(cls, text: str, error: BaseException | None) -> ReportLine:
-        """An ``ERROR`` line carrying ``error``'s code, title and details when it is an ``ExpGestError``."""
-        if isinstance(error, ExpGestError):
-            return cls(for_blender(text), "ERROR", error.code, error.title, tuple(error.details))
-        return cls(for_blender(text), "ERROR")
-
-
-@dataclass
-class Report:
-    """The last action's result for the panel: in memory only (never saved in the .blend), replaced by the
-    next action and cleared when a file is loaded."""
-
-    lines: list[ReportLine] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        """The lines as one string, for scripts (``scene.expgest.last_report``); the panel uses ``lines``."""
-        return " | ".join(line.text for line in self.lines)
-
-    @property
-    def is_error(self) -> bool:
-        """Whether any line is an error."""
-        return any(line.level == "ERROR" for line in self.lines)
-
-    @property
-    def codes(self) -> list[int]:
-        """The codes of the error lines that have one."""
-        return [line.code for line in self.lines if line.code is not None]
-
-
-REPORT = Report()
+REPORT = Report()  # the panel's state (``report.py``)
 
 
 def set_report(text: str | list[ReportLine], is_error: bool = False, *, error: BaseException | None = None) -> None:
@@ -103,7 +55,7 @@ def set_report(text: str | list[ReportLine], is_error: bool = False, *, error: B
     elif not text:
         REPORT.lines = []
     elif is_error or error is not None:
-        REPORT.lines = [ReportLine.for_error(text, error)]
+        REPORT.lines = [ReportLine.for_error(for_blender(text), error)]
     else:
         REPORT.lines = [ReportLine(for_blender(text))]
     context = bpy.context
@@ -422,8 +374,8 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
         failed = [f"Failed '{name}': {why}" for name, why in failures if not why.startswith(SKIPPED)]
         lines = ([f"Generated {line}" for line in done] + skipped + [f"Note: {note}" for note in notes] + failed)
         set_report([ReportLine(for_blender(line)) for line in lines[:len(lines) - len(failed)]]
-                   + [ReportLine.for_error(line, errors.get(name)) for name, line in zip(failed_names, failed,
-                                                                                          strict=True)])
+                   + [ReportLine.for_error(for_blender(line), errors.get(name))
+                      for name, line in zip(failed_names, failed, strict=True)])
         for line in lines:
             print(f"ExpGest: {line}")
         for line in [f"Generated {line}" for line in done]:

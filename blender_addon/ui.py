@@ -6,6 +6,7 @@ import bpy
 
 from . import operators, preferences, scene
 from .backend.errors import SERVER_EXITED, SERVER_NOT_STARTED, TIMEOUT, VERSION_MISMATCH
+from .report import Report, ReportLine
 
 # Errors of the backend process itself: the panel offers Check Backend and the preferences with them.
 BACKEND_PROCESS_CODES = frozenset({SERVER_EXITED, SERVER_NOT_STARTED, TIMEOUT, VERSION_MISMATCH})
@@ -122,7 +123,7 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
         draw_report(layout, context, operators.REPORT)
 
 
-def draw_report(layout, context: bpy.types.Context, report: operators.Report) -> None:
+def draw_report(layout, context: bpy.types.Context, report: Report) -> None:
     """The last result, line by line from its structured fields: an error shows its message, its details and
     its code; nothing is parsed out of text."""
     if not report.lines:
@@ -143,7 +144,7 @@ def draw_report(layout, context: bpy.types.Context, report: operators.Report) ->
                 box.label(text=line, icon="BLANK1")
 
 
-def code_label(entry: operators.ReportLine) -> str:
+def code_label(entry: ReportLine) -> str:
     """How the panel names an error's type: "Audio error (code -32000)"."""
     title = entry.title[:1].upper() + entry.title[1:] if entry.title else "Error"
     return f"{title} (code {entry.code})"

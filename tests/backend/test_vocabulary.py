@@ -81,8 +81,9 @@ def test_the_scan_finds_a_copy(tmp_path):
     assert len(found) == 4, found
 
 
-def test_vocabulary_and_errors_import_with_the_standard_library_only():
+def test_vocabulary_errors_and_the_panel_report_import_with_the_standard_library_only():
     code = ("import sys; import backend.vocabulary, backend.errors, backend.request, backend.protocol; "
+            "import blender_addon.report; "
             "bad = [m for m in ('numpy', 'torch', 'bpy') if m in sys.modules]; assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
