@@ -19,8 +19,8 @@ import soundfile
 from scipy.signal import firwin, resample_poly
 
 from .errors import AudioError
+from .vocabulary import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 DEFAULT_MAX_DURATION_S = 1800.0
 # A range end this far past the end of the file is read as "to the end" (rounding in the caller's times).
 _END_TOLERANCE_S = 0.01

@@ -38,8 +38,8 @@ import numpy as np
 from .errors import RequestError, WeightsError
 from .fileio import write_atomic
 from .motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS
+from .vocabulary import GENDERS
 
-GENDERS = ("neutral", "male", "female")
 NUM_BETAS = 10
 SKIN_INFLUENCES = 4
 HEAD = JOINT_NAMES.index("head")

@@ -43,13 +43,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from . import timeouts
-from .errors import CANCELLED, INVALID_REQUEST, PARSE_ERROR
+from .errors import (
+    BackendTimeoutError,
+    ExpGestError,
+    InvalidRequestError,
+    ParseError,
+    ServerExitedError,
+    ServerNotStartedError,
+    VersionMismatchError,
+)
 from .protocol import (
     PROTOCOL_VERSION,
-    SERVER_EXITED,
-    SERVER_NOT_STARTED,
-    TIMEOUT,
-    VERSION_MISMATCH,
     Notification,
     ProtocolError,
     Request,
@@ -69,36 +73,11 @@ DEFAULT_ARGS: tuple[str, ...] = ("-m", "backend", "serve")
 _STDERR_LINES = 200
 
 
-class BackendError(Exception):
-    """A failed request or a failed backend process.
-
-    Attributes:
-        code: protocol error code (``backend.protocol`` / ``backend.errors``), e.g. ``CANCELLED``.
-        message: full sentence(s) for the user.
-        data: details from the server (``field``, ``traceback`` …).
-        stderr: the last lines of the server's log when the process failed, else "".
-    """
-
-    def __init__(self, code: int, message: str, data: Mapping[str, Any] | None = None, stderr: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = dict(data or {})
-        self.stderr = stderr
-
-    @property
-    def cancelled(self) -> bool:
-        """True when the request was cancelled."""
-        return self.code == CANCELLED
-
-    def __str__(self) -> str:
-        if self.stderr:
-            return f"{self.message}\nLast lines of the backend log:\n{self.stderr}"
-        return self.message
-
-
-class BackendTimeoutError(BackendError, TimeoutError):
-    """A wait ran out of time (the request may still be running)."""
+# The client raises the errors of the one hierarchy (``backend.errors``): a server's error is rebuilt as the
+# class its code names (``AudioError``, ``RequestError`` ...), the connection's own failures are
+# ``ServerExitedError``, ``BackendTimeoutError``, ``VersionMismatchError`` and ``ServerNotStartedError``.
+# ``BackendError`` is the name scripts catch them by.
+BackendError = ExpGestError
 
 
 class PendingRequest:
@@ -144,7 +123,7 @@ class PendingRequest:
             self._client.poll()
             remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
             if remaining <= 0:
-                raise BackendTimeoutError(TIMEOUT, f"No answer to {self.method} request {self.id!r} within "
+                raise BackendTimeoutError(f"No answer to {self.method} request {self.id!r} within "
                                                    f"{timeout:g} s.")
             self._event.wait(remaining)
         self._client.poll()
@@ -231,7 +210,7 @@ class BackendClient:
             BackendTimeoutError: no answer within ``timeout``; the process is stopped.
         """
         if self._process is not None:
-            raise BackendError(SERVER_NOT_STARTED, "This client already started a backend; create a new client.")
+            raise ServerNotStartedError("This client already started a backend; create a new client.")
         environment = dict(os.environ)
         for key, value in self.env.items():
             if value is None:
@@ -249,7 +228,7 @@ class BackendClient:
                                              stderr=subprocess.PIPE, env=environment, cwd=self.cwd,
                                              **platform_options)
         except OSError as error:
-            raise BackendError(SERVER_NOT_STARTED, f"Could not start the backend with {self.python!r} "
+            raise ServerNotStartedError(f"Could not start the backend with {self.python!r} "
                                                    f"({error.strerror or error}). Check the backend Python path in "
                                                    "the add-on preferences.") from None
         log.info("started backend pid %d: %s", self._process.pid, " ".join(command))
@@ -276,7 +255,7 @@ class BackendClient:
         server_version = info.get("protocol_version")
         if not isinstance(server_version, str) or not is_compatible(server_version):
             self.shutdown(timeout=timeouts.QUICK_STOP_S)
-            raise BackendError(VERSION_MISMATCH, f"The backend speaks protocol {server_version!r} but this add-on "
+            raise VersionMismatchError(f"The backend speaks protocol {server_version!r} but this add-on "
                                                  f"needs {PROTOCOL_VERSION}; install matching versions.")
         self.server_info = info
         return info
@@ -353,7 +332,7 @@ class BackendClient:
                     pass
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._fail_pending(BackendError(SERVER_EXITED, "The backend was shut down before answering."))
+        self._fail_pending(ServerExitedError("The backend was shut down before answering."))
 
     def __enter__(self) -> BackendClient:
         if self._process is None:
@@ -458,16 +437,16 @@ class BackendClient:
     # ---- internals -------------------------------------------------------------------------------
     def _write(self, request: Request) -> None:
         if self._writer is None:
-            raise BackendError(SERVER_NOT_STARTED, "The backend is not running; call start() first.")
+            raise ServerNotStartedError("The backend is not running; call start() first.")
         try:
             data = encode_message(request)
         except ValueError as error:  # NaN, infinity or an oversized request: the caller's mistake
-            raise BackendError(INVALID_REQUEST, f"The {request.method} request could not be sent: {error}.") from None
+            raise InvalidRequestError(f"The {request.method} request could not be sent: {error}.") from None
         try:
             self._writer.write_bytes(data)
         except (OSError, ValueError):  # broken pipe, or stdin already closed by shutdown()
-            raise self.exit_error or BackendError(SERVER_EXITED, "The backend is not running.",
-                                                  stderr=self.stderr_tail()) from None
+            raise self.exit_error or ServerExitedError("The backend is not running.",
+                                                     stderr=self.stderr_tail()) from None
 
     def _handle_line(self, line: bytes | Oversized) -> None:
         if isinstance(line, Oversized):
@@ -507,7 +486,7 @@ class BackendClient:
                 log.warning("backend error not tied to a request: %s", message.error.message)
             return
         if message.error is not None:
-            error = BackendError(message.error.code, message.error.message, message.error.data)
+            error = message.error.to_exception()
             pending._complete(None, error)
         else:
             pending._complete(message.result or {}, None)
@@ -520,8 +499,8 @@ class BackendClient:
         for pending in handshake:
             with self._lock:
                 self._pending.pop(pending.id, None)
-            pending._complete(None, BackendError(PARSE_ERROR, f"The backend sent invalid data instead of its handshake "
-                                                         f"({error.message}).", stderr=self.stderr_tail()))
+            pending._complete(None, ParseError(f"The backend sent invalid data instead of its handshake "
+                                                f"({error.message}).", stderr=self.stderr_tail()))
             self._events.put(("done", pending))
 
     def _on_stdout_closed(self) -> None:
@@ -535,11 +514,10 @@ class BackendClient:
         if len(self._threads) > 1 and self._threads[1].ident is not None:
             self._threads[1].join(2.0)  # let the stderr reader catch the last lines
         if self._closing:
-            error = BackendError(SERVER_EXITED, "The backend was shut down before answering.")
+            error = ServerExitedError("The backend was shut down before answering.")
         else:
-            error = BackendError(SERVER_EXITED,
-                                 f"The backend process exited unexpectedly ({_describe_status(status)}).",
-                                 {"status": status}, stderr=self.stderr_tail())
+            error = ServerExitedError(f"The backend process exited unexpectedly ({_describe_status(status)}).",
+                                      data={"status": status}, stderr=self.stderr_tail())
             log.error("%s", error)
         with self._lock:
             self.exit_error = error

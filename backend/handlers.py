@@ -30,6 +30,7 @@ from .engines.base import CancelToken, ProgressFn
 from .errors import EngineError, RequestError
 from .pipeline import check_output_folder
 from .protocol import PROTOCOL_VERSION, RequestId
+from .vocabulary import GENDERS
 
 Handler = Callable[..., Any]
 Validator = Callable[["ServerState", dict[str, Any]], None]
@@ -229,9 +230,6 @@ def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-_GENDERS = ("neutral", "male", "female")
-
-
 @method("character", cancellable=True)
 def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     """Rest skeleton and optionally a skinned mesh for a gender and body shape (DESIGN.md section 4), written
@@ -250,8 +248,8 @@ def character(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]
         if key not in allowed:
             raise RequestError(key, f"unknown field; character takes {', '.join(allowed)}.")
     gender = params.get("gender", "neutral")
-    if gender not in _GENDERS:
-        raise RequestError("gender", f"must be one of {', '.join(_GENDERS)}, got {gender!r}.")
+    if gender not in GENDERS:
+        raise RequestError("gender", f"must be one of {', '.join(GENDERS)}, got {gender!r}.")
     betas = params.get("betas")
     if betas is not None and (not isinstance(betas, list) or not all(
             isinstance(b, (int, float)) and not isinstance(b, bool) for b in betas)):

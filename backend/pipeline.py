@@ -8,7 +8,8 @@ Steps:
 2. check the timed annotations against the clip;
 3. get the engine from the cache (constructing it loads its weights);
 4. generate at the engine's own frame rate;
-5. resample to ``request.fps`` with exactly ``round(duration × fps)`` frames (slerp);
+5. resample to ``request.fps`` with exactly ``request.frame_count()`` frames (the one rule,
+   ``vocabulary.frame_count``, on the requested range; slerp);
 6. write the result atomically (temporary file in the target folder, then rename).
 """
 
@@ -212,7 +213,7 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
     cancel = cancel or CancelToken()
     cancel.check()  # before the heavy imports and the audio: a cancel sent with the request stops it now
     from .audio import load_audio
-    from .motion.resample import num_frames_for, resample_motion
+    from .motion.resample import resample_motion
 
     cache = cache or EngineCache()
     timings: dict[str, float] = {}
@@ -257,7 +258,7 @@ def run_generation(request: GenerationRequest, *, progress: ProgressFn = no_prog
 
     start = time.perf_counter()
     progress("resampling", 0.96, f"{motion.fps:g} → {request.fps:g} fps")
-    frames = num_frames_for(clip.duration_s, request.fps)
+    frames = request.frame_count(clip.duration_s)
     motion = resample_motion(motion, request.fps, num_frames=frames)
     timings["resample"] = time.perf_counter() - start
     cancel.check()

@@ -26,47 +26,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
-    AUDIO_ERROR,
-    CANCELLED,
-    DEVICE_ERROR,
-    ENGINE_ERROR,
+    ERROR_NAMES,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    OUTPUT_ERROR,
     PARSE_ERROR,
-    WEIGHTS_ERROR,
+    SERVER_EXITED,
+    SERVER_NOT_STARTED,
+    TIMEOUT,
+    VERSION_MISMATCH,
+    ExpGestError,
+    InvalidRequestError,
+    MethodNotFoundError,
+    ParseError,
+    ProtocolError,
+    RequestError,
 )
 
 # "MAJOR.MINOR": a client accepts a server with the same MAJOR; MINOR adds optional fields only.
 PROTOCOL_VERSION = "1.0"
 # The longest line (one message, without its newline) either side accepts.
 MAX_MESSAGE_BYTES = 1024 * 1024
-
-# Client-side codes: failures of the connection, never sent by the server.
-SERVER_EXITED = -32090
-TIMEOUT = -32091
-VERSION_MISMATCH = -32092
-SERVER_NOT_STARTED = -32093
-
-ERROR_NAMES: dict[int, str] = {
-    PARSE_ERROR: "parse error",
-    INVALID_REQUEST: "invalid request",
-    METHOD_NOT_FOUND: "method not found",
-    INVALID_PARAMS: "invalid params",
-    INTERNAL_ERROR: "internal error",
-    AUDIO_ERROR: "audio error",
-    WEIGHTS_ERROR: "weights error",
-    CANCELLED: "cancelled",
-    OUTPUT_ERROR: "output error",
-    ENGINE_ERROR: "engine error",
-    DEVICE_ERROR: "device error",
-    SERVER_EXITED: "server exited",
-    TIMEOUT: "timeout",
-    VERSION_MISMATCH: "version mismatch",
-    SERVER_NOT_STARTED: "server not started",
-}
 
 # Methods the server answers at once on its reader thread (they must never wait for a generation).
 CONTROL_METHODS: tuple[str, ...] = ("initialize", "cancel", "shutdown")
@@ -76,25 +57,6 @@ METHODS: tuple[str, ...] = CONTROL_METHODS + WORK_METHODS
 PROGRESS = "progress"
 
 RequestId = int | str
-
-
-class ProtocolError(Exception):
-    """A message that breaks the protocol; becomes an error response with ``code``.
-
-    Args:
-        code: JSON-RPC error code (``PARSE_ERROR``, ``INVALID_REQUEST``, ``METHOD_NOT_FOUND``, ``INVALID_PARAMS``).
-        message: a full sentence for the user or the script author.
-        request_id: the id of the offending request when it could be read, else None.
-        data: JSON-ready details (``{"field": "params.id"}`` …).
-    """
-
-    def __init__(self, code: int, message: str, *, request_id: RequestId | None = None,
-                 data: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        self.data = data or {}
 
 
 @dataclass(frozen=True)
@@ -108,6 +70,10 @@ class ErrorObject:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready ``{"code", "message", "data"}``."""
         return {"code": self.code, "message": self.message, "data": self.data}
+
+    def to_exception(self, stderr: str = "") -> ExpGestError:
+        """The error the server raised, rebuilt as its class from ``code`` (``backend.errors``)."""
+        return ExpGestError.from_wire(self.code, self.message, self.data, stderr=stderr)
 
 
 @dataclass(frozen=True)
@@ -173,17 +139,17 @@ def decode_json(line: bytes) -> Any:
         ProtocolError: ``PARSE_ERROR`` for invalid UTF-8, invalid JSON, NaN/Infinity or over-deep nesting.
     """
     if len(line.rstrip(b"\r\n")) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(INVALID_REQUEST, f"Message longer than {MAX_MESSAGE_BYTES} bytes; "
+        raise InvalidRequestError(f"Message longer than {MAX_MESSAGE_BYTES} bytes; "
                                              "send files by path, never their content.")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ProtocolError(PARSE_ERROR, f"Message is not UTF-8 text ({error.reason} at byte {error.start}); "
+        raise ParseError(f"Message is not UTF-8 text ({error.reason} at byte {error.start}); "
                                          "send one JSON object per line.") from None
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
-        raise ProtocolError(PARSE_ERROR, f"Message is not valid JSON ({_short(error)}); "
+        raise ParseError(f"Message is not valid JSON ({_short(error)}); "
                                          "send one JSON object per line.") from None
 
 
@@ -199,32 +165,32 @@ def parse_request(line: bytes) -> Request:
     """
     payload = decode_json(line)
     if not isinstance(payload, dict):
-        raise ProtocolError(INVALID_REQUEST, f"Expected a JSON object, got {_json_type(payload)}; "
+        raise InvalidRequestError(f"Expected a JSON object, got {_json_type(payload)}; "
                                              "send {\"id\": 1, \"method\": \"initialize\", \"params\": {}}.")
     request_id = payload.get("id")
     if not is_valid_id(request_id):
-        raise ProtocolError(INVALID_REQUEST, "Every request needs an 'id': an integer or a non-empty string "
+        raise InvalidRequestError("Every request needs an 'id': an integer or a non-empty string "
                                              f"of at most 200 characters, got {_describe(request_id)}.",
                             data={"field": "id"})
     unknown = sorted(str(key) for key in payload if key not in ("id", "method", "params", "jsonrpc"))
     if unknown:
-        raise ProtocolError(INVALID_REQUEST, f"Unknown member(s) {', '.join(unknown)}; a request has only "
+        raise InvalidRequestError(f"Unknown member(s) {', '.join(unknown)}; a request has only "
                                              "id, method and params.", request_id=request_id,
                             data={"field": unknown[0]})
     method = payload.get("method")
     if not isinstance(method, str) or not method:
-        raise ProtocolError(INVALID_REQUEST, "Every request needs a 'method' string; "
+        raise InvalidRequestError("Every request needs a 'method' string; "
                                              f"methods are {', '.join(METHODS)}.",
                             request_id=request_id, data={"field": "method"})
     if method not in METHODS:
-        raise ProtocolError(METHOD_NOT_FOUND, f"Unknown method {method[:100]!r}; methods are {', '.join(METHODS)}.",
+        raise MethodNotFoundError(f"Unknown method {method[:100]!r}; methods are {', '.join(METHODS)}.",
                             request_id=request_id, data={"method": method[:100]})
     params = payload.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise ProtocolError(INVALID_PARAMS, f"'params' must be a JSON object, got {_json_type(params)}.",
-                            request_id=request_id, data={"field": "params"})
+        raise RequestError("params", f"must be a JSON object, got {_json_type(params)}.", subject="'params'",
+                           request_id=request_id)
     validate_params(method, params, request_id)
     return Request(id=request_id, method=method, params=params)
 
@@ -234,11 +200,10 @@ def validate_params(method: str, params: dict[str, Any], request_id: RequestId |
     handlers (``GenerationRequest.from_dict`` names the field).
 
     Raises:
-        ProtocolError: ``INVALID_PARAMS`` naming the field.
+        RequestError: ``INVALID_PARAMS`` naming the field.
     """
-    def fail(name: str, message: str) -> ProtocolError:
-        return ProtocolError(INVALID_PARAMS, f"Param '{name}' of {method}: {message}", request_id=request_id,
-                             data={"field": name})
+    def fail(name: str, message: str) -> RequestError:
+        return RequestError(name, message, subject=f"Param '{name}' of {method}", request_id=request_id)
 
     if method == "initialize":
         for key in params:
@@ -294,29 +259,29 @@ def parse_server_message(line: bytes) -> Response | Notification:
     """
     payload = decode_json(line)
     if not isinstance(payload, dict):
-        raise ProtocolError(INVALID_REQUEST, f"Server sent {_json_type(payload)}, not a JSON object.")
+        raise InvalidRequestError(f"Server sent {_json_type(payload)}, not a JSON object.")
     if "method" in payload:
         method, params = payload["method"], payload.get("params", {})
         if not isinstance(method, str) or not isinstance(params, dict):
-            raise ProtocolError(INVALID_REQUEST, "Server sent a notification without a method name or params object.")
+            raise InvalidRequestError("Server sent a notification without a method name or params object.")
         return Notification(method=method, params=params)
     request_id = payload.get("id")
     if request_id is not None and not is_valid_id(request_id):
-        raise ProtocolError(INVALID_REQUEST, f"Server sent a response with an invalid id {_describe(request_id)}.")
+        raise InvalidRequestError(f"Server sent a response with an invalid id {_describe(request_id)}.")
     if "error" in payload:
         error = payload["error"]
         if not isinstance(error, dict) or not isinstance(error.get("code"), int) \
                 or not isinstance(error.get("message"), str):
-            raise ProtocolError(INVALID_REQUEST, "Server sent an error without an integer code and a message.")
+            raise InvalidRequestError("Server sent an error without an integer code and a message.")
         data = error.get("data")
         return Response(id=request_id, error=ErrorObject(error["code"], error["message"],
                                                          data if isinstance(data, dict) else {}))
     if "result" in payload:
         result = payload["result"]
         if not isinstance(result, dict):
-            raise ProtocolError(INVALID_REQUEST, f"Server sent a result that is {_json_type(result)}, not an object.")
+            raise InvalidRequestError(f"Server sent a result that is {_json_type(result)}, not an object.")
         return Response(id=request_id, result=result)
-    raise ProtocolError(INVALID_REQUEST, "Server sent an object that is neither a response nor a notification.")
+    raise InvalidRequestError("Server sent an object that is neither a response nor a notification.")
 
 
 def progress_notification(request_id: RequestId, stage: str, done: float | None, message: str = "") -> Notification:
@@ -340,6 +305,12 @@ def error_response(request_id: RequestId | None, code: int, message: str,
     return Response(id=request_id, error=ErrorObject(code, message, data or {}))
 
 
+def error_response_for(request_id: RequestId | None, error: ExpGestError) -> Response:
+    """The error response that carries ``error`` (its class's code, its message, its data)."""
+    wire = error.to_wire()
+    return Response(id=request_id, error=ErrorObject(wire["code"], wire["message"], wire["data"]))
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -359,3 +330,14 @@ def _describe(value: Any) -> str:
 def _short(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+__all__ = [
+    "CONTROL_METHODS", "ERROR_NAMES", "INTERNAL_ERROR", "INVALID_PARAMS", "INVALID_REQUEST", "MAX_MESSAGE_BYTES",
+    "METHODS", "METHOD_NOT_FOUND", "PARSE_ERROR", "PROGRESS", "PROTOCOL_VERSION", "SERVER_EXITED",
+    "SERVER_NOT_STARTED", "TIMEOUT", "VERSION_MISMATCH", "WORK_METHODS", "ErrorObject", "InvalidRequestError",
+    "Message", "MethodNotFoundError", "Notification", "ParseError", "ProtocolError", "Request", "RequestError",
+    "RequestId", "Response", "decode_json", "encode_message", "error_response", "error_response_for",
+    "is_compatible", "is_valid_id", "parse_request", "parse_server_message", "parse_version",
+    "progress_notification", "validate_params",
+]

@@ -51,6 +51,7 @@ from .protocol import (
     RequestId,
     Response,
     error_response,
+    error_response_for,
     is_compatible,
     parse_request,
     progress_notification,
@@ -375,11 +376,9 @@ def _warm_imports() -> None:
 def _error_for(request_id: RequestId, method: str, error: Exception) -> Response:
     """Translate an exception into an error response: domain errors keep their code and message, anything
     else is a bug reported as ``INTERNAL_ERROR`` with the traceback in ``data``."""
-    if isinstance(error, ExpGestError):
+    if isinstance(error, ExpGestError):  # protocol errors included: one hierarchy, each class its code
         log.info("%s %r failed: %s", method, request_id, error.message)
-        return error_response(request_id, error.code, error.message, dict(error.data))
-    if isinstance(error, ProtocolError):
-        return error_response(request_id, error.code, error.message, error.data)
+        return error_response_for(request_id, error)
     if isinstance(error, ModuleNotFoundError) and error.name:  # an interpreter without the backend's requirements
         missing = EngineError(f"The backend's Python ({sys.executable}) lacks the package '{error.name}'. Install "
                               "the backend's requirements into it (numpy, scipy, soundfile; torch and transformers "

@@ -35,6 +35,7 @@ from backend.engines.expgest.guidance import ClassifierFreeGuidance, EmotionGuid
 from backend.engines.expgest.sampler import sample_ddim  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
 from backend.sampling import DDIMCosineScheduler  # noqa: E402
+from backend.vocabulary import MODES, SAMPLE_RATE  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -213,7 +214,7 @@ def per_step(components: ExpGestComponents, mode: str, device: torch.device, ste
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", default="audio_only", choices=("audio_only", "audio_phrase", "audio_text"))
+    parser.add_argument("--mode", default="audio_only", choices=MODES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20, help="denoising steps timed (extrapolated to 1000)")
@@ -243,7 +244,7 @@ def main() -> int:
 
     # End-to-end split over one clip: encoders measured inside the engine, denoising extrapolated.
     geometry = stitching.AUDIO_ONLY_GEOMETRY if args.mode == "audio_only" else stitching.HYBRID_GEOMETRY
-    audio = (0.1 * np.sin(np.arange(int(args.seconds * 16000)) * 0.05)).astype(np.float32)
+    audio = (0.1 * np.sin(np.arange(int(args.seconds * SAMPLE_RATE)) * 0.05)).astype(np.float32)
     plan = stitching.plan_windows(stitching.frames_for_samples(audio.size, geometry), geometry)
     request = GenerationRequest.from_dict({
         "audio": "/bench.wav", "output": "/bench.npz", "engine": "expgest", "models": "/unused", "mode": args.mode,

@@ -30,8 +30,8 @@ from backend.engines.procedural import ProceduralEngine  # noqa: E402
 from backend.engines.procedural.prosody import analyse_prosody  # noqa: E402
 from backend.engines.procedural.stats import HUMAN_RANGES, gesture_stats, seed_difference  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
+from backend.vocabulary import EMOTIONS, SAMPLE_RATE  # noqa: E402
 
-EMOTIONS = ("neutral", "happiness", "anger", "sadness", "fear", "surprise", "contempt", "disgust")
 MONOLOGUES = (
     ["Good morning, everyone.", "Thank you for coming today.", "I want to talk about something that matters to "
      "all of us.", "Last year we started a small project, with just three people and one old computer.",
@@ -86,8 +86,8 @@ def main() -> None:
         samples = load_audio(speak_monologue(folder, index, rng)).samples
         voiced = analyse_prosody(samples).voiced
         clips.append((samples, voiced))
-    print(f"{len(clips)} monologues, {sum(len(s) for s, _ in clips) / 16000:.0f} s of audio in all "
-          f"({', '.join(f'{len(s) / 16000:.0f} s' for s, _ in clips)})")
+    print(f"{len(clips)} monologues, {sum(len(s) for s, _ in clips) / SAMPLE_RATE:.0f} s of audio in all "
+          f"({', '.join(f'{len(s) / SAMPLE_RATE:.0f} s' for s, _ in clips)})")
 
     names = list(HUMAN_RANGES) + ["wrist_speed_mean", "area_m2", "wrist_height_m", "torso_speed", "head_speed",
                                   "finger_curl", "finger_curl_std", "finger_spread", "seed_diff_m"]

@@ -27,21 +27,12 @@ from typing import Any, Protocol
 
 from .backend import __file__ as _backend_init
 from .backend import timeouts
+from .backend.errors import ExpGestError, ServerNotStartedError
 
 ProgressCallback = Callable[[str, float, str], None]
 
 START_TIMEOUT_S = 120.0  # the handshake of a fresh backend (imports, device discovery)
 CHARACTER_TIMEOUT_S = 300.0  # building a character with its skinned body (seconds, even on a slow disk)
-
-
-class JobError(Exception):
-    """A generation failed; ``message`` is a full sentence for the user, ``detail`` the backend's log tail."""
-
-    def __init__(self, message: str, *, detail: str = "", code: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-        self.code = code
 
 
 class BackendJob(Protocol):
@@ -50,7 +41,8 @@ class BackendJob(Protocol):
     def done(self) -> bool: ...
 
     def result(self) -> dict[str, Any]:
-        """The backend's result (``{"output": path, "frames", "fps", ...}``); raises ``JobError``."""
+        """The backend's result (``{"output": path, "frames", "fps", ...}``); raises the backend's error
+        (``backend.errors``: its class and code, rebuilt by the client), never a wrapper."""
         ...
 
     def cancel(self) -> None: ...
@@ -164,19 +156,14 @@ def check_interpreter(python: str, timeout: float = 20.0) -> str | None:
 
 
 class _ServerJob:
-    def __init__(self, pending: Any, error_type: type) -> None:
+    def __init__(self, pending: Any) -> None:
         self._pending = pending
-        self._error_type = error_type
 
     def done(self) -> bool:
         return bool(self._pending.done())
 
     def result(self) -> dict[str, Any]:
-        try:
-            return self._pending.result(0)
-        except self._error_type as error:
-            raise JobError(getattr(error, "message", str(error)), detail=getattr(error, "stderr", "") or "",
-                           code=getattr(error, "code", None)) from error
+        return self._pending.result(0)  # an error arrives as its own class (backend.errors), code included
 
     def cancel(self) -> None:
         self._pending.cancel()
@@ -188,7 +175,6 @@ class ServerBackend:
     def __init__(self, python: str) -> None:
         from .backend import client
 
-        self._client_module = client
         self._client = client.BackendClient(python, env=backend_environment(python=python), cwd=str(bundle_root()))
         self.python = python
 
@@ -203,29 +189,30 @@ class ServerBackend:
     def start(self, timeout: float) -> dict[str, Any]:
         try:
             return self._client.start(timeout)
-        except self._client_module.BackendError as error:
-            log = (getattr(error, "stderr", "") or "").strip()
+        except ExpGestError as error:
+            log = error.stderr.strip()
             last = f" ({log.splitlines()[-1]})" if log else ""
-            raise JobError(f"The backend did not start with Python '{self.python}': {error.message}{last} Choose "
-                           "the backend's Python in the add-on preferences (Check Backend tests it).",
-                           detail=log) from error
+            raise error.with_message(f"The backend did not start with Python '{self.python}': {error.message}{last} "
+                                     "Choose the backend's Python in the add-on preferences (Check Backend tests "
+                                     "it).") from error
         except OSError as error:
-            raise JobError(f"The backend Python '{self.python}' could not be started ({error}).") from error
+            raise ServerNotStartedError(f"The backend Python '{self.python}' could not be started ({error}).") \
+                from error
 
     def submit(self, request: dict[str, Any], on_progress: ProgressCallback) -> BackendJob:
         pending = self._client.generate(request, on_progress=on_progress)
-        return _ServerJob(pending, self._client_module.BackendError)
+        return _ServerJob(pending)
 
     def poll(self) -> None:
         self._client.poll()
 
     def character(self, params: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Build a character with the server's ``character`` method and wait for it; raises ``JobError``."""
-        try:
-            return self._client.character(params, timeout)
-        except self._client_module.BackendError as error:
-            raise JobError(getattr(error, "message", str(error)), detail=getattr(error, "stderr", "") or "",
-                           code=getattr(error, "code", None)) from error
+        """Build a character with the server's ``character`` method and wait for it.
+
+        Raises:
+            ExpGestError: the backend's error, rebuilt with its class and code (``backend.errors``).
+        """
+        return self._client.character(params, timeout)
 
     def shutdown(self, timeout: float = timeouts.SHUTDOWN_WAIT_S) -> None:
         self._client.shutdown(timeout)
@@ -259,12 +246,12 @@ class PlannedGeneration:
 
 @dataclass
 class Outcome:
-    """What happened to one planned generation: ``result`` on success, else ``error``."""
+    """What happened to one planned generation: ``result`` on success, else ``error`` (the backend's error,
+    its class and code intact; ``error.stderr`` holds the backend's log tail when the process failed)."""
 
     plan: PlannedGeneration
     result: dict[str, Any] | None = None
-    error: str | None = None
-    detail: str = ""
+    error: ExpGestError | None = None
 
 
 @dataclass
@@ -288,7 +275,7 @@ class GenerationRun:
     _job: BackendJob | None = None
     _index: int = 0
     _starter: threading.Thread | None = None
-    _start_error: JobError | None = None
+    _start_error: ExpGestError | None = None
 
     @property
     def finished(self) -> bool:
@@ -328,7 +315,7 @@ class GenerationRun:
         """Start a backend when there is none (or it died) on a worker thread; True once one is ready.
 
         Starting waits for the process's handshake (imports, model set-up), so it never runs on the main
-        thread. A start failure raises ``JobError`` here, on the main thread.
+        thread. A start failure raises its ``ExpGestError`` here, on the main thread.
         """
         if self._starter is not None:
             if self._starter.is_alive():
@@ -349,10 +336,10 @@ class GenerationRun:
         def start() -> None:
             try:
                 backend.start(self.start_timeout)
-            except JobError as error:
+            except ExpGestError as error:
                 self._start_error = error
             except Exception as error:  # noqa: BLE001 - reported to the user on the main thread
-                self._start_error = JobError(f"The backend did not start: {error}")
+                self._start_error = ServerNotStartedError(f"The backend did not start: {error}")
 
         self._starter = threading.Thread(target=start, name="expgest-backend-start", daemon=True)
         self._starter.start()
@@ -371,9 +358,9 @@ class GenerationRun:
                 self.message = f"Generating {plan.label}"
                 assert self.backend is not None
                 self._job = self.backend.submit(plan.request, self._on_progress)
-            except JobError as error:
+            except ExpGestError as error:
                 self.backend = None if self.backend is not None and not self.backend.alive else self.backend
-                self._record(Outcome(plan, error=error.message, detail=error.detail))
+                self._record(Outcome(plan, error=error))
             return self.finished
         assert self.backend is not None
         self.backend.poll()
@@ -382,8 +369,8 @@ class GenerationRun:
         plan = self.plans[self._index]
         try:
             outcome = Outcome(plan, result=self._job.result())
-        except JobError as error:
-            outcome = Outcome(plan, error=error.message, detail=error.detail)
+        except ExpGestError as error:
+            outcome = Outcome(plan, error=error)
         self._job = None
         self._record(outcome)
         return self.finished

@@ -16,6 +16,7 @@ import traceback
 import bpy
 
 from . import jobs, keyframes, preferences, retarget, runs, scene
+from .backend.errors import ExpGestError, ServerNotStartedError
 from .runs import (  # noqa: F401 - the add-on's and scripts' names for the run state
     REPORT,
     SKIPPED,
@@ -108,6 +109,10 @@ class _GenerateBase:
             start_run(context, self.characters(context), self.run_settings(context), self.skipped(context))
         except scene.SceneError as error:
             set_report(str(error), True)
+            self.report({"ERROR"}, REPORT.text)
+            return False
+        except ExpGestError as error:  # a typed error before the run: the panel shows its code
+            set_report(error.message, error=error)
             self.report({"ERROR"}, REPORT.text)
             return False
         return True
@@ -350,7 +355,8 @@ class EXPGEST_OT_check_backend(bpy.types.Operator):
         works = (f"The backend works with {preferences.SOURCE_LABELS[settings.python_source]} ({python}). Engines: "
                  "procedural ready; ExpGest " + ("ready (needs the weights in the Models Folder)." if has_torch else
                                                  "not installed (Install ExpGest Engine in the preferences)."))
-        set_report(problem or works, problem is not None)
+        set_report(problem or works, problem is not None,
+                   error=ServerNotStartedError(problem) if problem else None)
         self.report({"ERROR"} if problem else {"INFO"}, REPORT.text)
         return {"CANCELLED"} if problem else {"FINISHED"}
 

@@ -10,7 +10,7 @@ import math
 
 import bpy
 
-from .backend.request import EMOTIONS
+from .backend.vocabulary import EMOTIONS, ENGINES, MODES, QUALITY_STEPS, TEXT_KINDS
 
 EMOTION_DESCRIPTIONS = {
     "neutral": "Calm, even gestures",
@@ -24,26 +24,33 @@ EMOTION_DESCRIPTIONS = {
 }
 EMOTION_ITEMS = [(name, name.capitalize(), EMOTION_DESCRIPTIONS.get(name, f"Gestures that show {name}"))
                  for name in EMOTIONS]
-ENGINE_ITEMS = [
-    ("procedural", "Procedural", "Built-in speech-driven gestures; needs no weights"),
-    ("expgest", "ExpGest", "The ExpGest diffusion model; needs the released weights (Preferences > Models Folder)"),
-]
-MODE_ITEMS = [
-    ("AUTO", "Automatic", "Audio only, or audio + text / phrase when the text channel has strips"),
-    ("audio_only", "Audio Only", "Audio and emotion; text strips are not used"),
-    ("audio_phrase", "Audio + Phrases", "Audio with action phrases such as 'Kick'"),
-    ("audio_text", "Audio + Text", "Audio with motion descriptions such as 'a person walks back and forth'"),
-]
-KIND_ITEMS = [
-    ("motion", "Motion", "Text strips describe motions ('a person waves')"),
-    ("phrase", "Phrase", "Text strips are action phrases ('Kick, Forwards Walking')"),
-    ("transcript", "Transcript", "Text strips are what is said"),
-]
-QUALITY_ITEMS = [
-    ("DRAFT", "Draft", "50 sampler steps (ExpGest engine): fast preview"),
-    ("STANDARD", "Standard", "250 sampler steps: a balance of speed and quality"),
-    ("HIGH", "High", "1000 sampler steps, as in the paper: slowest"),
-]
+# Labels and tooltips of the vocabulary's names (backend/vocabulary.py holds the names themselves).
+ENGINE_LABELS = {
+    "procedural": ("Procedural", "Built-in speech-driven gestures; needs no weights"),
+    "expgest": ("ExpGest", "The ExpGest diffusion model; needs the released weights (Preferences > Models Folder)"),
+}
+ENGINE_ITEMS = [(name, *ENGINE_LABELS[name]) for name in ENGINES]
+MODE_LABELS = {
+    "audio_only": ("Audio Only", "Audio and emotion; text strips are not used"),
+    "audio_phrase": ("Audio + Phrases", "Audio with action phrases such as 'Kick'"),
+    "audio_text": ("Audio + Text", "Audio with motion descriptions such as 'a person walks back and forth'"),
+}
+MODE_ITEMS = [("AUTO", "Automatic", "Audio only, or audio + text / phrase when the text channel has strips")] + [
+    (name, *MODE_LABELS[name]) for name in MODES]
+KIND_LABELS = {
+    "motion": ("Motion", "Text strips describe motions ('a person waves')"),
+    "phrase": ("Phrase", "Text strips are action phrases ('Kick, Forwards Walking')"),
+    "transcript": ("Transcript", "Text strips are what is said"),
+}
+KIND_ITEMS = [(name, *KIND_LABELS[name]) for name in sorted(TEXT_KINDS, key=list(KIND_LABELS).index)]
+QUALITY_LABELS = {
+    "draft": ("Draft", "sampler steps (ExpGest engine): fast preview"),
+    "standard": ("Standard", "sampler steps: a balance of speed and quality"),
+    "high": ("High", "sampler steps, as in the paper: slowest"),
+}
+# Identifiers stay upper case (saved in .blend files and takes); the steps are the vocabulary's.
+QUALITY_ITEMS = [(name.upper(), QUALITY_LABELS[name][0], f"{steps} {QUALITY_LABELS[name][1]}")
+                 for name, steps in QUALITY_STEPS.items()]
 SCOPE_ITEMS = [
     ("FULL", "Full Body", "Key every bone and the root motion (jaw and eyes included)"),
     ("UPPER", "Upper Body", "Key the spine and up (no pelvis, legs, jaw or eyes): legs and root motion below "
@@ -96,7 +103,7 @@ class EXPGEST_PG_character(bpy.types.PropertyGroup):
                                     description="Sampler steps of the ExpGest engine: more is slower and smoother")
     speaker: bpy.props.IntProperty(
         name="Speaker", default=0, min=0, max=3,
-        description="ExpGest speaker style 0-3: the gesture habits of one of the four speakers it was trained on")
+        description="ExpGest speaker 0-3: the gesture habits of one of the four speakers it was trained on")
     scope: bpy.props.EnumProperty(name="Keys", items=SCOPE_ITEMS, default="FULL",
                                   description="Which bones the take keys; bones it does not key keep the "
                                               "animation below it")

@@ -18,7 +18,8 @@ import bpy
 
 from . import jobs, keyframes, preferences, retarget, rig, scene
 from .backend import timeouts
-from .backend.errors import ExpGestError
+from .backend.errors import ExpGestError, ServerNotStartedError
+from .report import Report, ReportLine
 
 # The backend process, kept warm between runs (models stay loaded); stopped in unregister().
 _BACKEND: jobs.Backend | None = None
@@ -32,6 +33,7 @@ class ActiveRun:
     run: jobs.GenerationRun
     plans: dict[str, scene.CharacterPlan]
     failures: list[tuple[str, str]] = field(default_factory=list)
+    errors: dict[str, ExpGestError] = field(default_factory=dict)  # a failed character's error, code intact
     started: float = field(default_factory=time.monotonic)
     longest_tick_s: float = 0.0
 
@@ -39,22 +41,25 @@ class ActiveRun:
 _ACTIVE: ActiveRun | None = None
 
 
-@dataclass
-class Report:
-    """The last action's result for the panel: in memory only (never saved in the .blend), replaced by the
-    next action and cleared when a file is loaded."""
-
-    text: str = ""
-    is_error: bool = False
+REPORT = Report()  # the panel's state (``report.py``)
 
 
-REPORT = Report()
+def set_report(text: str | list[ReportLine], is_error: bool = False, *, error: BaseException | None = None) -> None:
+    """Replace the panel's report (and redraw the sidebars showing it).
 
-
-def set_report(text: str, is_error: bool = False) -> None:
-    """Replace the panel's report (and redraw the sidebars showing it)."""
-    REPORT.text = for_blender(text)
-    REPORT.is_error = is_error
+    Args:
+        text: one message, or the report's lines.
+        is_error: whether the one message is an error.
+        error: the error the message reports (its code and title go to the panel).
+    """
+    if isinstance(text, list):
+        REPORT.lines = list(text)
+    elif not text:
+        REPORT.lines = []
+    elif is_error or error is not None:
+        REPORT.lines = [ReportLine.for_error(for_blender(text), error)]
+    else:
+        REPORT.lines = [ReportLine(for_blender(text))]
     context = bpy.context
     if getattr(context, "window_manager", None) is not None:
         tag_redraw(context)
@@ -118,7 +123,7 @@ def abandon_run() -> None:
 def on_load_pre(*_args) -> None:
     """``bpy.app.handlers.load_pre``: a run never outlives the file it was started in, nor does its report."""
     abandon_run()
-    REPORT.text, REPORT.is_error = "", False
+    REPORT.lines = []
 
 
 def shutdown_backend() -> None:
@@ -168,7 +173,9 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
     ``skipped`` are characters not run, with why (reported with the results).
 
     Raises:
-        scene.SceneError: when the backend interpreter is not usable or no character can be planned.
+        ServerNotStartedError: when the backend interpreter is not usable.
+        ExpGestError: the one character's typed error (an invalid request ...) when it could not be planned.
+        scene.SceneError: when no character can be planned otherwise.
     """
     global _ACTIVE
     if _ACTIVE is not None:
@@ -176,12 +183,13 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
     preferences_settings = preferences.resolve(context)
     problem = preferences.quick_python_problem(preferences_settings.python)
     if problem:
-        raise scene.SceneError(problem + " (Edit > Preferences > Add-ons > ExpGest Gestures, or set "
-                               f"{preferences.ENV_PYTHON}.)")
+        raise ServerNotStartedError(problem + " (Edit > Preferences > Add-ons > ExpGest Gestures, or set "
+                                    f"{preferences.ENV_PYTHON}.)")
     work_dir = scene.new_work_dir()
     planned: list[jobs.PlannedGeneration] = []
     plans: dict[str, scene.CharacterPlan] = {}
     failures: list[tuple[str, str]] = list(skipped)
+    errors: dict[str, ExpGestError] = {}
     for obj in characters:
         if obj.library is not None:  # a take on linked data shows now and is gone after saving
             failures.append((obj.name, f"'{obj.name}' is linked from '{obj.library.filepath}', and Blender does "
@@ -197,6 +205,8 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
                                               device=preferences_settings.device, work_dir=work_dir, settings=chosen)
         except (scene.SceneError, retarget.RetargetError, ExpGestError) as error:
             failures.append((obj.name, str(error)))
+            if isinstance(error, ExpGestError):
+                errors[obj.name] = error
             continue
         planned.append(job)
         plans[obj.name] = plan
@@ -204,13 +214,16 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
         import shutil
 
         shutil.rmtree(work_dir, ignore_errors=True)
+        unskipped = [name for name, message in failures if not message.startswith(SKIPPED)]
+        if len(unskipped) == 1 and unskipped[0] in errors:  # one character, one typed error: keep its class
+            raise errors[unskipped[0]]
         raise scene.SceneError(" ".join(message for _name, message in failures if not message.startswith(SKIPPED))
                                or "Nothing to generate.")
     python = preferences_settings.python
     run = jobs.GenerationRun(plans=planned, backend_factory=lambda: jobs.make_backend(python),
                              backend=_backend_for(python))
     planned[-1].temp_files += (work_dir,)
-    _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures)
+    _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures, errors=errors)
     set_report("")  # the last result no longer applies: the panel shows this run's progress, then its result
     return _ACTIVE
 
@@ -230,7 +243,7 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
     if abs(motion.fps - plan.fps) > 1e-6:
         raise retarget.RetargetError(f"The backend returned {motion.fps:g} fps instead of {plan.fps:g}.")
     rest = keyframes.read_armature_rest(obj)
-    tolerance = 1
+    tolerance = 0  # both sides count frames with GenerationRequest.frame_count: they agree exactly
     if plan.to_file_end:
         # Blender estimates a compressed file's length (an MP3 strip can be frames longer than its audio, an
         # AAC file decodes frames longer than its strip): the take holds its last pose to the strip's end, or
@@ -273,11 +286,13 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
         done: list[str] = []
         notes: list[str] = []
         failures = list(active.failures)
+        errors = dict(active.errors)
         for outcome in run.outcomes:
             if outcome.error is not None:
-                if outcome.detail:
-                    print(f"ExpGest: backend log for {outcome.plan.label}:\n{outcome.detail}")
-                failures.append((outcome.plan.key, for_blender(outcome.error)))
+                if outcome.error.stderr:
+                    print(f"ExpGest: backend log for {outcome.plan.label}:\n{outcome.error.stderr}")
+                failures.append((outcome.plan.key, for_blender(outcome.error.message)))
+                errors[outcome.plan.key] = outcome.error
                 continue
             try:
                 summary, take_notes = _apply_outcome(context, active, outcome)
@@ -285,13 +300,18 @@ def finish_run(context: bpy.types.Context, report) -> set[str]:
                 notes += take_notes
             except (retarget.RetargetError, ExpGestError, OSError, ValueError) as error:
                 failures.append((outcome.plan.key, str(error)))
+                if isinstance(error, ExpGestError):
+                    errors[outcome.plan.key] = error
             except Exception as error:  # a bug: full traceback on the console, one line for the user
                 traceback.print_exc()
                 failures.append((outcome.plan.key, f"internal error: {error}"))
         skipped = [f"Skipped '{name}': {why[len(SKIPPED):]}" for name, why in failures if why.startswith(SKIPPED)]
+        failed_names = [name for name, why in failures if not why.startswith(SKIPPED)]
         failed = [f"Failed '{name}': {why}" for name, why in failures if not why.startswith(SKIPPED)]
         lines = ([f"Generated {line}" for line in done] + skipped + [f"Note: {note}" for note in notes] + failed)
-        set_report(" | ".join(lines), bool(failed))
+        set_report([ReportLine(for_blender(line)) for line in lines[:len(lines) - len(failed)]]
+                   + [ReportLine.for_error(for_blender(line), errors.get(name))
+                      for name, line in zip(failed_names, failed, strict=True)])
         for line in lines:
             print(f"ExpGest: {line}")
         for line in [f"Generated {line}" for line in done]:
@@ -346,8 +366,8 @@ def build_character_file(context: bpy.types.Context, folder: str, *, gender: str
         if not backend.alive:
             backend.start(jobs.START_TIMEOUT_S)
         result = backend.character(params, timeout=jobs.CHARACTER_TIMEOUT_S)
-    except jobs.JobError as error:
-        raise scene.SceneError(f"The backend could not build the body: {error}") from None
+    except ExpGestError as error:
+        raise scene.SceneError(f"The backend could not build the body: {error.message}") from None
     finally:
         if shared and backend.alive:
             _BACKEND, _BACKEND_PYTHON = backend, settings.python

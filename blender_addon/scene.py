@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import bpy
 
 from . import timing
+from .backend import vocabulary
 from .backend.request import AudioSource, EmotionSpan, GenerationRequest, TextAnnotation
 from .jobs import PlannedGeneration
 
-# Sampler steps per quality preset of the diffusion engine (the procedural engine ignores steps).
-QUALITY_STEPS = {"DRAFT": 50, "STANDARD": 250, "HIGH": 1000}
+# Sampler steps per Quality menu item (its identifiers are the vocabulary's presets in upper case).
+QUALITY_STEPS = {name.upper(): steps for name, steps in vocabulary.QUALITY_STEPS.items()}
 
 
 class SceneError(Exception):
@@ -298,10 +299,10 @@ def unused_text_channels(scene: bpy.types.Scene, clip: timing.ClipRange, channel
     return sorted(found)
 
 
-def _mode_for(settings: Settings, notes: tuple[TextAnnotation, ...]) -> str:
+def _mode_for(settings: Settings, text: tuple[TextAnnotation, ...]) -> str:
     if settings.mode != "AUTO":
         return settings.mode.lower()
-    kinds = {a.kind for a in notes}
+    kinds = {a.kind for a in text}
     if "motion" in kinds:
         return "audio_text"
     if "phrase" in kinds:
@@ -348,7 +349,7 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
         raise SceneError(f"'{obj.name}': its sound strip '{strip.name}' plays no sound (its Sound Offset or trims "
                          "leave nothing of the file); change them or pick another strip.")
     audio_path, temp_files = resolve_audio_file(seq_scene, strip.name, work_dir)
-    notes = annotations(seq_scene, strip.clip, settings.text_channel, settings.annotation_kind)
+    text = annotations(seq_scene, strip.clip, settings.text_channel, settings.annotation_kind)
     fps = scene_fps(context.scene)
     seq_fps = scene_fps(seq_scene)
     frame_start = strip.clip.frame_start
@@ -360,18 +361,18 @@ def plan_generation(context: bpy.types.Context, obj: bpy.types.Object, *, models
     request = GenerationRequest(
         audio=AudioSource(path=audio_path, start_s=strip.clip.source_start_s,
                           end_s=None if strip.to_file_end else strip.clip.source_start_s + duration),
-        output=output, fps=fps, engine=settings.engine, mode=_mode_for(settings, notes),
-        models=models or None, text=notes,
+        output=output, fps=fps, engine=settings.engine, mode=_mode_for(settings, text),
+        models=models or None, text=text,
         emotion=(EmotionSpan(label=settings.emotion, strength=settings.emotion_strength),),
-        speaker=settings.speaker, seed=settings.seed, steps=QUALITY_STEPS[settings.quality], device=device)
-    params = request.to_dict()
-    GenerationRequest.from_dict(params)  # the backend's own validation, here, so errors show before starting
-    job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=params,
+        speaker=settings.speaker, seed=settings.seed, steps=QUALITY_STEPS[settings.quality],
+        device=device)  # the request validates itself: an invalid one raises RequestError here, before starting
+    job = PlannedGeneration(key=obj.name, label=f"{obj.name} \u00b7 {strip.name}", request=request.to_dict(),
                             temp_files=temp_files + (output,))
-    notes_for_user = ignored_inputs(seq_scene, obj.name, strip, settings, notes, request.mode)
+    notes = ignored_inputs(seq_scene, obj.name, strip, settings, text, request.mode)
+    # The backend writes request.frame_count() frames; reading to the file's end, the strip's length estimates it.
     bookkeeping = CharacterPlan(object_name=obj.name, strip_name=strip.name, frame_start=frame_start,
-                                frames=int(round(duration * fps)), fps=fps, to_file_end=strip.to_file_end,
-                                notes=notes_for_user, settings=settings)
+                                frames=request.frame_count(duration), fps=fps, to_file_end=strip.to_file_end,
+                                notes=notes, settings=settings)
     return job, bookkeeping
 
 

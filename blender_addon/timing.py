@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANNOTATION_KINDS: tuple[str, ...] = ("motion", "phrase", "transcript")
+from .backend.vocabulary import TEXT_KINDS as ANNOTATION_KINDS
 
 
 @dataclass(frozen=True)

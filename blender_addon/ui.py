@@ -5,6 +5,11 @@ from __future__ import annotations
 import bpy
 
 from . import operators, preferences, scene
+from .backend.errors import SERVER_EXITED, SERVER_NOT_STARTED, TIMEOUT, VERSION_MISMATCH
+from .report import Report, ReportLine
+
+# Errors of the backend process itself: the panel offers Check Backend and the preferences with them.
+BACKEND_PROCESS_CODES = frozenset({SERVER_EXITED, SERVER_NOT_STARTED, TIMEOUT, VERSION_MISMATCH})
 
 
 def _character(context: bpy.types.Context) -> bpy.types.Object | None:
@@ -115,19 +120,34 @@ class EXPGEST_PT_gestures(bpy.types.Panel):
                 layout.label(text=f"[{'#' * filled}{'.' * (20 - filled)}] {run.fraction:.0%}")
                 layout.label(text=text)
             layout.operator("expgest.cancel", icon="CANCEL")
-        report = operators.REPORT
-        if report.text:
-            box = layout.box()
-            if "backend" in report.text.lower() and report.is_error:
-                row = box.row(align=True)
-                row.operator("expgest.check_backend", icon="FILE_REFRESH")
-                row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
-            width = _width(context)
-            parts = report.text.split(" | ")
-            for part in parts:
-                failed = part.startswith("Failed") or (report.is_error and len(parts) == 1)
-                for index, line in enumerate(report_lines(part, width)):
-                    box.label(text=line, icon=("ERROR" if failed else "INFO") if index == 0 else "BLANK1")
+        draw_report(layout, context, operators.REPORT)
+
+
+def draw_report(layout, context: bpy.types.Context, report: Report) -> None:
+    """The last result, line by line from its structured fields: an error shows its message, its details and
+    its code; nothing is parsed out of text."""
+    if not report.lines:
+        return
+    box = layout.box()
+    if BACKEND_PROCESS_CODES.intersection(report.codes):
+        row = box.row(align=True)
+        row.operator("expgest.check_backend", icon="FILE_REFRESH")
+        row.operator("preferences.addon_show", text="Preferences", icon="PREFERENCES").module = __package__
+    width = _width(context)
+    for entry in report.lines:
+        icon = "ERROR" if entry.level == "ERROR" else "INFO"
+        text = entry.text + "".join(f"\n  {detail}" for detail in entry.details if detail not in entry.text)
+        for index, line in enumerate(report_lines(text, width)):
+            box.label(text=line, icon=icon if index == 0 else "BLANK1")
+        if entry.code is not None:
+            for line in report_lines(code_label(entry), width):
+                box.label(text=line, icon="BLANK1")
+
+
+def code_label(entry: ReportLine) -> str:
+    """How the panel names an error's type: "Audio error (code -32000)"."""
+    title = entry.title[:1].upper() + entry.title[1:] if entry.title else "Error"
+    return f"{title} (code {entry.code})"
 
 
 def _width(context: bpy.types.Context) -> int:

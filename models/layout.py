@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+
+from backend.vocabulary import MODE_ALIASES, MODES  # a stdlib-only leaf (tests/backend/test_layering.py)
 
 from .errors import WeightsError
-
-Mode = Literal["audio_only", "audio_phrase", "audio_text"]
-MODES: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text")
-_MODE_ALIASES = {"audio_pharse": "audio_phrase"}
 
 ASR_SNAPSHOT = "54074b1c16f4de6a5ad59affb4caa8f2ea03a119"
 BERT_SNAPSHOT = "1dbc166cf8765166998eff31ade2eb64c8a40076"
@@ -136,13 +133,14 @@ class LayoutReport:
                 f"The weights folder {self.root} is missing {len(self.missing)} item(s) for mode '{self.mode}':\n"
                 f"{lines}\nSee models/README.md for where to get each file; run "
                 f"'python -m backend models check {self.root}' to check the folder.",
-                data={"missing": [item.where for item in self.missing], "mode": self.mode})
+                data={"missing": [item.where for item in self.missing], "mode": self.mode},
+                details=[item.line() for item in self.missing])
         return WeightsLayout(root=self.root, mode=self.mode, **self.found)
 
 
 def canonical_mode(mode: str) -> str:
     """``audio_only`` / ``audio_phrase`` / ``audio_text`` (``audio_pharse``, the original spelling, is accepted)."""
-    mode = _MODE_ALIASES.get(mode, mode)
+    mode = MODE_ALIASES.get(mode, mode)
     if mode not in MODES:
         raise WeightsError(f"Unknown mode '{mode}'; use one of {', '.join(MODES)}.")
     return mode

@@ -29,8 +29,8 @@ from backend.engines.procedural import ProceduralEngine, forward_joints  # noqa:
 from backend.motion.skeleton import JOINT_INDEX as J  # noqa: E402
 from backend.motion.skeleton import PARENTS  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
+from backend.vocabulary import EMOTIONS  # noqa: E402
 
-EMOTIONS = ("neutral", "happiness", "anger", "sadness", "fear", "surprise", "contempt", "disgust")
 TEXT = ("Hello everyone. Today I want to tell you about something really important. We worked very hard, and "
         "finally, it works! Let me show you how it moves. Look at this part here, and that one over there.")
 _BODY = [j for j in range(22) if j != 0] + [J["left_index3"], J["left_thumb3"], J["right_index3"], J["right_thumb3"],

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..vocabulary import GENDERS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``character`` sub-command."""
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "character, for the Blender add-on. Without --smplx-dir the built-in neutral skeleton "
                     "and the mannequin-x wooden body are used.")
     parser.add_argument("-o", "--output", required=True, help="the .npz file to write")
-    parser.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"),
+    parser.add_argument("--gender", default="neutral", choices=GENDERS,
                         help="body gender (male/female need --smplx-dir); default neutral")
     parser.add_argument("--betas", type=float, nargs="+", metavar="BETA", default=None,
                         help="up to 10 SMPL-X shape coefficients (default: all 0)")

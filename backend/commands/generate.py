@@ -10,7 +10,19 @@ import time
 from pathlib import Path
 
 from ..errors import RequestError
-from ..request import TEXT_KINDS, GenerationRequest
+from ..request import GenerationRequest
+from ..vocabulary import (
+    DEFAULT_STEPS,
+    DEVICES,
+    EMOTIONS,
+    ENGINES,
+    MODE_ALIASES,
+    MODES,
+    PRECISIONS,
+    QUALITY_STEPS,
+    TEXT_KINDS,
+    canonical_mode,
+)
 
 _RANGE = re.compile(r"^\s*(?P<start>\d+(?:\.\d*)?)\s*-\s*(?P<end>\d+(?:\.\d*)?)\s*:(?P<text>.*)$", re.S)
 
@@ -32,29 +44,34 @@ def parse_text_option(value: str, default_kind: str) -> dict:
 def add_generation_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``generate`` and ``batch``: everything of the request except audio and output."""
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate of the result (default 30)")
-    parser.add_argument("--engine", choices=("procedural", "expgest"), default="procedural",
+    parser.add_argument("--engine", choices=ENGINES, default="procedural",
                         help="procedural (default, no weights) or expgest (the diffusion model; needs --models)")
-    parser.add_argument("--mode", default="audio_only", choices=("audio_only", "audio_phrase", "audio_text"),
+    parser.add_argument("--mode", default="audio_only", choices=[*MODES, *MODE_ALIASES],
                         help="expgest mode (default audio_only)")
     parser.add_argument("--models", help="folder of the released ExpGest weights (see models/README.md)")
-    parser.add_argument("--emotion", default="neutral",
-                        help="neutral, happiness, anger, sadness, contempt, surprise, fear or disgust")
+    parser.add_argument("--emotion", default="neutral", help=", ".join(EMOTIONS[:-1]) + f" or {EMOTIONS[-1]}")
     parser.add_argument("--emotion-strength", type=float, default=1.0, help="0 … 2 (default 1)")
     parser.add_argument("--text", action="append", default=[], metavar="START-END:TEXT",
-                        help="timed text annotation in seconds, repeatable; TEXT may start with motion:, "
-                             "phrase: or transcript:")
+                        help="timed text annotation in seconds, repeatable; TEXT may start with "
+                             + ", ".join(f"{kind}:" for kind in TEXT_KINDS))
     parser.add_argument("--annotations", metavar="JSON",
                         help="JSON file with a list of {start_s, end_s, text, kind}")
-    parser.add_argument("--speaker", type=int, default=0, help="speaker/style index 0-3 (audio_phrase mode)")
+    parser.add_argument("--speaker", type=int, default=0,
+                        help="speaker index 0-3: the gesture habits of one trained speaker (audio_phrase mode)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed (default 0); the same seed and inputs give the same motion")
-    parser.add_argument("--steps", type=int, default=1000,
-                        help="denoising steps (expgest; 1000 = the paper; fewer = draft quality)")
-    parser.add_argument("--draft", action="store_true", help="expgest draft preset: 100 steps, lower quality")
+    presets = ", ".join(f"{name} = {steps}" for name, steps in QUALITY_STEPS.items())
+    steps = parser.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, default=None,
+                       help=f"denoising steps (expgest; default {DEFAULT_STEPS}, as in the paper)")
+    steps.add_argument("--quality", choices=tuple(QUALITY_STEPS), default=None,
+                       help=f"expgest quality preset, the add-on's Quality menu: {presets} steps")
+    steps.add_argument("--draft", action="store_true",
+                       help=f"the draft preset (--quality draft: {QUALITY_STEPS['draft']} steps), a fast preview")
     parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (expgest)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=DEVICES,
                         help="where expgest runs (default auto: a GPU when PyTorch sees one, else the CPU)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="expgest arithmetic (default auto: fp32 unless the device computes bf16 natively and "
                              "bf16 was measured as accurate as fp32, see docs/speed.md; --faithful is always fp32)")
     parser.add_argument("--faithful", action="store_true",
@@ -62,9 +79,20 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-duration", type=float, default=1800.0, help="longest audio accepted, seconds")
 
 
+def steps_from_args(args: argparse.Namespace) -> int:
+    """Sampler steps from ``--steps``, ``--quality`` or ``--draft`` (one meaning of each preset:
+    ``vocabulary.QUALITY_STEPS``); the default is ``DEFAULT_STEPS``."""
+    if getattr(args, "draft", False):
+        return QUALITY_STEPS["draft"]
+    if getattr(args, "quality", None):
+        return QUALITY_STEPS[args.quality]
+    steps = getattr(args, "steps", None)
+    return DEFAULT_STEPS if steps is None else steps
+
+
 def request_from_args(args: argparse.Namespace, audio: str, output: str) -> GenerationRequest:
     """Build and validate a GenerationRequest from parsed CLI options."""
-    default_kind = "phrase" if args.mode == "audio_phrase" else "motion"
+    default_kind = "phrase" if canonical_mode(args.mode) == "audio_phrase" else "motion"
     text = [parse_text_option(value, default_kind) for value in args.text]
     if args.annotations:
         try:
@@ -79,7 +107,7 @@ def request_from_args(args: argparse.Namespace, audio: str, output: str) -> Gene
         "fps": args.fps, "engine": args.engine, "mode": args.mode,
         "emotion": {"label": args.emotion, "strength": args.emotion_strength},
         "text": text, "speaker": args.speaker, "seed": args.seed,
-        "steps": 100 if args.draft else args.steps, "guidance": args.guidance, "device": args.device,
+        "steps": steps_from_args(args), "guidance": args.guidance, "device": args.device,
         "precision": args.precision, "behaviour": "faithful" if args.faithful else "default",
         "max_duration_s": args.max_duration,
     }

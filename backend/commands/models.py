@@ -23,8 +23,8 @@ from typing import Any
 
 from ..errors import WeightsError
 from ..model_errors import translate, translated
+from ..vocabulary import MODE_ALIASES, MODES, canonical_mode
 
-MODES = ("audio_only", "audio_phrase", "audio_text")
 FRAME_DIMS = {"audio_only": 1141, "audio_phrase": 994, "audio_text": 994}
 
 
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "weights). Exit status 0 when a mode is complete (with --mode: every mode asked for), 1 "
                     "otherwise, 2 when the folder does not exist.")
     check.add_argument("folder", metavar="DIR", help="the weights folder (original ExpGest layout)")
-    check.add_argument("--mode", choices=[*MODES, "audio_pharse"], action="append",
+    check.add_argument("--mode", choices=[*MODES, *MODE_ALIASES], action="append",
                        help="check only this mode (repeatable; default: all three)")
     check.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     check.set_defaults(func=run_check)
@@ -243,7 +243,7 @@ def _print_report(result: dict[str, Any]) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Entry point of ``models check``; returns the exit status."""
-    modes = [{"audio_pharse": "audio_phrase"}.get(m, m) for m in (args.mode or MODES)]
+    modes = [canonical_mode(m) for m in (args.mode or MODES)]
     modes = list(dict.fromkeys(modes))
     result = check_folder(args.folder, modes)
     if args.json:

@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import CancelledError
 from ..motion.motion import Motion
 from ..request import GenerationRequest
+from ..vocabulary import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
+__all__ = ["SAMPLE_RATE"]  # re-exported for the engines
 
 
 class ProgressFn(Protocol):

@@ -5,36 +5,15 @@ numpy-only, for Blender's Python too.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
-
 import numpy as np
 
+from ..vocabulary import frame_count
 from .motion import Motion
 from .rotations import axis_angle_to_quat, quat_continuity, quat_to_axis_angle, slerp
 from .skeleton import NUM_JOINTS
 
-
-def num_frames_for(duration_s: float, fps: float) -> int:
-    """The frame count of ``duration_s`` seconds at ``fps``: ``round(duration_s * fps)``, halves rounded up.
-
-    The product is formed in decimal arithmetic from the shortest decimal spelling of each float (``repr``), so
-    products that are exact in decimal round as written: 0.58 s at 25 fps is 14.5 -> 15 frames, although the
-    binary product ``0.58 * 25`` is 14.499999999999998; 50 s at 29.97 fps is 1498.5 -> 1499.
-    For NTSC rates pass the true rate (``24000 / 1001``, or Blender's ``fps / fps_base``).
-
-    Args:
-        duration_s: duration in seconds, >= 0.
-        fps: frames per second, > 0.
-
-    Returns:
-        The number of frames.
-    """
-    if not (np.isfinite(duration_s) and duration_s >= 0):
-        raise ValueError(f"duration_s must be a finite number >= 0, got {duration_s}")
-    if not (np.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a finite number > 0, got {fps}")
-    product = Decimal(repr(float(duration_s))) * Decimal(repr(float(fps)))
-    return int(product.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+# The one frame-count rule lives in the vocabulary; this name is kept for the motion code that imports it here.
+num_frames_for = frame_count
 
 
 def resample_motion(motion: Motion, fps: float, num_frames: int | None = None) -> Motion:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.vocabulary import SAMPLE_RATE  # a stdlib-only leaf (tests/backend/test_layering.py)
+
 from ..errors import AudioError
 from ._io import hf_from_pretrained, require_dir, resolve_device, translate_hf_errors
 
-SAMPLE_RATE = 16000
 FIX = ("Put a copy of the Hugging Face snapshot of facebook/wav2vec2-large-960h-lv60-self in "
        "54074b1c16f4de6a5ad59affb4caa8f2ea03a119/ or wav2vec2-large-960h-lv60-self/ (see models/README.md).")
 REQUIRED_FILES = ("config.json", "preprocessor_config.json|processor_config.json", "vocab.json",

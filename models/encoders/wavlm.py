@@ -45,11 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.vocabulary import SAMPLE_RATE  # a stdlib-only leaf (tests/backend/test_layering.py)
+
 from ..errors import AudioError, WeightsError
 from ..weights_io import load_weights_file
 from ._io import hf_from_pretrained, require_dir, resolve_device
-
-SAMPLE_RATE = 16000
 
 FIX = ("Put the unilm release WavLM-Large.pt in WavLM/ of the weights folder, or a copy of the Hugging Face "
        "model microsoft/wavlm-large in wavlm-large/ (see models/README.md).")

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from backend.vocabulary import MODES  # a stdlib-only leaf (tests/backend/test_layering.py)
+
 from ..errors import WeightsError
 from ..weights_io import load_state_dict_file
 from .config import (
@@ -38,7 +40,7 @@ from .config import (
 )
 from .ignored_keys import IGNORED_KEYS
 
-KINDS: tuple[str, ...] = ("audio_only", "audio_phrase", "audio_text", "emo_classifier", "semantic")
+KINDS: tuple[str, ...] = (*MODES, "emo_classifier", "semantic")
 
 DESCRIPTIONS: dict[str, str] = {
     "audio_only": "the audio_only denoiser (audio_only_model/model.pt)",
@@ -130,7 +132,7 @@ def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source
             blocks = _count_indices(state_dict, "body_vae_model.encoder.input_blocks.")
             return EmotionClassifierConfig(latent_dim=int(d), ff_size=int(ff), num_layers=2 * blocks + 1,
                                            num_heads=num_heads)
-        if kind in ("audio_only", "audio_phrase", "audio_text"):
+        if kind in MODES:
             d = int(_shape(state_dict, "input_process_body.poseEmbedding.weight", source, kind)[0])
             ff = int(_shape(state_dict, "seqTransEncoder_body.layers.0.linear1.weight", source, kind)[0])
             layers = _count_indices(state_dict, "seqTransEncoder_body.layers.")
@@ -357,7 +359,7 @@ def load_denoiser(path: str | Path, config: AudioOnlyConfig | HybridConfig | Non
     Raises:
         WeightsError: unreadable or unsafe file, a file of another mode, or keys/shapes that do not match.
     """
-    return _load_network(path, config, device, ("audio_only", "audio_phrase", "audio_text"), "a denoiser")
+    return _load_network(path, config, device, MODES, "a denoiser")
 
 
 def load_emotion_classifier(path: str | Path, config: EmotionClassifierConfig | None = None,

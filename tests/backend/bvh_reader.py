@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.errors import INVALID_PARAMS, ExpGestError
+from backend.errors import FileFormatError
 from backend.motion.bvh import UNITS
 from backend.motion.fk import chain_transforms
 from backend.motion.motion import Motion
@@ -19,10 +19,8 @@ from backend.motion.rotations import matrix_to_axis_angle
 from backend.motion.skeleton import JOINT_NAMES, NUM_JOINTS
 
 
-class BvhFormatError(ExpGestError, ValueError):
+class BvhFormatError(FileFormatError, ValueError):
     """A BVH file could not be parsed; the message names the file and the line."""
-
-    code = INVALID_PARAMS
 
 
 @dataclass

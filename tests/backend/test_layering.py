@@ -2,7 +2,9 @@
 
 - The add-on package (``build_addon.stage``: the zip's content) holds no test code: no test engines, no
   ``_test_`` name checks, no demo renderer.
-- ``models`` never imports ``backend`` (it is the lower layer); only the CLI imports ``backend.commands``.
+- ``models`` never imports ``backend`` (it is the lower layer), except ``backend.vocabulary``: the request
+  vocabulary's one home, standard library only, imports nothing of the backend. Only the CLI imports
+  ``backend.commands``.
 - ``models`` has no import cycle, counting imports inside functions too.
 - Checkpoints are read in one place: ``torch.load`` is called only by ``models/weights_io.py``, with
   ``weights_only=True``.
@@ -78,8 +80,15 @@ def test_the_shipped_add_on_holds_no_test_code(staged):
 
 def test_models_never_import_backend():
     upward = [f"{_module_name(path)} imports {name}" for path in _python_files("models")
-              for name in _imports(path) if name == "backend" or name.startswith("backend.")]
+              for name in _imports(path) if (name == "backend" or name.startswith("backend."))
+              and name != "backend.vocabulary"]
     assert not upward
+
+
+def test_the_vocabulary_is_a_leaf():
+    # What models may import from the backend must not pull the backend in.
+    assert [name for name in _imports(ROOT / "backend" / "vocabulary.py") if name.startswith(("backend", "models"))
+            ] == []
 
 
 def test_only_the_cli_imports_the_commands():

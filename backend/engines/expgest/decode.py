@@ -20,15 +20,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from scipy.signal import savgol_filter
 
 from ...errors import EngineError, OutputError
 from ...motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
-
-Behaviour = Literal["default", "faithful"]
+from ...vocabulary import Behaviour
 
 STD_FLOOR = 0.01
 SG_WINDOW = 15

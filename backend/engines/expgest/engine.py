@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,19 +34,17 @@ from ...errors import DeviceError, EngineError, WeightsError
 from ...model_errors import translated
 from ...motion.motion import Motion
 from ...motion.skeleton import REST_JOINTS
-from ...request import EMOTIONS, GenerationRequest
+from ...request import GenerationRequest
 from ...sampling import DDIMCosineScheduler
+from ...vocabulary import BEHAVIOURS, EMOTIONS, MODES, PRECISIONS, Behaviour, Mode, canonical_mode
 from ..base import CancelToken, ProgressFn
 from . import decode, stitching
 from .batching import WindowBatcher, WindowJob, run_window_jobs
 from .streams import AUDIO_ONLY_LAYOUT, HYBRID_LAYOUT, StreamLayout
 
-Mode = Literal["audio_only", "audio_phrase", "audio_text"]
-Behaviour = Literal["default", "faithful"]
 FPS = 20
 N_SPEAKERS = 4
 CLIP_DIM = 512
-_MODE_ALIASES = {"audio_pharse": "audio_phrase"}
 _LOG = logging.getLogger(__name__)
 # Clips sampled together by generate_batch unless told otherwise (docs/speed.md: measured aggregate speed-up).
 DEFAULT_CLIPS_PER_FORWARD = 4
@@ -245,13 +243,13 @@ class ExpGestEngine:
     def __init__(self, models_dir: str | Path | None, mode: str = "audio_only", device: str = "auto",
                  precision: str = "fp32", behaviour: str = "default", *,
                  components: ExpGestComponents | None = None) -> None:
-        mode = _MODE_ALIASES.get(mode, mode)
-        if mode not in ("audio_only", "audio_phrase", "audio_text"):
-            raise EngineError(f"Unknown ExpGest mode {mode!r}; use audio_only, audio_phrase or audio_text.")
-        if precision not in ("auto", "fp32", "bf16"):
-            raise EngineError(f"Unknown precision {precision!r}; use auto, fp32 or bf16.")
-        if behaviour not in ("default", "faithful"):
-            raise EngineError(f"Unknown behaviour {behaviour!r}; use default or faithful.")
+        mode = canonical_mode(mode)
+        if mode not in MODES:
+            raise EngineError(f"Unknown ExpGest mode {mode!r}; use {', '.join(MODES)}.")
+        if precision not in PRECISIONS:
+            raise EngineError(f"Unknown precision {precision!r}; use {' or '.join(PRECISIONS)}.")
+        if behaviour not in BEHAVIOURS:
+            raise EngineError(f"Unknown behaviour {behaviour!r}; use {' or '.join(BEHAVIOURS)}.")
         if components is None and models_dir is None:
             raise WeightsError("The expgest engine needs the folder of the released weights (--models DIR).")
         self.models_dir = models_dir
@@ -432,7 +430,7 @@ class ExpGestEngine:
                                  "motion texts); choose the mode that matches your annotations.")
         if request.speaker != 0 and self.mode != "audio_phrase":
             self.warnings.append(f"The {self.mode} mode has no speaker control, so speaker {request.speaker} was "
-                                 "ignored; use the audio_phrase mode to choose a speaker style.")
+                                 "ignored; use the audio_phrase mode to choose a speaker.")
         conditions = (self._audio_only_conditions(request, plan, window_waves, progress, info)
                       if self.mode == "audio_only" else self._hybrid_conditions(request, plan, info))
 
@@ -541,10 +539,11 @@ class ExpGestEngine:
 
         def conditions(index: int) -> tuple[dict[str, torch.Tensor], tuple[int, float] | None]:
             label, strength = emotions[index]
-            style = torch.zeros(1, len(EMOTIONS), device=self.device)
-            style[0, label] = 1.0
+            emotion_onehot = torch.zeros(1, len(EMOTIONS), device=self.device)
+            emotion_onehot[0, label] = 1.0
             body, hand = semantic(index)
-            y = {"style": style, "text_latent_body": body, "text_latent_hand": hand}
+            # "style" is the released network's name for its emotion input (not the speaker).
+            y = {"style": emotion_onehot, "text_latent_body": body, "text_latent_hand": hand}
             guided = components.emotion_classifier is not None and label != 0 and strength > 0
             return y, ((label, strength) if guided else None)
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
-Behaviour = Literal["default", "faithful"]
+from ...vocabulary import SAMPLE_RATE, Behaviour
+
 T = TypeVar("T")
 
 
@@ -47,7 +48,7 @@ class WindowGeometry:
     n_poses: int
     n_seed: int = 8
     fps: int = 20
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def stride(self) -> int:

@@ -19,7 +19,8 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import convolve1d, maximum_filter1d, median_filter, uniform_filter1d
 
-SAMPLE_RATE = 16000
+from ...vocabulary import SAMPLE_RATE
+
 HOP_S = 0.01
 _HOP = 160          # samples per hop (10 ms)
 _WIN = 400          # 25 ms analysis window
