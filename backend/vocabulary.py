@@ -65,6 +65,11 @@ SAMPLE_RATE = 16000  # Hz: every engine and encoder reads 16 kHz mono
 MAX_FPS = 240.0
 
 
+def one_of(names: tuple[str, ...]) -> str:
+    """``names`` as a sentence lists them: ``a, b or c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 def canonical_mode(mode: str) -> str:
     """``mode`` with the accepted alias replaced (``audio_pharse`` -> ``audio_phrase``); not validated."""
     return MODE_ALIASES.get(mode, mode)
@@ -105,6 +110,6 @@ def frame_count(duration_s: float, fps: float) -> int:
 __all__ = [
     "BEHAVIOURS", "DEFAULT_STEPS", "DEVICES", "EMOTIONS", "EMOTION_ALIASES", "ENGINES", "GENDERS", "MAX_FPS",
     "MAX_STEPS", "MODES", "MODE_ALIASES", "PRECISIONS", "QUALITY_STEPS", "SAMPLE_RATE", "TEXT_KINDS",
-    "Behaviour", "Device", "Engine", "Gender", "Mode", "Precision", "TextKind", "canonical_emotion",
+    "Behaviour", "Device", "Engine", "Gender", "Mode", "Precision", "TextKind", "canonical_emotion", "one_of",
     "canonical_mode", "frame_count",
 ]

@@ -28,6 +28,7 @@ from bench_precision import build, rotation_error_deg  # noqa: E402
 from backend.engines.base import CancelToken, no_progress  # noqa: E402
 from backend.engines.expgest.engine import ExpGestEngine  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
+from backend.vocabulary import EMOTIONS, SAMPLE_RATE  # noqa: E402
 
 
 def main() -> int:
@@ -44,8 +45,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     components, what = build(args.size)
     engine = ExpGestEngine(None, "audio_only", "cpu", precision="fp32", components=components)
-    emotions = ["neutral"] if args.no_emotion else ["anger", "happiness", "sadness", "neutral"]
-    t = np.arange(int(args.seconds * 16000), dtype=np.float32) / 16000
+    emotions = ["neutral"] if args.no_emotion else [*EMOTIONS[1:4], EMOTIONS[0]]  # happiness, anger, sadness, neutral
+    t = np.arange(int(args.seconds * SAMPLE_RATE), dtype=np.float32) / SAMPLE_RATE
     clips = []
     for i in range(args.clips):
         audio = (0.2 * np.sin(2 * np.pi * (150 + 10 * i) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.1 * t)))

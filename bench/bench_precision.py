@@ -39,6 +39,7 @@ from backend.engines.base import CancelToken, no_progress  # noqa: E402
 from backend.engines.expgest.engine import ExpGestComponents, ExpGestEngine  # noqa: E402
 from backend.engines.expgest.guidance import EMOTION_GUIDANCE_SCALE  # noqa: E402
 from backend.request import GenerationRequest  # noqa: E402
+from backend.vocabulary import SAMPLE_RATE  # noqa: E402
 from models.expgest.precision import cpu_flags, native_bf16, resolve_precision  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "expgest"
@@ -197,7 +198,7 @@ def bench_size(size: str, args: argparse.Namespace) -> dict[str, object]:
     print(f"guided step (denoiser + emotion gradient): fp32/bf16 = {step_fp32 / step_bf16:.2f}x "
           f"(denoiser alone {statistics.median(parts['fp32'][0]) / statistics.median(parts['bf16'][0]):.2f}x)")
 
-    t = np.arange(int(args.seconds * 16000), dtype=np.float32) / 16000
+    t = np.arange(int(args.seconds * SAMPLE_RATE), dtype=np.float32) / SAMPLE_RATE
     audio = (0.2 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t))).astype(np.float32)
     reference, seconds_fp32 = run_clip(components, "fp32", audio, args.steps, args.threads)
     other_threads = 1 if args.threads != 1 else 2

@@ -15,12 +15,17 @@ class ModelError(Exception):
     Args:
         message: one or more full sentences saying what is wrong and what to do.
         data: optional JSON-serialisable details (e.g. ``{"path": ...}``).
+        details: optional lines listing the particulars (e.g. each missing file); kept as ``data["details"]``,
+            which the backend's errors carry to the panel as a list.
     """
 
-    def __init__(self, message: str, *, data: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, *, data: dict[str, Any] | None = None,
+                 details: list[str] | tuple[str, ...] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.data = data or {}
+        self.data = dict(data or {})
+        if details:
+            self.data["details"] = [str(line) for line in details]
 
 
 class WeightsError(ModelError):

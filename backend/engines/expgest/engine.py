@@ -36,7 +36,7 @@ from ...motion.motion import Motion
 from ...motion.skeleton import REST_JOINTS
 from ...request import GenerationRequest
 from ...sampling import DDIMCosineScheduler
-from ...vocabulary import BEHAVIOURS, EMOTIONS, MODES, PRECISIONS, Behaviour, Mode, canonical_mode
+from ...vocabulary import BEHAVIOURS, EMOTIONS, MODES, PRECISIONS, Behaviour, Mode, canonical_mode, one_of
 from ..base import CancelToken, ProgressFn
 from . import decode, stitching
 from .batching import WindowBatcher, WindowJob, run_window_jobs
@@ -245,11 +245,11 @@ class ExpGestEngine:
                  components: ExpGestComponents | None = None) -> None:
         mode = canonical_mode(mode)
         if mode not in MODES:
-            raise EngineError(f"Unknown ExpGest mode {mode!r}; use {', '.join(MODES)}.")
+            raise EngineError(f"Unknown ExpGest mode {mode!r}; use {one_of(MODES)}.")
         if precision not in PRECISIONS:
-            raise EngineError(f"Unknown precision {precision!r}; use {' or '.join(PRECISIONS)}.")
+            raise EngineError(f"Unknown precision {precision!r}; use {one_of(PRECISIONS)}.")
         if behaviour not in BEHAVIOURS:
-            raise EngineError(f"Unknown behaviour {behaviour!r}; use {' or '.join(BEHAVIOURS)}.")
+            raise EngineError(f"Unknown behaviour {behaviour!r}; use {one_of(BEHAVIOURS)}.")
         if components is None and models_dir is None:
             raise WeightsError("The expgest engine needs the folder of the released weights (--models DIR).")
         self.models_dir = models_dir
