@@ -387,8 +387,7 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
                 client = client_factory()
             if ledger is not None:
                 ledger.begin(item.output, fingerprint)
-            pending = client.generate(item.params, on_progress=lambda stage, done, message, label=item.label:
-                                      progress.update(label, done or 0.0, stage))
+            pending = client.generate(item.params, on_progress=_item_progress(progress, item.label))
             try:
                 result = pending.result()
             except KeyboardInterrupt:

@@ -61,6 +61,7 @@ from .protocol import (
     Response,
     encode_message,
     is_compatible,
+    is_valid_id,
     parse_server_message,
 )
 from .transport import LineReader, MessageWriter, Oversized
@@ -468,8 +469,11 @@ class BackendClient:
             log.debug("ignored notification %s", message.method)
             return
         params = message.params
+        request_id = params.get("id")
+        if not is_valid_id(request_id):
+            return
         with self._lock:
-            pending = self._pending.get(params.get("id"))
+            pending = self._pending.get(request_id)
         if pending is None:
             return
         done = params.get("done")

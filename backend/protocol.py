@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import (
     ERROR_NAMES,
@@ -227,7 +227,7 @@ def validate_params(method: str, params: dict[str, Any], request_id: RequestId |
             raise fail(sorted(params)[0], "unknown; shutdown takes no params.")
 
 
-def is_valid_id(value: Any) -> bool:
+def is_valid_id(value: Any) -> TypeGuard[RequestId]:
     """True for the ids a request may carry: an int (not a bool) or a non-empty string of ≤ 200 characters."""
     if isinstance(value, bool):
         return False

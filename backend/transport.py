@@ -14,7 +14,7 @@ Content-Length headers (pygls) were considered; newline framing was chosen becau
 from __future__ import annotations
 
 import threading
-from typing import BinaryIO
+from typing import IO
 
 from .protocol import MAX_MESSAGE_BYTES, Message, encode_message
 
@@ -41,7 +41,7 @@ class LineReader:
         max_bytes: the longest accepted line, newline excluded.
     """
 
-    def __init__(self, stream: BinaryIO, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(self, stream: IO[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._stream = stream
         self._max = max_bytes
 
@@ -78,7 +78,7 @@ class MessageWriter:
         stream: a binary file object opened for writing (the server's protocol stdout, ``Popen.stdin``).
     """
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (idempotent) and run every test: the backend suite in the backend venv, then the real-Blender
 # suite (bpy 5.0.1, and Debian's blender under Xvfb for the on-screen path) in the Blender venv.
-# Fails if either suite fails or collects no tests.
+# ruff and mypy run first (scripts/lint.sh). Fails if the lint fails or a suite fails or collects no tests.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENVS=${EXPGEST_VENVS:-$ROOT/.venv}
@@ -9,6 +9,8 @@ bash "$ROOT/scripts/setup.sh" || exit 1
 cd "$ROOT"
 export EXPGEST_BACKEND_PYTHON=${EXPGEST_BACKEND_PYTHON:-$VENVS/backend/bin/python}
 export PYTHONDONTWRITEBYTECODE=1
+lstatus=0
+bash "$ROOT/scripts/lint.sh" || lstatus=$?
 status=0
 "$VENVS/backend/bin/python" -m pytest -q -p no:cacheprovider tests/backend "$@" || status=$?
 [ $status -eq 0 ] || echo "backend tests failed (exit $status)" >&2
@@ -24,4 +26,4 @@ b45status=0
     "$@" || b45status=$?
 [ $b45status -eq 0 ] || echo "Blender 4.5 tests failed (exit $b45status)" >&2
 # pytest exit 5 means no tests were collected: that is a failure here.
-[ $status -eq 0 ] && [ $bstatus -eq 0 ] && [ $b45status -eq 0 ]
+[ $lstatus -eq 0 ] && [ $status -eq 0 ] && [ $bstatus -eq 0 ] && [ $b45status -eq 0 ]

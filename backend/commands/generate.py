@@ -122,7 +122,7 @@ class StderrProgress:
     def __init__(self, stream=sys.stderr) -> None:
         self.stream = stream
         self.tty = stream.isatty()
-        self.last_stage = None
+        self.last_stage: str | None = None
         self.last_time = 0.0
 
     def __call__(self, stage: str, done: float | None = None, message: str = "") -> None:

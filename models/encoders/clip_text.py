@@ -99,7 +99,8 @@ def tokenizer_from_openai_bpe(bpe_path: Path) -> Any:
     vocab_list = symbols + [s + "</w>" for s in symbols] + ["".join(pair) for pair in merges]
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: index for index, token in enumerate(vocab_list)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CONTEXT_LENGTH)
+    # merges as pairs: what the tokenizer builds from its own merges file (its annotation says strings)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CONTEXT_LENGTH)  # type: ignore[arg-type]
 
 
 def find_clip_tokenizer(weights_file: Path) -> Path | None:

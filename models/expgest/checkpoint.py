@@ -138,11 +138,12 @@ def infer_config(state_dict: Mapping[str, Tensor], num_heads: int = 4, *, source
             layers = _count_indices(state_dict, "seqTransEncoder_body.layers.")
             if kind == "audio_only":
                 return AudioOnlyConfig(latent_dim=d, num_layers=layers, ff_size=ff, num_heads=num_heads)
-            variant = "phrase" if kind == "audio_phrase" else "text"
-            return HybridConfig(variant=variant, latent_dim=d, num_layers=layers, ff_size=ff, num_heads=num_heads)
+            return HybridConfig(variant="phrase" if kind == "audio_phrase" else "text", latent_dim=d,
+                                num_layers=layers, ff_size=ff, num_heads=num_heads)
     except ValueError as exc:
-        raise WeightsError(f"{source} holds {DESCRIPTIONS[kind]} with sizes this program cannot build "
-                           f"({exc}). Use the released checkpoint.") from None
+        what = DESCRIPTIONS.get(kind or "", "a network")
+        raise WeightsError(f"{source} holds {what} with sizes this program cannot build ({exc}). Use the released "
+                           "checkpoint.") from None
     if kind == "semantic":
         raise WeightsError(f"{source} holds {DESCRIPTIONS[kind]}, not a denoiser or the emotion classifier. "
                            f"Load it with models.expgest.semantic.load_semantic_weights.")

@@ -155,6 +155,14 @@ def _load_statistics(path: Path, key: str) -> np.ndarray:
     return np.asarray(data, dtype=np.float64).reshape(-1)
 
 
+def _present(path: Path | None, what: str) -> Path:
+    """A file ``find_weights`` found for the mode (it raises, naming the file, when one is missing)."""
+    if path is None:
+        raise WeightsError(f"The weights folder has no {what} for this mode; run `python -m backend models check "
+                           "DIR` to see what is missing and where it goes.")
+    return path
+
+
 _CACHE: dict[tuple[str, str, str], ExpGestComponents] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -208,16 +216,18 @@ def load_components(models_dir: str | Path, mode: Mode, device: torch.device) ->
             from models.expgest.checkpoint import load_emotion_classifier
             from models.expgest.semantic import SemanticEncoder, load_semantic_weights
 
-            tokenizer, bert = load_bert(layout.bert)
-            semantic = SemanticEncoder.from_pretrained_bert(bert, tokenizer, latent_dim=denoiser.config.latent_dim)
-            load_semantic_weights(layout.joint_sem_ges, semantic)
+            assert isinstance(config, AudioOnlyConfig)  # found == mode above
+            tokenizer, bert = load_bert(_present(layout.bert, "BERT"))
+            semantic = SemanticEncoder.from_pretrained_bert(bert, tokenizer, latent_dim=config.latent_dim)
+            load_semantic_weights(_present(layout.joint_sem_ges, "joint semantic encoder"), semantic)
             components.semantic = semantic.to(device).eval().requires_grad_(False)
-            components.asr = load_asr(layout.asr, device)
-            components.emotion_classifier = load_emotion_classifier(layout.emo_classifier, None, device)
+            components.asr = load_asr(_present(layout.asr, "speech recogniser"), device)
+            components.emotion_classifier = load_emotion_classifier(
+                _present(layout.emo_classifier, "emotion classifier"), None, device)
         else:
             from models.encoders.clip_text import load_clip_text
 
-            components.clip = load_clip_text(layout.clip, device, layout.clip_tokenizer)
+            components.clip = load_clip_text(_present(layout.clip, "CLIP text encoder"), device, layout.clip_tokenizer)
         _CACHE[key] = components
         return components
 
@@ -447,7 +457,9 @@ class ExpGestEngine:
             job = WindowJob(y=y, x_T=(), guidance=request.guidance, check_cancel=cancel.check)
             if emotion is not None:
                 target, strength = emotion
-                latent = components.emotion_classifier.config.latent_dim
+                classifier = components.emotion_classifier
+                assert classifier is not None  # conditions() guides only when a classifier is loaded
+                latent = classifier.config.latent_dim
 
                 def eps_provider(timestep: int, part: str) -> torch.Tensor:
                     return torch.randn(1, latent, generator=generator).to(self.device)
@@ -530,8 +542,12 @@ class ExpGestEngine:
                 text = transcripts[source]
                 if text is None:
                     progress("recognising speech", None, f"window {source + 1}/{plan.n_windows}")
+                    if components.asr is None:
+                        raise EngineError("No speech recogniser is loaded; give the transcript as text.")
                     text = components.asr.transcribe(window_waves[source])
                 info.setdefault("transcripts", {})[source] = text
+                if components.semantic is None:
+                    raise EngineError("The audio_only mode needs the semantic encoder, and none is loaded.")
                 with torch.no_grad():
                     body, hand = components.semantic([text])
                 latents[source] = (body.float().to(self.device), hand.float().to(self.device))
@@ -562,6 +578,8 @@ class ExpGestEngine:
         distinct = sorted({t for t in texts if t is not None})
         features: dict[str, torch.Tensor] = {}
         if distinct:
+            if components.clip is None:
+                raise EngineError(f"The {self.mode} mode needs the CLIP text encoder, and none is loaded.")
             with torch.no_grad():
                 encoded = components.clip.encode(list(distinct)).float().to(self.device)
             for text, cut in zip(distinct, getattr(components.clip, "last_truncated", ()), strict=False):
