@@ -457,9 +457,9 @@ class ExpGestEngine:
             job = WindowJob(y=y, x_T=(), guidance=request.guidance, check_cancel=cancel.check)
             if emotion is not None:
                 target, strength = emotion
-                classifier = components.emotion_classifier
-                assert classifier is not None  # conditions() guides only when a classifier is loaded
-                latent = classifier.config.latent_dim
+                loaded = components.emotion_classifier
+                assert loaded is not None  # conditions() guides only when a classifier is loaded
+                latent = loaded.config.latent_dim
 
                 def eps_provider(timestep: int, part: str) -> torch.Tensor:
                     return torch.randn(1, latent, generator=generator).to(self.device)
