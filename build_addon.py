@@ -51,6 +51,9 @@ PLATFORMS = {
 BUNDLED = ("backend", "models")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.npz", "*.pt", "*.safetensors",
                                  "*.bin", "*.ckpt", "*.pth")
+# Repository-only modules left out of the zip: the demo command builds this zip and runs scripts/ (the CLI then
+# answers ``demo`` with a message saying so, see backend/cli.py).
+REPO_ONLY = ("backend/commands/demo.py",)
 
 
 def find_extension_cli() -> Path | None:
@@ -137,6 +140,8 @@ def stage(staging: Path, platforms: list[str] | None = None) -> Path:
         source = ROOT / package
         if source.is_dir():
             shutil.copytree(source, target / package, ignore=IGNORED)
+    for relative in REPO_ONLY:
+        (target / relative).unlink(missing_ok=True)
     shutil.copy2(ROOT / "LICENSE", target / "LICENSE")
     if platforms:
         wheels: list[str] = []

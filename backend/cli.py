@@ -21,10 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="ExpGest for Blender: speech-driven SMPL-X gestures.")
     parser.add_argument("--version", action="version", version=f"expgest-backend {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
-        module.register(subparsers)
+    names = sorted(module_info.name for module_info in pkgutil.iter_modules(commands.__path__))
+    for name in names:
+        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
+    if "demo" not in names:  # the add-on zip leaves the repository-only demo out (build_addon.REPO_ONLY)
+        demo = subparsers.add_parser("demo", help="(only in the ExpGest repository)", add_help=False,
+                                     prefix_chars="\0")  # no options: every argument lands in "ignored"
+        demo.add_argument("ignored", nargs="*")
+        demo.set_defaults(func=_demo_not_installed)
     return parser
+
+
+def _demo_not_installed(args: argparse.Namespace) -> int:
+    raise ExpGestError("The demo is only in the ExpGest repository (it builds the add-on and runs scripts/), not in "
+                       "the installed add-on. Run `python -m backend demo` from a clone of the repository.")
 
 
 def main(argv: list[str] | None = None) -> int:

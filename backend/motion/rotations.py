@@ -226,6 +226,28 @@ def quat_to_matrix(quat: np.ndarray) -> np.ndarray:
     return out.astype(dtype, copy=False)
 
 
+def quat_apply(quat: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Rotate vectors by quaternions (normalised first): ``v' = v + w t + u x t`` with ``t = 2 u x v``.
+
+    Args:
+        quat: (..., 4) quaternions (w, x, y, z).
+        vectors: (..., 3) vectors, broadcastable with the quaternions' leading shape.
+
+    Returns:
+        (..., 3) rotated vectors (the same as ``quat_to_matrix(quat) @ v``).
+    """
+    q, dtype_q = _to_float64(quat)
+    v, dtype_v = _to_float64(vectors)
+    _check_last(q, (4,), "quat")
+    _check_last(v, (3,), "vectors")
+    q = _normalize(q)
+    u = q[..., 1:]
+    t = 2.0 * np.cross(u, v)
+    out = v + q[..., :1] * t + np.cross(u, t)
+    dtype = np.float32 if dtype_q is np.float32 and dtype_v is np.float32 else np.float64
+    return out.astype(dtype, copy=False)
+
+
 def matrix_to_quat(matrix: np.ndarray) -> np.ndarray:
     """Rotation matrices to unit quaternions by Shepperd's method (largest of trace and diagonal).
 
@@ -464,16 +486,6 @@ def matrix_to_euler(matrix: np.ndarray, order: str = "ZYX", degrees: bool = Fals
     if degrees:
         out = np.rad2deg(out)
     return out.astype(dtype, copy=False)
-
-
-def axis_angle_to_euler(axis_angle: np.ndarray, order: str = "ZYX", degrees: bool = False) -> np.ndarray:
-    """Shortcut: rotation vectors (..., 3) to Euler angles (..., 3) in ``order`` (see ``matrix_to_euler``)."""
-    return matrix_to_euler(axis_angle_to_matrix(axis_angle), order, degrees)
-
-
-def euler_to_axis_angle(angles: np.ndarray, order: str = "ZYX", degrees: bool = False) -> np.ndarray:
-    """Shortcut: Euler angles (..., 3) in ``order`` to rotation vectors (..., 3) (see ``euler_to_matrix``)."""
-    return matrix_to_axis_angle(euler_to_matrix(angles, order, degrees))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The code's layering, read from the source: what ships, who imports whom, and where checkpoints are read.
 
 - The add-on package (``build_addon.stage``: the zip's content) holds no test code: no test engines, no
-  ``_test_`` name checks, no demo renderer.
+  ``_test_`` name checks, no demo renderer, no demo command (its CLI says the demo is repository-only).
 - ``models`` never imports ``backend`` (it is the lower layer), except ``backend.vocabulary``: the request
   vocabulary's one home, standard library only, imports nothing of the backend. Only the CLI imports
   ``backend.commands``.
@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,8 +55,6 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory) -> Path:
-    import sys
-
     sys.path.insert(0, str(ROOT))
     try:
         import build_addon
@@ -69,6 +70,7 @@ def test_the_shipped_add_on_holds_no_test_code(staged):
                  or Path(name).name.startswith("test_") or Path(name).name in ("testing.py", "conftest.py")]
     assert not test_like
     assert "preview.py" not in [Path(name).name for name in names]  # the demo renderer lives in scripts/
+    assert "backend/commands/demo.py" not in names  # the demo builds the zip and runs scripts/: repository only
     hacks = []
     for path in staged.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
@@ -76,6 +78,18 @@ def test_the_shipped_add_on_holds_no_test_code(staged):
             if marker in text:
                 hacks.append(f"{path.relative_to(staged)}: {marker}")
     assert not hacks
+
+
+def test_the_shipped_cli_says_the_demo_is_repository_only(staged):
+    assert not (staged / "backend" / "commands" / "demo.py").exists()  # else this would run the real demo
+    env = {**os.environ, "PYTHONPATH": str(staged)}
+    result = subprocess.run([sys.executable, "-m", "backend", "demo", "--out", "x"], cwd=staged, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "only in the ExpGest repository" in result.stderr and "Traceback" not in result.stderr
+    listed = subprocess.run([sys.executable, "-m", "backend", "--help"], cwd=staged, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "demo" in listed.stdout
 
 
 def test_models_never_import_backend():

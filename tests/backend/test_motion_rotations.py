@@ -190,6 +190,19 @@ def test_quaternion_algebra():
     np.testing.assert_array_equal(rot.quat_normalize(np.zeros(4)), [1.0, 0, 0, 0])
 
 
+def test_quat_apply_matches_scipy_and_normalises():
+    rng = np.random.default_rng(11)
+    q = rng.normal(size=(200, 4)) * rng.uniform(0.5, 2.0, size=(200, 1))  # not unit length
+    v = rng.normal(size=(200, 3))
+    want = Rotation.from_quat(q, scalar_first=True).apply(v)  # scipy normalises too
+    np.testing.assert_allclose(rot.quat_apply(q, v), want, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(rot.quat_apply(q, v), (rot.quat_to_matrix(q) @ v[..., None])[..., 0], atol=1e-12)
+    # broadcasting one quaternion over many vectors; float32 in, float32 out
+    out = rot.quat_apply(q[0].astype(np.float32), v.astype(np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, Rotation.from_quat(q[0], scalar_first=True).apply(v), atol=1e-5)
+
+
 def test_quat_continuity_flips_to_one_hemisphere():
     rng = np.random.default_rng(8)
     angles = np.linspace(0, 4 * np.pi, 200)  # two full turns about an axis: q changes sign every turn

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from ...errors import EngineError, OutputError
+from ...motion import rotations as rot
 from ...motion.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 from ...vocabulary import Behaviour
 
@@ -136,88 +137,27 @@ def smooth(x: np.ndarray, behaviour: Behaviour = "default") -> np.ndarray:
     return savgol_filter(x, window, SG_POLYORDER, axis=0)
 
 
-# --- rotation helpers (quaternions are (w, x, y, z)) ------------------------------------------------------------
+# --- the reference's own numerics (behaviour="faithful" only; quaternions (w, x, y, z)) ----------------------------
+# Everything else goes through backend.motion.rotations; these three differ from it on purpose, so that the
+# reference fixtures (fixtures/expgest/decode.pt) still match.
 
-def _normalize(v: np.ndarray, eps: float = 1e-10) -> np.ndarray:
-    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + eps)
+def faithful_quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate vectors by quaternions used as given: v′ = v + w·t + q⃗ × t with t = 2 q⃗ × v.
 
-
-def two_axis_to_matrix(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
-    """Rotation from its (approximate) first two columns, by cross products.
-
-    x = v1, z = x × v2, y = z × x, then each divided by (its norm + 1e-10); R = [x y z] as columns. The result
-    is orthonormal whenever v1 and v2 are not parallel, whatever their lengths (so smoothing cannot skew it).
-
-    Args:
-        v1, v2: (..., 3) the first and second columns of R.
-
-    Returns:
-        (..., 3, 3) in the dtype of the inputs.
+    Differs from ``rotations.quat_apply`` (which normalises q): the reference applies its smoothed, slightly
+    off-unit root quaternion without normalising it (ZEGGS ``quat.mul_vec``).
     """
-    z = np.cross(v1, v2)
-    y = np.cross(z, v1)
-    return np.stack([_normalize(v1), _normalize(y), _normalize(z)], axis=-1)
-
-
-def matrix_to_quat(m: np.ndarray, eps: float = 1e-10) -> np.ndarray:
-    """Rotation matrix → quaternion (w, x, y, z) by Shepperd's method.
-
-    With t = tr R: if t > 0, s = 0.5/√(t + 1), q = (0.25/s, s(R21 − R12), s(R02 − R20), s(R10 − R01)); otherwise
-    the largest diagonal entry k picks s_k = 2√(1 + R_kk − R_ii − R_jj) and the component k is s_k/4, the others
-    (sums/differences of off-diagonal pairs)/s_k. Square-root arguments are floored at ``eps``. Every branch
-    divides by a quantity ≥ 1/2, so the conversion is stable for all angles (including θ = π).
-
-    Args:
-        m: (..., 3, 3) rotation matrices.
-        eps: floor of the square-root arguments.
-
-    Returns:
-        (..., 4) in the dtype of ``m``; unit length for orthonormal ``m``.
-    """
-    r00, r01, r02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    r10, r11, r12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    r20, r21, r22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
-    trace = r00 + r11 + r22
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = 0.5 / np.sqrt(np.maximum(trace + 1, eps))
-        q_w = np.stack([0.25 / s, s * (r21 - r12), s * (r02 - r20), s * (r10 - r01)], axis=-1)
-        pick_x = (r00 > r11) & (r00 > r22)
-        s0 = 2.0 * np.sqrt(np.maximum(1.0 + r00 - r11 - r22, eps))
-        q_x = np.stack([(r21 - r12) / s0, s0 * 0.25, (r01 + r10) / s0, (r02 + r20) / s0], axis=-1)
-        pick_y = ~pick_x & (r11 > r22)
-        s1 = 2.0 * np.sqrt(np.maximum(1.0 + r11 - r00 - r22, eps))
-        q_y = np.stack([(r02 - r20) / s1, (r01 + r10) / s1, s1 * 0.25, (r12 + r21) / s1], axis=-1)
-        s2 = 2.0 * np.sqrt(np.maximum(1.0 + r22 - r00 - r11, eps))
-        q_z = np.stack([(r10 - r01) / s2, (r02 + r20) / s2, (r12 + r21) / s2, s2 * 0.25], axis=-1)
-    quat = np.where((trace > 0)[..., None], q_w,
-                    np.where(pick_x[..., None], q_x, np.where(pick_y[..., None], q_y, q_z)))
-    return quat.astype(m.dtype, copy=False)
-
-
-def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a ⊗ b of (..., 4) quaternions (w, x, y, z)."""
-    aw, ax, ay, az = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
-    bw, bx, by, bz = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return np.stack([
-        bw * aw - bx * ax - by * ay - bz * az,
-        bw * ax + bx * aw - by * az + bz * ay,
-        bw * ay + bx * az + by * aw - bz * ax,
-        bw * az - bx * ay + by * ax + bz * aw,
-    ], axis=-1)
-
-
-def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate vectors by quaternions: v′ = v + w·t + q⃗ × t with t = 2 q⃗ × v (exact for unit q)."""
     q = np.asarray(q, dtype=np.float64)
     t = 2.0 * np.cross(q[..., 1:], v)
     return v + q[..., 0:1] * t + np.cross(q[..., 1:], t)
 
 
-def quat_to_euler_zyx(q: np.ndarray) -> np.ndarray:
+def faithful_quat_to_euler_zyx(q: np.ndarray) -> np.ndarray:
     """Quaternion → intrinsic Z-Y-X Euler angles (R = Rz(a)·Ry(b)·Rx(c)), radians, as (a, b, c).
 
     a = atan2(2(wz + xy), 1 − 2(y² + z²)), b = asin(clip(2(wy − xz), −1, 1)), c = atan2(2(wx + yz), 1 − 2(x² + y²)).
-    The expressions assume a unit quaternion (the reference feeds its root quaternion un-normalised).
+    Differs from ``rotations.matrix_to_euler(quat_to_matrix(q))`` for non-unit q: the reference feeds its
+    un-normalised root quaternion to these unit-quaternion formulas.
 
     Args:
         q: (..., 4).
@@ -233,45 +173,11 @@ def quat_to_euler_zyx(q: np.ndarray) -> np.ndarray:
     ], axis=-1)
 
 
-def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
-    """Quaternion (any norm, zero allowed) → axis-angle θ·n, θ ∈ [0, π].
-
-    θ = 2·atan2(‖q⃗‖, w) taken on the hemisphere w ≥ 0 (so the shorter rotation), n = q⃗/‖q⃗‖; a zero vector part
-    gives 2·q⃗ (the small-angle limit), so the zero quaternion maps to no rotation.
-
-    Args:
-        q: (..., 4) (w, x, y, z).
-
-    Returns:
-        (..., 3) float64.
-    """
-    q = np.asarray(q, dtype=np.float64)
-    vec = q[..., 1:]
-    sin_sq = np.sum(vec * vec, axis=-1)
-    sin_theta = np.sqrt(sin_sq)
-    cos_theta = q[..., 0]
-    two_theta = 2.0 * np.where(cos_theta < 0, np.arctan2(-sin_theta, -cos_theta), np.arctan2(sin_theta, cos_theta))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.where(sin_sq > 0, two_theta / np.where(sin_sq > 0, sin_theta, 1.0), 2.0)
-    return vec * k[..., None]
-
-
-def matrix_to_axis_angle(m: np.ndarray) -> np.ndarray:
-    """Stable rotation matrix → axis-angle (through ``matrix_to_quat``; no singularity at θ = π).
-
-    Args:
-        m: (..., 3, 3).
-
-    Returns:
-        (..., 3) float64.
-    """
-    return quat_to_axis_angle(matrix_to_quat(np.asarray(m, dtype=np.float64)))
-
-
-def matrix_to_axis_angle_trace(m: np.ndarray) -> np.ndarray:
+def faithful_matrix_to_axis_angle(m: np.ndarray) -> np.ndarray:
     """The reference's matrix → axis-angle: θ = acos(clip((tr R − 1)/2)), axis = (R21−R12, R02−R20, R10−R01)/‖·‖.
 
-    Unstable near θ = π (the skew part vanishes); kept only for ``behaviour="faithful"``.
+    Differs from ``rotations.matrix_to_axis_angle`` (Shepperd quaternion + atan2): unstable near θ = π (the
+    skew part vanishes), kept so that the hybrid fixtures match.
     """
     m = np.asarray(m, dtype=np.float64)
     cos = np.clip((m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2] - 1.0) / 2.0, -1.0, 1.0)
@@ -281,26 +187,6 @@ def matrix_to_axis_angle_trace(m: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         unit = np.where(norm > 0, axis / np.where(norm > 0, norm, 1.0), 0.0)
     return unit * theta[..., None]
-
-
-def rot6d_interleaved_to_matrix(x: np.ndarray) -> np.ndarray:
-    """6D rotation (R00, R01, R10, R11, R20, R21) → matrix by Gram–Schmidt on the two columns.
-
-    b1 = a1/‖a1‖, b2 = (a2 − (b1·a2) b1)/‖·‖, b3 = b1 × b2 (norms floored at 1e-12), R = [b1 b2 b3].
-
-    Args:
-        x: (..., 6).
-
-    Returns:
-        (..., 3, 3) float64.
-    """
-    a = np.asarray(x, dtype=np.float64).reshape(*x.shape[:-1], 3, 2)
-    a1, a2 = a[..., 0], a[..., 1]
-    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), 1e-12)
-    b2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
-    b2 = b2 / np.maximum(np.linalg.norm(b2, axis=-1, keepdims=True), 1e-12)
-    b3 = np.cross(b1, b2)
-    return np.stack([b1, b2, b3], axis=-1)
 
 
 # --- audio_only: 1141 → BEAT skeleton -----------------------------------------------------------------------------
@@ -323,9 +209,11 @@ class BeatPose:
 def decode_beat(feats: np.ndarray, behaviour: Behaviour = "default") -> BeatPose:
     """1141-dim features (de-normalised) → BEAT 75-joint local transforms.
 
-    Steps: (1) ltxy cast to float32, each joint's two vectors → R by ``two_axis_to_matrix`` → quaternion;
-    (2) world placement of joint 0: lpos₀ ← root_rot ⊗ lpos₀ + root_pos, lrot₀ ← root_rot ⊗ lrot₀ (float32 store);
-    ``faithful`` uses root_rot as stored, ``default`` normalises it first; (3) Euler Z-Y-X in degrees.
+    Steps: (1) ltxy cast to float32 (as the reference), each joint's two vectors are the first two columns of R
+    (the plain 6D column layout, Gram–Schmidt) → quaternion; (2) world placement of joint 0: lpos₀ ← root_rot ⊗
+    lpos₀ + root_pos, lrot₀ ← root_rot ⊗ lrot₀ (float32 store); (3) Euler Z-Y-X in degrees. ``faithful`` uses
+    root_rot as stored, with the reference's formulas for steps 2-3 (``faithful_quat_rotate``,
+    ``faithful_quat_to_euler_zyx``); ``default`` normalises it first.
 
     Args:
         feats: (T, 1141) float features (already smoothed if wanted).
@@ -338,14 +226,18 @@ def decode_beat(feats: np.ndarray, behaviour: Behaviour = "default") -> BeatPose
     frames = feats.shape[0]
     root_pos = feats[:, 0:3]
     root_rot = feats[:, 3:7]
-    if behaviour == "default":
-        root_rot = root_rot / np.linalg.norm(root_rot, axis=-1, keepdims=True)
     positions = feats[:, 13:238].reshape(frames, NUM_BEAT_JOINTS, 3).copy()
-    ltxy = feats[:, 238:688].reshape(frames, NUM_BEAT_JOINTS, 2, 3).astype(np.float32)
-    quats = matrix_to_quat(two_axis_to_matrix(ltxy[..., 0, :], ltxy[..., 1, :])).astype(np.float32)
-    positions[:, 0] = quat_rotate(root_rot, positions[:, 0]) + root_pos
-    quats[:, 0] = quat_mul(root_rot, quats[:, 0])
-    rotations_deg = np.degrees(quat_to_euler_zyx(quats)).astype(np.float32)
+    ltxy = feats[:, 238:688].reshape(frames, NUM_BEAT_JOINTS, 6).astype(np.float32).astype(np.float64)
+    quats = rot.matrix_to_quat(rot.rot6d_columns_to_matrix(ltxy)).astype(np.float32)
+    if behaviour == "faithful":
+        positions[:, 0] = faithful_quat_rotate(root_rot, positions[:, 0]) + root_pos
+        quats[:, 0] = rot.quat_multiply(root_rot, quats[:, 0])
+        rotations_deg = np.degrees(faithful_quat_to_euler_zyx(quats)).astype(np.float32)
+    else:
+        root_rot = rot.quat_normalize(root_rot)
+        positions[:, 0] = rot.quat_apply(root_rot, positions[:, 0]) + root_pos
+        quats[:, 0] = rot.quat_multiply(root_rot, quats[:, 0])
+        rotations_deg = rot.matrix_to_euler(rot.quat_to_matrix(quats), "ZYX", degrees=True).astype(np.float32)
     return BeatPose(positions=positions, quats=quats, rotations_deg=rotations_deg)
 
 
@@ -426,37 +318,12 @@ def beat_to_smplx_faithful(pose: BeatPose) -> tuple[np.ndarray, np.ndarray]:
     """
     quats = pose.quats.copy()
     quats[:, list(BEAT_FEET)] *= 0
-    axis_angle = quat_to_axis_angle(quats)
+    axis_angle = rot.quat_to_axis_angle(quats.astype(np.float64))  # zero quaternions → no rotation
     poses = np.zeros((len(quats), NUM_JOINTS, 3), dtype=np.float64)
     for slot, beat in enumerate(BEAT_FOR_SMPLX):
         if beat >= 0:
             poses[:, slot] = axis_angle[:, beat]
     return poses, pose.positions[:, 0] * 0.01
-
-
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
-
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation R with R·â = b̂ (3×3), for non-opposite a, b."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    sin = np.linalg.norm(axis)
-    cos = float(np.dot(a, b))
-    if sin < 1e-12:
-        return np.eye(3)
-    k = axis / sin
-    skew = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + sin * skew + (1 - cos) * skew @ skew
 
 
 def _smplx_bone_child(joint: int) -> int | None:
@@ -500,7 +367,7 @@ def beat_to_smplx_retarget(pose: BeatPose, rest_joints: np.ndarray = REST_JOINTS
         poses (T, 55, 3) float64 axis-angle, trans (T, 3) float64 metres (Hips world position × 0.01).
     """
     frames = len(pose.quats)
-    local = _quat_to_matrix(pose.quats)
+    local = rot.quat_to_matrix(pose.quats.astype(np.float64))
     global_beat = np.empty_like(local)
     for joint, parent in enumerate(BEAT_PARENTS):
         global_beat[:, joint] = local[:, joint] if parent < 0 else global_beat[:, parent] @ local[:, joint]
@@ -516,14 +383,15 @@ def beat_to_smplx_retarget(pose: BeatPose, rest_joints: np.ndarray = REST_JOINTS
         smplx_child = _smplx_bone_child(joint)
         beat_child = _beat_bone_child(source)
         if smplx_child is not None and beat_child is not None:
-            correction = _rotation_between(rest_joints[smplx_child] - rest_joints[joint], offsets[beat_child])
+            correction = rot.quat_to_matrix(rot.quat_between(rest_joints[smplx_child] - rest_joints[joint],
+                                                             offsets[beat_child]))
         global_smplx[:, joint] = global_beat[:, source] @ correction
     local_smplx = np.empty_like(global_smplx)
     for joint in range(NUM_JOINTS):
         parent = PARENTS[joint]
         local_smplx[:, joint] = global_smplx[:, joint] if parent < 0 else (
             np.swapaxes(global_smplx[:, parent], -1, -2) @ global_smplx[:, joint])
-    return matrix_to_axis_angle(local_smplx), pose.positions[:, 0] * 0.01
+    return rot.matrix_to_axis_angle(local_smplx), pose.positions[:, 0] * 0.01
 
 
 def beat_feats_to_smplx(feats: np.ndarray, behaviour: Behaviour = "default") -> tuple[np.ndarray, np.ndarray]:
@@ -550,6 +418,6 @@ def hybrid_feats_to_smplx(feats: np.ndarray, behaviour: Behaviour = "default") -
         poses (T, 55, 3) float64, trans (T, 3) float64.
     """
     feats = np.asarray(feats, dtype=np.float64)
-    matrices = rot6d_interleaved_to_matrix(feats[:, 0:330].reshape(len(feats), NUM_JOINTS, 6))
-    convert = matrix_to_axis_angle_trace if behaviour == "faithful" else matrix_to_axis_angle
+    matrices = rot.rot6d_interleaved_to_matrix(feats[:, 0:330].reshape(len(feats), NUM_JOINTS, 6))
+    convert = faithful_matrix_to_axis_angle if behaviour == "faithful" else rot.matrix_to_axis_angle
     return convert(matrices), feats[:, 330:333].copy()
