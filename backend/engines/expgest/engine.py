@@ -74,6 +74,8 @@ class ExpGestComponents:
         semantic: audio_only: ``(transcripts) -> (latent_body, latent_hand)`` each (B, 1, d).
         emotion_classifier: audio_only: ``EmotionClassifier`` (None: no emotion guidance).
         clip: hybrids: ``encode(list[str]) -> (B, 512)``.
+        cast: the bf16 copies of the networks (``networks``), made once.
+        compiled: the compiled denoisers (``compiled.py``), made once and reused by later requests.
     """
 
     denoiser: torch.nn.Module
@@ -85,6 +87,7 @@ class ExpGestComponents:
     emotion_classifier: Any | None = None
     clip: CLIPLike | None = None
     cast: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False)
+    compiled: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)  # compiled.py, per process
 
     def networks(self, precision: str) -> tuple[torch.nn.Module, Any | None]:
         """(denoiser, emotion classifier) at ``precision``; bf16 copies are made once and kept here."""
@@ -279,13 +282,24 @@ class ExpGestEngine:
         self._components = components
         self._batcher: WindowBatcher | None = None
         self._graph_networks: dict[tuple[str, int, bool], Any] = {}
+        self.compile_reason = ""  # why the last request's denoiser was (not) compiled (compiled.py)
         self.clip_warnings: list[list[str]] = []
 
-    def _networks(self) -> tuple[Any, Any | None]:
-        """(denoiser at this precision, CUDA-graph wrapped on CUDA unless EXPGEST_CUDA_GRAPHS=0; classifier)."""
+    def _networks(self, calls: int = 0) -> tuple[Any, Any | None]:
+        """(denoiser at this precision, classifier).
+
+        The denoiser is compiled when ``calls`` (this request's denoiser calls) repay it (``compiled.py``), else
+        CUDA-graph wrapped on CUDA unless EXPGEST_CUDA_GRAPHS=0.
+        """
+        from .compiled import compiled_network, should_compile
         from .cuda_graphs import wrap_for_device
 
         network, classifier = self.components.networks(self.precision)
+        if calls:
+            use, self.compile_reason = should_compile(calls, self.device.type, self.behaviour,
+                                                      self._batcher is not None)
+            if use:
+                return compiled_network(self.components.compiled, (self.precision, id(network)), network), classifier
         enabled = os.environ.get("EXPGEST_CUDA_GRAPHS", "1") != "0"
         key = (self.precision, id(network), enabled)
         if key not in self._graph_networks:
@@ -420,11 +434,12 @@ class ExpGestEngine:
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(request.steps)
         generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-        network, classifier = self._networks()
         steps_total = plan.n_windows * len(scheduler.timesteps)
+        network, classifier = self._networks(calls=steps_total)
         report_every = max(1, len(scheduler.timesteps) // 50)
         info: dict[str, Any] = {"windows": plan.n_windows, "steps": len(scheduler.timesteps),
-                                "precision": self.precision, "precision_reason": self.precision_reason}
+                                "precision": self.precision, "precision_reason": self.precision_reason,
+                                "compile": self.compile_reason}
         if self._emulated_bf16:
             self.warnings.append(f"This {self.device.type.upper()} has no native bf16, so bf16 runs through emulated "
                                  "kernels (measured 6 to 7 times slower than fp32 on such a CPU); use --precision "
@@ -474,6 +489,9 @@ class ExpGestEngine:
                     progress(stage, (index * num_steps + step) / steps_total, f"step {step + 1}/{num_steps}")
 
             job.on_step = on_step
+            if getattr(network, "ready", True) is False and network.failed is None:  # a CompiledOrEager's 1st call
+                progress(stage, index * len(scheduler.timesteps) / steps_total,
+                         "compiling the denoiser, once per session (about 20 s)")
             if self._batcher is not None:   # several clips per forward (generate_batch)
                 out = self._batcher.submit(job)
             else:
