@@ -39,6 +39,9 @@ class ActiveRun:
 
 
 _ACTIVE: ActiveRun | None = None
+# The last finished run's longest main-thread timer tick (seconds): a fast run can end between two polls of
+# a script watching ``active_run()`` (the GUI test), so it is kept after the run is gone.
+last_longest_tick_s = 0.0
 
 
 REPORT = Report()  # the panel's state (``report.py``)
@@ -269,11 +272,12 @@ def _apply_outcome(context: bpy.types.Context, active: ActiveRun, outcome: jobs.
 
 def finish_run(context: bpy.types.Context, report) -> set[str]:
     """Apply the finished run's results (the only scene writes), report, clean up; returns the operator result."""
-    global _ACTIVE, _BACKEND, _BACKEND_PYTHON
+    global _ACTIVE, _BACKEND, _BACKEND_PYTHON, last_longest_tick_s
     active = _ACTIVE
     assert active is not None and active.run.finished
     run = active.run
     _ACTIVE = None
+    last_longest_tick_s = active.longest_tick_s
     _BACKEND = run.backend
     _BACKEND_PYTHON = preferences.resolve(context).python
     if _BACKEND is not None:
