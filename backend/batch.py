@@ -351,6 +351,28 @@ class ProgressBar:
         self.stream.flush()
 
 
+def triage(item: BatchItem, summary: BatchSummary, progress: Any, ledger: BatchLedger | None,
+           force: bool) -> str | None:
+    """Decide whether an item runs: one whose line could not be read is counted as failed, one already done (its
+    settings record matches, or without a record a valid output exists) as skipped, each reported to ``progress``.
+
+    Returns:
+        The item's settings fingerprint ("" without a ledger) when it must run, else None.
+    """
+    if item.error or item.params is None:
+        summary.failed.append((item.label, item.error))
+        progress.item_done(item.label, f"failed: {item.error}")
+        return None
+    assert item.output is not None
+    fingerprint = settings_fingerprint(item.params) if ledger is not None else ""
+    if not force and (ledger.is_done(item.output, fingerprint) if ledger is not None
+                      else is_valid_output(item.output)):
+        summary.skipped.append(item.label)
+        progress.item_done(item.label, "already done, skipped")
+        return None
+    return fingerprint
+
+
 def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = False,
               progress: ProgressBar | None = None, ledger: BatchLedger | None = None) -> BatchSummary:
     """Generate every item, one at a time, through a backend server.
@@ -372,17 +394,10 @@ def run_batch(items: list[BatchItem], client_factory: Any, *, force: bool = Fals
     client: BackendClient | None = None
     try:
         for item in items:
-            if item.error or item.params is None:
-                summary.failed.append((item.label, item.error))
-                progress.item_done(item.label, f"failed: {item.error}")
+            fingerprint = triage(item, summary, progress, ledger, force)
+            if fingerprint is None:
                 continue
-            assert item.output is not None
-            fingerprint = settings_fingerprint(item.params) if ledger is not None else ""
-            if not force and (ledger.is_done(item.output, fingerprint) if ledger is not None
-                              else is_valid_output(item.output)):
-                summary.skipped.append(item.label)
-                progress.item_done(item.label, "already done, skipped")
-                continue
+            assert item.output is not None and item.params is not None
             if client is None or not client.alive:
                 client = client_factory()
             if ledger is not None:
@@ -449,17 +464,10 @@ def run_batch_in_process(items: list[BatchItem], clips_per_forward: int, *, forc
     started = time.monotonic()
     groups: dict[tuple, list[tuple[BatchItem, GenerationRequest, str]]] = {}
     for item in items:
-        if item.error or item.params is None:
-            summary.failed.append((item.label, item.error))
-            progress.item_done(item.label, f"failed: {item.error}")
+        fingerprint = triage(item, summary, progress, ledger, force)
+        if fingerprint is None:
             continue
-        assert item.output is not None
-        fingerprint = settings_fingerprint(item.params) if ledger is not None else ""
-        if not force and (ledger.is_done(item.output, fingerprint) if ledger is not None
-                          else is_valid_output(item.output)):
-            summary.skipped.append(item.label)
-            progress.item_done(item.label, "already done, skipped")
-            continue
+        assert item.params is not None
         try:
             request = GenerationRequest.from_dict(item.params)
         except ExpGestError as error:

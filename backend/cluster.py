@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .batch import BatchItem, BatchLedger, BatchSummary, ProgressBar, settings_fingerprint
+from .batch import BatchItem, BatchLedger, BatchSummary, ProgressBar, triage
 from .errors import ExpGestError, OutputError
 from .fileio import write_atomic
 
@@ -513,17 +513,9 @@ def run_batch_ray(items: list[BatchItem], ledger: BatchLedger, options: ClusterO
     started = time.monotonic()
     todo: deque[_Line] = deque()
     for item in items:
-        if item.error or item.params is None:
-            summary.failed.append((item.label, item.error))
-            progress.item_done(item.label, f"failed: {item.error}")
-            continue
-        assert item.output is not None
-        fingerprint = settings_fingerprint(item.params)
-        if not force and ledger.is_done(item.output, fingerprint):
-            summary.skipped.append(item.label)
-            progress.item_done(item.label, "already done, skipped")
-            continue
-        todo.append(_Line(item, fingerprint))
+        fingerprint = triage(item, summary, progress, ledger, force)
+        if fingerprint is not None:
+            todo.append(_Line(item, fingerprint))
     if not todo:
         summary.seconds = time.monotonic() - started
         return summary
