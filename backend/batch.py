@@ -347,8 +347,12 @@ class ProgressBar:
             self.failed += 1
         if self.tty:
             self.stream.write("\r\033[K")
-        self.stream.write(f"[{self.finished}/{self.total}] {label}: {outcome}\n")
+        self.stream.write(f"[{self.finished}/{self.total}] {label}: {outcome}{self._status_suffix()}\n")
         self.stream.flush()
+
+    def _status_suffix(self) -> str:
+        """What follows an item's line (nothing here; the Ray batch adds its aggregated status)."""
+        return ""
 
 
 def triage(item: BatchItem, summary: BatchSummary, progress: Any, ledger: BatchLedger | None,

@@ -256,16 +256,13 @@ class ClusterProgress(ProgressBar):
         self.item_done(label, outcome)
 
     def item_done(self, label: str, outcome: str) -> None:
-        """Count a finished item and print it with the aggregated status."""
-        self.finished += 1
-        if outcome.startswith("failed"):
-            self.failed += 1
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(f"[{self.finished}/{self.total}] {label}: {outcome} | {self.status()}\n")
-        self.stream.flush()
+        """Count a finished item and print it with the aggregated status, then redraw the line."""
+        super().item_done(label, outcome)
         self._last_draw = 0.0
         self.refresh()
+
+    def _status_suffix(self) -> str:
+        return f" | {self.status()}"
 
 
 @dataclass
