@@ -50,7 +50,7 @@ def _smplx_armatures(context: bpy.types.Context) -> list[bpy.types.Object]:
     return sorted(out, key=lambda o: o.name)
 
 
-def _armature_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
+def armature_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
     """``obj`` if it is an armature, else the armature that deforms it (a character's body mesh), or None."""
     if obj is None or obj.type == "ARMATURE":
         return obj
@@ -72,7 +72,7 @@ def pick_character(context: bpy.types.Context, name: str = "") -> bpy.types.Obje
         if obj is None or obj.type != "ARMATURE":
             raise scene.SceneError(f"There is no armature named '{name}' in scene '{context.scene.name}'.")
         return obj
-    active = _armature_of(context.active_object)
+    active = armature_of(context.active_object)
     if active is not None and active.name in context.scene.objects:
         return active
     chosen = context.scene.expgest.character

@@ -156,7 +156,7 @@ def _width(context: bpy.types.Context) -> int:
 
 
 def _armature_of_selection(context: bpy.types.Context) -> bpy.types.Object | None:
-    return operators._armature_of(context.active_object)
+    return operators.armature_of(context.active_object)
 
 
 def _foldout(layout, owner, prop: str, title: str, header_prop: tuple | None = None):

@@ -13,7 +13,7 @@ import os
 
 import bpy
 
-from . import rig, rigmap
+from . import operators, rig, rigmap
 
 PRESET_FOLDER = "expgest_bone_maps"
 
@@ -28,12 +28,7 @@ def _armature(context: bpy.types.Context) -> bpy.types.Object | None:
     if obj is None:
         character = getattr(getattr(context.scene, "expgest", None), "character", None)
         obj = character if isinstance(character, bpy.types.Object) else None
-    if obj is None or obj.type == "ARMATURE":
-        return obj
-    for modifier in getattr(obj, "modifiers", ()):
-        if modifier.type == "ARMATURE" and modifier.object is not None:
-            return modifier.object
-    return obj.parent if obj.parent is not None and obj.parent.type == "ARMATURE" else None
+    return operators.armature_of(obj)
 
 
 def preset_folder(create: bool = False) -> str:
