@@ -31,7 +31,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "blender")]
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
-from humanoid_rigs import FINGERS, arrays, expected_map, gesture_motion, humanoid  # noqa: E402
+from humanoid_rigs import (  # noqa: E402
+    FINGERS,
+    arrays,
+    expected_map,
+    generate_rigify_without_face,
+    gesture_motion,
+    humanoid,
+)
 from smplx_oracle import take_angles  # noqa: E402
 
 from blender_addon import keyframes, retarget, rig, rigmap  # noqa: E402
@@ -108,17 +115,8 @@ def bench_accuracy():
     bpy.ops.object.armature_human_metarig_add()
     _summary("Rigify meta-rig", [_angles(bpy.context.object, poses, trans)])
     _scene()
-    bpy.ops.object.armature_human_metarig_add()  # the face is left out: it only slows generation down
-    meta = bpy.context.object
-    bpy.ops.object.mode_set(mode="EDIT")
-    for bone in list(meta.data.edit_bones):
-        if bone.name.startswith(("face", "nose", "lip", "jaw", "ear", "brow", "lid", "cheek", "forehead", "temple",
-                                 "chin", "tongue", "teeth", "eye")):
-            meta.data.edit_bones.remove(bone)
-    bpy.ops.object.mode_set(mode="OBJECT")
+    meta, generated = generate_rigify_without_face()
     meta_map = rig.bone_map_for(meta)
-    bpy.ops.pose.rigify_generate()
-    generated = bpy.context.object
     _summary("Rigify generated (ctrl)", [_angles(generated, poses, trans)])
     # What the mesh follows: the deform bones, measured on the take just keyed.
     deform = rigmap.BoneMap({r: "DEF-" + b for r, b in meta_map.roles.items() if "DEF-" + b in generated.data.bones},

@@ -389,40 +389,6 @@ def segment_angles(bone_map, rig_heads: dict[str, np.ndarray], smplx_world: np.n
     return out
 
 
-def rest_matrix(head, tail, roll) -> np.ndarray:
-    """A bone's armature-space rest matrix like Blender's: Y along the bone, ``roll`` about it."""
-    y = np.asarray(tail, float) - np.asarray(head, float)
-    y /= np.linalg.norm(y)
-    helper = np.array([0.0, 0.0, 1.0]) if abs(y[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(y, helper)
-    x /= np.linalg.norm(x)
-    z = np.cross(x, y)
-    c, s = np.cos(roll), np.sin(roll)
-    x, z = c * x - s * z, s * x + c * z
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, head
-    return m
-
-
-def numpy_pose_heads(rest, tracks, object_matrix=np.eye(4)) -> np.ndarray:
-    """World bone heads (T, B, 3) evaluated the way Blender composes pose bones (no constraints)."""
-    from backend.motion.rotations import quat_to_matrix
-
-    frames = tracks.quaternions.shape[0]
-    count = len(rest.names)
-    basis = np.tile(np.eye(4), (frames, count, 1, 1))
-    index = {n: i for i, n in enumerate(rest.names)}
-    for k, name in enumerate(tracks.bone_names):
-        basis[:, index[name], :3, :3] = quat_to_matrix(tracks.quaternions[:, k])
-    basis[:, index[tracks.root_bone], :3, 3] = tracks.root_location
-    pose = np.empty_like(basis)
-    for b in range(count):
-        p = rest.parents[b]
-        rel = rest.rest_matrices[b] if p < 0 else np.linalg.inv(rest.rest_matrices[p]) @ rest.rest_matrices[b]
-        pose[:, b] = (rel if p < 0 else pose[:, p] @ rel) @ basis[:, b]
-    return (object_matrix @ pose)[..., :3, 3]
-
-
 def gesture_motion(frames: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A smooth, gesture-like SMPL-X motion (body, arms and fingers moving; root drifting)."""
     rng = np.random.default_rng(seed)
@@ -436,3 +402,24 @@ def gesture_motion(frames: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndar
     poses = amplitude * np.sin(speed * t + phase) + rng.normal(0, 0.05, 165)
     trans = np.stack([0.1 * np.sin(t[:, 0]), 0.02 * np.sin(2 * t[:, 0]), 0.05 * np.cos(t[:, 0])], axis=1)
     return poses, trans
+
+
+_RIGIFY_FACE = ("face", "nose", "lip", "jaw", "ear", "brow", "lid", "cheek", "forehead", "temple", "chin", "tongue",
+                "teeth", "eye")
+
+
+def generate_rigify_without_face():
+    """Rigify's Human meta-rig without its face bones (they only slow generation down), and the rig Rigify
+    generates from it: ``(meta, generated)``. Needs bpy with the rigify add-on enabled (imported here, so the
+    rest of this module stays usable without Blender)."""
+    import bpy
+
+    bpy.ops.object.armature_human_metarig_add()
+    meta = bpy.context.object
+    bpy.ops.object.mode_set(mode="EDIT")
+    for bone in list(meta.data.edit_bones):
+        if bone.name.startswith(_RIGIFY_FACE):
+            meta.data.edit_bones.remove(bone)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.ops.pose.rigify_generate()
+    return meta, bpy.context.object

@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from humanoid_rigs import FINGERS, expected_map, gesture_motion, humanoid  # noqa: E402
+from humanoid_rigs import FINGERS, expected_map, generate_rigify_without_face, gesture_motion, humanoid  # noqa: E402
 from smplx_oracle import evaluated_heads, take_angles  # noqa: E402
 
 from blender_addon import keyframes, retarget, rig, rigmap  # noqa: E402
@@ -286,17 +286,8 @@ def test_generated_rigify_rig_keys_fk_controls_and_switches_to_fk():
 
     _scene()
     addon_utils.enable("rigify", default_set=True)
-    bpy.ops.object.armature_human_metarig_add()
-    meta = bpy.context.object
-    bpy.ops.object.mode_set(mode="EDIT")
-    for bone in list(meta.data.edit_bones):
-        if bone.name.startswith(("face", "nose", "lip", "jaw", "ear", "brow", "lid", "cheek", "forehead", "temple",
-                                 "chin", "tongue", "teeth", "eye")):
-            meta.data.edit_bones.remove(bone)
-    bpy.ops.object.mode_set(mode="OBJECT")
+    meta, generated = generate_rigify_without_face()
     meta_map = rig.bone_map_for(meta)
-    bpy.ops.pose.rigify_generate()
-    generated = bpy.context.object
     assert generated is not meta
     bone_map, _, rest, tracks = retarget_and_measure(generated)
     assert bone_map.convention.startswith("Rigify generated")
