@@ -47,3 +47,26 @@ def test_venv_is_ignored_as_folder_and_as_link() -> None:
     for probe in (".venv",):
         result = subprocess.run(["git", "check-ignore", "-q", "--no-index", probe], cwd=ROOT)
         assert result.returncode == 0, f"{probe} is not ignored by .gitignore"
+
+
+def test_the_engine_installer_installs_what_pyproject_declares():
+    # The installer runs in Blender, where pyproject.toml is not shipped, so it keeps its own list: it must
+    # stay the backend's dependencies plus the expgest extra (torch is chosen per platform by the installer).
+    import importlib.util
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("engine_install", root / "blender_addon" / "engine_install.py")
+    assert spec is not None and spec.loader is not None
+    installer = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = installer  # its dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(installer)
+    finally:
+        del sys.modules[spec.name]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert list(installer.BASE_PACKAGES) == project["dependencies"]
+    extra = [requirement for requirement in project["optional-dependencies"]["expgest"]
+             if not requirement.startswith("torch")]
+    assert list(installer.ENGINE_PACKAGES) == extra
