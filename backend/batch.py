@@ -460,7 +460,7 @@ def run_batch_in_process(items: list[BatchItem], clips_per_forward: int, *, forc
     """
     from .engines.base import CancelToken
     from .errors import ExpGestError
-    from .pipeline import EngineCache, _engine_key, run_generation_batch
+    from .pipeline import EngineCache, engine_key, run_generation_batch
     from .request import GenerationRequest
 
     summary = BatchSummary(total=len(items))
@@ -478,7 +478,7 @@ def run_batch_in_process(items: list[BatchItem], clips_per_forward: int, *, forc
             summary.failed.append((item.label, str(error)))
             progress.item_done(item.label, f"failed: {error}")
             continue
-        groups.setdefault((_engine_key(request), request.steps, request.guidance), []).append(
+        groups.setdefault((engine_key(request), request.steps, request.guidance), []).append(
             (item, request, fingerprint))
     cache, cancel = EngineCache(), CancelToken()
     try:

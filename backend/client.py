@@ -392,6 +392,15 @@ class BackendClient:
         """Queue a generation (params: a ``GenerationRequest`` as JSON, DESIGN.md section 3); non-blocking."""
         return self.send("generate", params, on_progress=on_progress, on_done=on_done)
 
+    def generate_batch(self, requests: list[Mapping[str, Any]], clips_per_forward: int | str = "auto",
+                       on_progress: ProgressCallback | None = None,
+                       on_done: Callable[[PendingRequest], None] | None = None) -> PendingRequest:
+        """Queue several generations as one request (``generate_batch``: window k of up to ``clips_per_forward``
+        clips per forward); non-blocking. Split its result with ``batch_outcomes``."""
+        return self.send("generate_batch", {"requests": [dict(r) for r in requests],
+                                            "clips_per_forward": clips_per_forward},
+                         on_progress=on_progress, on_done=on_done)
+
     def character(self, params: Mapping[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Build a character (rest skeleton, optional mesh) and wait for it (DESIGN.md section 4)."""
         return self.request("character", params, timeout)
@@ -544,6 +553,19 @@ class BackendClient:
 
 # The reader threads hold only a weak reference to their client, so a client that is dropped without
 # shutdown() is collected and its finalizer kills the process.
+def batch_outcomes(result: Mapping[str, Any]) -> list[dict[str, Any] | ExpGestError]:
+    """A ``generate_batch`` result split per request: its result dict, or its error rebuilt as its own class."""
+    outcomes: list[dict[str, Any] | ExpGestError] = []
+    for item in result.get("results", []):
+        error = item.get("error") if isinstance(item, dict) else None
+        if isinstance(error, dict):
+            outcomes.append(ExpGestError.from_wire(int(error.get("code", 0)), str(error.get("message", "")),
+                                                   error.get("data") or {}))
+        else:
+            outcomes.append(dict(item))
+    return outcomes
+
+
 def _stdout_loop(client_ref: weakref.ref[BackendClient], stream: Any) -> None:
     reader = LineReader(stream)
     try:

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import __version__
 from .engines.base import CancelToken, ProgressFn
-from .errors import EngineError, RequestError
+from .errors import CancelledError, EngineError, ExpGestError, RequestError
 from .pipeline import check_output_folder
 from .protocol import PROTOCOL_VERSION, RequestId
 from .vocabulary import GENDERS
@@ -228,6 +228,137 @@ def generate(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         result["engine"] = plugin
     result["engine_loads"] = cache.loads
     return result
+
+
+MAX_BATCH_REQUESTS = 64  # one generate_batch; more characters are sent as several
+MAX_CLIPS_PER_FORWARD = 16
+
+
+def _batch_params(params: dict[str, Any]) -> tuple[list[tuple[Any, str | None]], int | str]:
+    """The checked ``generate_batch`` params: ([(GenerationRequest, plugin engine or None)], clips_per_forward).
+
+    Raises:
+        RequestError: naming the field (``requests[2].audio.path``, ``clips_per_forward`` ...).
+    """
+    from .engines.plugins import split_engine
+    from .request import GenerationRequest
+
+    for key in params:
+        if key not in ("requests", "clips_per_forward"):
+            raise RequestError(key, "unknown field; generate_batch takes requests and clips_per_forward.")
+    items = params.get("requests")
+    if not isinstance(items, list) or not items:
+        raise RequestError("requests", "expected a non-empty list of generate requests.")
+    if len(items) > MAX_BATCH_REQUESTS:
+        raise RequestError("requests", f"{len(items)} requests; send at most {MAX_BATCH_REQUESTS} per batch.")
+    clips = params.get("clips_per_forward", "auto")
+    if clips != "auto" and (not isinstance(clips, int) or isinstance(clips, bool)
+                            or not 1 <= clips <= MAX_CLIPS_PER_FORWARD):
+        raise RequestError("clips_per_forward", f"expected \"auto\" or a whole number from 1 to "
+                                                f"{MAX_CLIPS_PER_FORWARD}, got {clips!r}.")
+    checked: list[tuple[Any, str | None]] = []
+    outputs: dict[Path, int] = {}
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RequestError(f"requests[{index}]", "expected a generate request (an object).")
+        try:
+            fields, plugin = split_engine(item)
+            request = GenerationRequest.from_dict(fields)
+        except RequestError as error:
+            raise error.within(f"requests[{index}]") from None
+        output = Path(request.output).expanduser().resolve()
+        if output in outputs:
+            raise RequestError(f"requests[{index}].output", f"the same file as requests[{outputs[output]}]; "
+                                                            "give every request its own output.")
+        outputs[output] = index
+        checked.append((request, plugin))
+    return checked, clips
+
+
+def validate_generate_batch(state: ServerState, params: dict[str, Any]) -> None:
+    """Every request's fields and output folder, distinct outputs, ``clips_per_forward``."""
+    for request, _ in _batch_params(params)[0]:
+        check_output_folder(request.output)
+
+
+class _BatchProgress:
+    """One progress stream for several clips: the mean of their fractions, the latest clip's message."""
+
+    def __init__(self, progress: ProgressFn, total: int) -> None:
+        self._progress = progress
+        self._done = [0.0] * total
+        self._finished = 0
+        self._lock = threading.Lock()
+
+    def clip(self, index: int) -> ProgressFn:
+        """The progress callback of clip ``index``."""
+        def report(stage: str, done: float | None = None, message: str = "") -> None:
+            with self._lock:
+                if done is not None and done >= 0:
+                    self._done[index] = max(self._done[index], min(1.0, float(done)))
+                if stage in ("done", "failed"):  # a request that failed alone counts as finished
+                    self._finished += 1
+                total = len(self._done)
+                text = f"{self._finished}/{total} done · clip {index + 1}: {message or stage}"
+                # one stage name for the whole batch: the server sends a new stage at once, and clips interleave
+                self._progress(f"generating {total} clips", sum(self._done) / total, text)
+        return report
+
+
+@method("generate_batch", validate=validate_generate_batch, cancellable=True)
+def generate_batch(context: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Several generations in one request, window k of up to ``clips_per_forward`` clips in one batched forward.
+
+    Requests for the same engine settings run together (``pipeline.run_generation_batch``: each keeps its own
+    seed, conditions, emotion guidance and stitching, so it gets the motion it gets alone); one request's failure
+    (unreadable audio, an unwritable output) is its own item and the others go on. Engines without batched
+    sampling (procedural, plugins) run their requests one after another. ``clips_per_forward`` ``"auto"`` is
+    the engine's own choice (``ExpGestEngine.auto_clips_per_forward``: 8 on a CUDA GPU, 1 on a CPU).
+
+    Args:
+        context: the request context; a cancel stops the whole batch (answered ``cancelled``).
+        params: ``{"requests": [GenerationRequest as JSON, ...], "clips_per_forward": "auto" | 1 … 16}``.
+
+    Returns:
+        ``{"results": [GenerationResult.to_dict() or {"error": {code, message, data}} per request, in order],
+        "forward_batch_sizes": [clips in each batched forward], "engine_loads": int}``.
+    """
+    from .engines.plugins import SingleEngineCache
+    from .pipeline import engine_key, run_generation_batch
+
+    checked, clips = _batch_params(params)
+    for request, _ in checked:
+        check_output_folder(request.output)
+    for folder in {Path(request.output).expanduser().resolve().parent for request, _ in checked}:
+        sweep_stale_temp_files(folder)
+    groups: dict[tuple, list[int]] = {}
+    for index, (request, plugin) in enumerate(checked):
+        groups.setdefault((plugin, engine_key(request)), []).append(index)
+    progress = _BatchProgress(context.progress, len(checked))
+    results: list[dict[str, Any]] = [{} for _ in checked]
+    sizes: list[int] = []
+    for (plugin, _), members in groups.items():
+        cache = SingleEngineCache(plugin) if plugin is not None else context.state.cache
+        requests = [checked[index][0] for index in members]
+        try:
+            engine = cache.get(requests[0])
+            per_forward = clips if isinstance(clips, int) else getattr(engine, "auto_clips_per_forward", lambda: 1)()
+            outcomes = run_generation_batch(requests, progress=[progress.clip(index) for index in members],
+                                            cancel=context.cancel, cache=cache, clips_per_forward=per_forward)
+            sizes += getattr(engine, "forward_batch_sizes", [])
+        except ExpGestError as error:  # the shared engine did not load: every request of the group fails
+            outcomes = [error] * len(members)
+        for index, outcome in zip(members, outcomes, strict=True):
+            if isinstance(outcome, CancelledError) or context.cancel.cancelled:
+                raise CancelledError()
+            if isinstance(outcome, ExpGestError):
+                results[index] = {"error": outcome.to_wire()}
+            else:
+                results[index] = outcome.to_dict()
+                if plugin is not None:
+                    results[index]["engine"] = plugin
+    context.progress("done", 1.0, "")
+    return {"results": results, "forward_batch_sizes": sizes, "engine_loads": context.state.cache.loads}
 
 
 @method("character", cancellable=True)

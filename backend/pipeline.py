@@ -58,7 +58,7 @@ class GenerationResult:
         return asdict(self)
 
 
-def _engine_key(request: GenerationRequest) -> tuple:
+def engine_key(request: GenerationRequest) -> tuple:
     if request.engine == "procedural":
         return ("procedural",)
     models = str(Path(request.models).expanduser().resolve()) if request.models else None
@@ -101,7 +101,7 @@ class EngineCache:
 
     def get(self, request: GenerationRequest) -> Engine:
         """The cached engine for ``request``, constructing it on first use."""
-        key = _engine_key(request)
+        key = engine_key(request)
         engine = self._engines.get(key)
         if engine is None:
             engine = create_engine(request)
@@ -294,7 +294,7 @@ def run_generation_batch(requests: Sequence[GenerationRequest], *, progress: Seq
     """
     cancel = cancel or CancelToken()
     cache = cache or EngineCache()
-    if len({_engine_key(r) for r in requests}) > 1:
+    if len({engine_key(r) for r in requests}) > 1:
         raise ValueError("run_generation_batch needs requests with the same engine settings.")
     engine: Any = cache.get(requests[0])
     if not hasattr(engine, "generate_batch"):
@@ -319,6 +319,7 @@ def run_generation_batch(requests: Sequence[GenerationRequest], *, progress: Seq
             ready.append((index, replace(request, text=annotations), clip, list(clip.warnings) + warnings))
         except ExpGestError as error:
             results[index] = error
+            progress[index]("failed", 1.0, error.message)
     start = time.perf_counter()
     motions = engine.generate_batch([(clip.samples, request) for _, request, clip, _ in ready],
                                     [progress[index] for index, _, _, _ in ready], cancel, clips_per_forward)
@@ -336,6 +337,7 @@ def run_generation_batch(requests: Sequence[GenerationRequest], *, progress: Seq
             write_motion(motion, output)
         except ExpGestError as error:
             results[index] = error
+            progress[index]("failed", 1.0, error.message)
             continue
         progress[index]("done", 1.0, "")
         results[index] = GenerationResult(output=str(output), frames=motion.num_frames, fps=motion.fps,

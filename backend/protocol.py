@@ -12,10 +12,11 @@ at most ``MAX_MESSAGE_BYTES`` per line. The envelope follows JSON-RPC 2.0 withou
   request could not be read (malformed JSON, oversized line).
 - notification (server → client): ``{"method": "progress", "params": {"id", "stage", "done", "message"}}``.
 
-Methods: ``initialize``, ``generate``, ``character``, ``cancel``, ``shutdown`` (``METHODS``). ``initialize``,
-``cancel`` and ``shutdown`` are answered at once; ``generate`` and ``character`` run one at a time in arrival
-order. Error codes: JSON-RPC's for protocol failures, the ``backend.errors`` codes for domain failures, and a
-few client-side codes (``SERVER_EXITED`` …) that never travel on the wire.
+Methods: ``initialize``, ``generate``, ``generate_batch``, ``character``, ``cancel``, ``shutdown`` (``METHODS``).
+``initialize``, ``cancel`` and ``shutdown`` are answered at once; ``generate``, ``generate_batch`` and
+``character`` run one at a time in arrival order. Error codes: JSON-RPC's for protocol failures, the
+``backend.errors`` codes for domain failures, and a few client-side codes (``SERVER_EXITED`` …) that never
+travel on the wire.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 # Methods the server answers at once on its reader thread (they must never wait for a generation).
 CONTROL_METHODS: tuple[str, ...] = ("initialize", "cancel", "shutdown")
 # Methods that run on the worker, one at a time, in arrival order.
-WORK_METHODS: tuple[str, ...] = ("generate", "character")
+WORK_METHODS: tuple[str, ...] = ("generate", "generate_batch", "character")
 METHODS: tuple[str, ...] = CONTROL_METHODS + WORK_METHODS
 PROGRESS = "progress"
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from .backend import __file__ as _backend_init
 from .backend import timeouts
-from .backend.errors import ExpGestError, ServerNotStartedError
+from .backend.errors import ExpGestError, ServerExitedError, ServerNotStartedError
 
 ProgressCallback = Callable[[str, float, str], None]
 
@@ -57,6 +57,16 @@ class Backend(Protocol):
     def start(self, timeout: float) -> dict[str, Any]: ...
 
     def submit(self, request: dict[str, Any], on_progress: ProgressCallback) -> BackendJob: ...
+
+    def submit_batch(self, requests: list[dict[str, Any]], clips_per_forward: int | str,
+                     on_progress: ProgressCallback) -> BackendJob:
+        """Several generations as one request; the job's ``result()`` is a list with, per request, its result
+        dict or its ``ExpGestError``."""
+        ...
+
+    def offers(self, method: str) -> bool:
+        """Whether the started backend serves protocol method ``method``."""
+        ...
 
     def poll(self) -> None: ...
 
@@ -169,6 +179,17 @@ class _ServerJob:
         self._pending.cancel()
 
 
+class _ServerBatchJob(_ServerJob):
+    forward_batch_sizes: list[int] = []
+
+    def result(self) -> list[dict[str, Any] | ExpGestError]:  # type: ignore[override]
+        from .backend.client import batch_outcomes
+
+        result = self._pending.result(0)
+        self.forward_batch_sizes = list(result.get("forward_batch_sizes", []))
+        return batch_outcomes(result)
+
+
 class ServerBackend:
     """``python -m backend serve`` through ``backend.client.BackendClient`` (one process, many requests)."""
 
@@ -203,6 +224,14 @@ class ServerBackend:
         pending = self._client.generate(request, on_progress=on_progress)
         return _ServerJob(pending)
 
+    def submit_batch(self, requests: list[dict[str, Any]], clips_per_forward: int | str,
+                     on_progress: ProgressCallback) -> BackendJob:
+        pending = self._client.generate_batch(requests, clips_per_forward, on_progress=on_progress)
+        return _ServerBatchJob(pending)
+
+    def offers(self, method: str) -> bool:
+        return method in (self._client.server_info or {}).get("methods", ())
+
     def poll(self) -> None:
         self._client.poll()
 
@@ -224,7 +253,9 @@ def make_backend(python: str) -> Backend:
 
 
 # ---------------------------------------------------------------------------------------------------
-# A run: several generations, one after another, on one backend.
+# A run: several generations on one backend, one after another or several per batched request.
+
+MAX_BATCH_PLANS = 32  # characters per generate_batch request (the server takes up to 64)
 
 
 @dataclass
@@ -260,6 +291,11 @@ class GenerationRun:
 
     ``backend`` may be passed in (a warm process kept between runs); a dead one is replaced by a fresh one
     from ``backend_factory``, so one crashing character does not fail the ones after it.
+
+    Consecutive ExpGest plans go to the backend as one ``generate_batch`` request (window k of up to
+    ``clips_per_forward`` characters denoised in one batched forward) unless ``clips_per_forward`` is 1; the
+    procedural engine gains nothing from it and keeps one request per character. A backend that dies during a
+    batch costs no character: the batch's plans are run again one at a time on a fresh backend.
     """
 
     plans: list[PlannedGeneration]
@@ -272,8 +308,13 @@ class GenerationRun:
     fraction_current: float = 0.0
     cancelled: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    clips_per_forward: int | str = "auto"
+    batches: int = 0  # generate_batch requests sent
+    forward_batch_sizes: list[int] = field(default_factory=list)  # clips in each batched forward the backend ran
     _job: BackendJob | None = None
     _index: int = 0
+    _span: int = 1  # plans covered by the job in flight
+    _solo_until: int = 0  # plans before this index run one per request (their batch's backend died)
     _starter: threading.Thread | None = None
     _start_error: ExpGestError | None = None
 
@@ -288,7 +329,7 @@ class GenerationRun:
         """Overall progress in [0, 1]."""
         if not self.plans:
             return 1.0
-        return min(1.0, (self._index + max(0.0, self.fraction_current)) / len(self.plans))
+        return min(1.0, (self._index + self._span * max(0.0, self.fraction_current)) / len(self.plans))
 
     @property
     def current_label(self) -> str:
@@ -296,6 +337,9 @@ class GenerationRun:
         if self._index >= len(self.plans):
             return ""
         label = self.plans[self._index].label
+        if self._job is not None and self._span > 1:
+            last = self._index + self._span
+            return f"{self._index + 1}-{last}/{len(self.plans)} together: {label} ... {self.plans[last - 1].label}"
         return f"{self._index + 1}/{len(self.plans)} {label}" if len(self.plans) > 1 else label
 
     def cancel(self) -> None:
@@ -345,34 +389,67 @@ class GenerationRun:
         self._starter.start()
         return False
 
+    def _batch_span(self) -> int:
+        """How many plans from ``_index`` on go into one ``generate_batch`` (1: a plain ``generate``)."""
+        if self.clips_per_forward == 1 or self._index < self._solo_until or self.backend is None \
+                or not self.backend.offers("generate_batch"):
+            return 1
+        span = 0
+        while (self._index + span < len(self.plans) and span < MAX_BATCH_PLANS
+               and self.plans[self._index + span].request.get("engine", "procedural") != "procedural"):
+            span += 1
+        return span if span > 1 else 1
+
+    def _submit(self) -> None:
+        assert self.backend is not None
+        self.fraction_current = 0.0
+        self._span = self._batch_span()
+        plans = self.plans[self._index:self._index + self._span]
+        if self._span > 1:
+            self.message = f"Generating {len(plans)} characters together"
+            self._job = self.backend.submit_batch([plan.request for plan in plans], self.clips_per_forward,
+                                                  self._on_progress)
+            self.batches += 1
+        else:
+            self.message = f"Generating {plans[0].label}"
+            self._job = self.backend.submit(plans[0].request, self._on_progress)
+
     def step(self) -> bool:
         """Advance the run without blocking; returns ``finished``."""
         if self._job is None:
             if self.cancelled or self._index >= len(self.plans):
                 return self._starter is None or not self._starter.is_alive()
-            plan = self.plans[self._index]
             try:
                 if not self._backend_ready():
                     return False
-                self.fraction_current = 0.0
-                self.message = f"Generating {plan.label}"
-                assert self.backend is not None
-                self._job = self.backend.submit(plan.request, self._on_progress)
+                self._submit()
             except ExpGestError as error:
                 self.backend = None if self.backend is not None and not self.backend.alive else self.backend
-                self._record(Outcome(plan, error=error))
+                self._span = 1
+                self._record(Outcome(self.plans[self._index], error=error))
             return self.finished
         assert self.backend is not None
         self.backend.poll()
         if not self._job.done():
             return False
-        plan = self.plans[self._index]
+        plans = self.plans[self._index:self._index + self._span]
         try:
-            outcome = Outcome(plan, result=self._job.result())
+            result = self._job.result()
+            self.forward_batch_sizes += getattr(self._job, "forward_batch_sizes", [])
+            outcomes = ([Outcome(plan, result=item) if isinstance(item, dict) else Outcome(plan, error=item)
+                         for plan, item in zip(plans, result, strict=True)] if self._span > 1
+                        else [Outcome(plans[0], result=result)])
+        except ServerExitedError as error:
+            if self._span > 1 and not self.cancelled:   # run them again one at a time: a crash costs one character
+                self._job, self._solo_until, self._span = None, self._index + self._span, 1
+                return False
+            outcomes = [Outcome(plan, error=error) for plan in plans]
         except ExpGestError as error:
-            outcome = Outcome(plan, error=error)
+            outcomes = [Outcome(plan, error=error) for plan in plans]
         self._job = None
-        self._record(outcome)
+        for outcome in outcomes:
+            self._record(outcome)
+        self._span = 1
         return self.finished
 
     def _record(self, outcome: Outcome) -> None:

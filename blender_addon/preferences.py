@@ -44,6 +44,16 @@ class EXPGEST_AddonPreferences(bpy.types.AddonPreferences):
                     "overrides it")
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto",
                                    description="Where the ExpGest engine computes (the Procedural engine uses the CPU)")
+    clips_per_forward: bpy.props.EnumProperty(
+        name="Clips per Forward", default="auto",
+        items=[("auto", "Automatic", "8 characters per batched step on an NVIDIA GPU; one after another on a CPU, "
+                                     "where batching gains little (measured: 1.36x at 8, slower at 2)"),
+               ("1", "One at a Time", "Every character its own request: a crash costs only that character"),
+               ("2", "2", "Up to 2 characters per batched step"),
+               ("4", "4", "Up to 4 characters per batched step"),
+               ("8", "8", "Up to 8 characters per batched step")],
+        description="Generate All with the ExpGest engine: how many characters' windows are denoised in one "
+                    "batched step (each character keeps its own seed, emotion and motion)")
     smplx_dir: bpy.props.StringProperty(
         name="SMPL-X Model Folder", subtype="DIR_PATH", default="",
         description="Optional: your own SMPL-X model files, for characters with the real SMPL-X body (needs the "
@@ -89,6 +99,7 @@ class EXPGEST_AddonPreferences(bpy.types.AddonPreferences):
             for index, part in enumerate(_wrap(line, 110)):
                 box.label(text=part, icon=icon if index == 0 else "BLANK1")
         box.prop(self, "device")
+        box.prop(self, "clips_per_forward")
         box.prop(self, "smplx_dir")
 
     def _draw_engine(self, layout: bpy.types.UILayout, context: bpy.types.Context, resolved: Resolved) -> None:
@@ -147,6 +158,7 @@ class Resolved:
     device: str
     smplx_dir: str
     python_source: str = "blender"
+    clips_per_forward: int | str = "auto"  # Generate All with ExpGest: "auto" or 1, 2, 4, 8
 
 
 def engine_root() -> Path | None:
@@ -195,7 +207,12 @@ def resolve(context: bpy.types.Context) -> Resolved:
     return Resolved(python=interpreter_in(python), python_from_env=bool(env_python),
                     models=env_models or stored_models, device=prefs.device if prefs else "auto",
                     smplx_dir=_path(prefs.smplx_dir) if prefs and prefs.smplx_dir else "",
-                    python_source=source)
+                    python_source=source, clips_per_forward=_clips_per_forward(prefs))
+
+
+def _clips_per_forward(prefs: EXPGEST_AddonPreferences | None) -> int | str:
+    choice = prefs.clips_per_forward if prefs is not None else "auto"
+    return int(choice) if choice.isdigit() else "auto"
 
 
 def _path(text: str) -> str:

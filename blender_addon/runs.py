@@ -224,7 +224,7 @@ def start_run(context: bpy.types.Context, characters: list[bpy.types.Object],
                                or "Nothing to generate.")
     python = preferences_settings.python
     run = jobs.GenerationRun(plans=planned, backend_factory=lambda: jobs.make_backend(python),
-                             backend=_backend_for(python))
+                             backend=_backend_for(python), clips_per_forward=preferences_settings.clips_per_forward)
     planned[-1].temp_files += (work_dir,)
     _ACTIVE = ActiveRun(run=run, plans=plans, failures=failures, errors=errors)
     set_report("")  # the last result no longer applies: the panel shows this run's progress, then its result

@@ -284,6 +284,17 @@ class ExpGestEngine:
         self._graph_networks: dict[tuple[str, int, bool], Any] = {}
         self.compile_reason = ""  # why the last request's denoiser was (not) compiled (compiled.py)
         self.clip_warnings: list[list[str]] = []
+        self.forward_batch_sizes: list[int] = []  # clips per forward of each round of the last generate_batch
+
+    def auto_clips_per_forward(self) -> int:
+        """How many clips ``clips_per_forward="auto"`` samples together on this engine's device.
+
+        On a CUDA GPU one step at batch 8 costs little more than at batch 1, so 8 (not measured here: no GPU was
+        lent). On a CPU one clip's classifier-free-guidance batch already keeps the cores busy: measured on 2
+        cores (``bench/bench_batching.py``, docs/speed.md) 8 clips per forward gain 1.36x, 4 gain 1.08x and 2
+        are 0.87x (slower), so auto runs clips one after another there and batching is the user's choice.
+        """
+        return 8 if self.device.type == "cuda" else 1
 
     def _networks(self, calls: int = 0) -> tuple[Any, Any | None]:
         """(denoiser at this precision, classifier).
@@ -360,6 +371,7 @@ class ExpGestEngine:
             groups.setdefault((request.steps, request.guidance), []).append(index)
         warnings: list[str] = []
         self.clip_warnings = [[] for _ in clips]
+        self.forward_batch_sizes = []
         for members in groups.values():
             for start in range(0, len(members), clips_per_forward):
                 chunk = members[start:start + clips_per_forward]
@@ -379,6 +391,7 @@ class ExpGestEngine:
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(steps)
         batcher = WindowBatcher(len(members), lambda jobs: run_window_jobs(jobs, network, classifier, scheduler))
+        batcher.batch_sizes = self.forward_batch_sizes  # every round of every group, in order
         outcomes: dict[int, tuple[Motion | BaseException, list[str]]] = {}
 
         def run(index: int) -> None:
