@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ...sampling import DDIMCosineScheduler
-from .guidance import ClassifierFreeGuidance, EmotionGuidance
+from .guidance import ClassifierFreeGuidance, EmotionGuidance, overlap_gradients
 from .sampler import Streams, sample_ddim
 
 
@@ -86,7 +86,8 @@ def run_window_jobs(jobs: list[WindowJob], network: Any, classifier: Any, schedu
             # each clip draws from its own generator, in the order it would alone
             return torch.cat([provide(timestep, part) for provide in providers], dim=0)
 
-        denoiser = EmotionGuidance(denoiser, classifier, scheduler, targets, strength, eps_provider, rows=rows)
+        denoiser = EmotionGuidance(denoiser, classifier, scheduler, targets, strength, eps_provider, rows=rows,
+                                   overlap=overlap_gradients(device))
 
     def check_cancel() -> None:
         for job in jobs:

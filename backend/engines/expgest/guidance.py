@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import torch
@@ -106,6 +109,29 @@ class ClassifierFreeGuidance:
         return tuple(u + scale * (c - u) for c, u in zip(cond, uncond_out, strict=True))
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(2, thread_name_prefix="expgest-emotion-gradient")
+        return _POOL
+
+
+def overlap_gradients(device: torch.device) -> bool:
+    """Whether the emotion gradients run beside the denoiser call (``EmotionGuidance(overlap=True)``).
+
+    On the CPU only: there the denoiser's and the classifier's batch-1 matmuls do not fill the cores alone, and
+    the classifier reads x_t, not the denoiser's output, so both can run at once (measured in
+    ``bench/bench_precision.py``; docs/speed.md). On a GPU both would queue on one stream (no gain) and a second
+    thread would break CUDA-graph capture. ``EXPGEST_OVERLAP_GRADIENTS=0`` turns it off.
+    """
+    return device.type == "cpu" and os.environ.get("EXPGEST_OVERLAP_GRADIENTS", "1") != "0"
+
+
 class EmotionGuidance:
     """Emotion-classifier guidance on top of any two-stream x̂₀ predictor.
 
@@ -122,12 +148,15 @@ class EmotionGuidance:
         eps_provider: ``(timestep, part) -> Tensor | None``: the classifier's VAE reparameterisation noise for
             that call, (R, d) (None: the classifier draws it). Makes runs reproducible and fixtures replayable.
         rows: (R,) int64 batch rows to guide (None: every row); the others keep the plain prediction.
+        overlap: compute the two streams' gradients on worker threads while the denoiser runs on this one
+            (``overlap_gradients``). The same operations on the same inputs, so the same values; only the
+            schedule differs.
     """
 
     def __init__(self, denoiser: StreamDenoiser, classifier: EmotionClassifierLike, scheduler: DDIMCosineScheduler,
                  target: torch.Tensor, strength: float | torch.Tensor = 1.0,
                  eps_provider: Callable[[int, str], torch.Tensor | None] | None = None,
-                 rows: torch.Tensor | None = None) -> None:
+                 rows: torch.Tensor | None = None, overlap: bool = False) -> None:
         self.denoiser = denoiser
         self.classifier = classifier
         self.scheduler = scheduler
@@ -135,6 +164,7 @@ class EmotionGuidance:
         self.strength = strength if isinstance(strength, torch.Tensor) else float(strength)
         self.eps_provider = eps_provider
         self.rows = rows
+        self.overlap = overlap
         # s = 3 · strength: a Python float for one strength (exactly the single-clip arithmetic), else per row
         self._scale: float | torch.Tensor = (EMOTION_GUIDANCE_SCALE * self.strength.view(-1, 1, 1, 1)
                                              if isinstance(self.strength, torch.Tensor)
@@ -142,18 +172,29 @@ class EmotionGuidance:
 
     def __call__(self, x_t: Streams, timestep: int) -> Streams:
         """Guided x̂₀ for both streams."""
-        pred_x0 = self.denoiser(x_t, timestep)
         if not isinstance(self.strength, torch.Tensor) and self.strength == 0.0:
-            return pred_x0
+            return self.denoiser(x_t, timestep)
+        # The classifier's noise is drawn in the reference's order (body, then hand); the denoiser draws none.
+        eps = [self.eps_provider(timestep, part) if self.eps_provider is not None else None for part in STREAM_PARTS]
+        x_rows = [x if self.rows is None else x[self.rows] for x in x_t]
+        if self.overlap:
+            pending = [_pool().submit(self._gradient, x, part, e)
+                       for x, part, e in zip(x_rows, STREAM_PARTS, eps, strict=True)]
+            pred_x0 = self.denoiser(x_t, timestep)
+            grads = [future.result() for future in pending]
+        else:
+            pred_x0 = self.denoiser(x_t, timestep)
+            grads = [self._gradient(x, part, e) for x, part, e in zip(x_rows, STREAM_PARTS, eps, strict=True)]
         guided = []
-        for part, x0, x in zip(STREAM_PARTS, pred_x0, x_t, strict=True):
-            eps = self.eps_provider(timestep, part) if self.eps_provider is not None else None
-            x_rows, x0_rows = (x, x0) if self.rows is None else (x[self.rows], x0[self.rows])
-            with torch.enable_grad():
-                grad = self.classifier.guidance_gradient(x_rows.detach(), part, self.target, scale=self._scale,
-                                                         eps=eps)
-            corrected = self.scheduler.guide_x0(x0_rows, timestep, x_rows, grad.detach())
+        for x0, x, grad in zip(pred_x0, x_rows, grads, strict=True):
+            x0_rows = x0 if self.rows is None else x0[self.rows]
+            corrected = self.scheduler.guide_x0(x0_rows, timestep, x, grad)
             if self.rows is not None:
                 corrected = x0.index_copy(0, self.rows, corrected)
             guided.append(corrected)
         return tuple(guided)
+
+    def _gradient(self, x: torch.Tensor, part: str, eps: torch.Tensor | None) -> torch.Tensor:
+        with torch.enable_grad():
+            grad = self.classifier.guidance_gradient(x.detach(), part, self.target, scale=self._scale, eps=eps)
+        return grad.detach()
