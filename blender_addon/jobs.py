@@ -180,7 +180,9 @@ class _ServerJob:
 
 
 class _ServerBatchJob(_ServerJob):
-    forward_batch_sizes: list[int] = []
+    def __init__(self, pending: Any) -> None:
+        super().__init__(pending)
+        self.forward_batch_sizes: list[int] = []  # clips in each batched forward, once the result is read
 
     def result(self) -> list[dict[str, Any] | ExpGestError]:  # type: ignore[override]
         from .backend.client import batch_outcomes
