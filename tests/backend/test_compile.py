@@ -1,5 +1,6 @@
-"""torch.compile of the ExpGest denoiser (``backend/engines/expgest/compiled.py``): when it is used, that a failed
-compile falls back to eager, and that a real compiled run gives the eager motion and is reused by the next request."""
+"""torch.compile of the ExpGest denoiser and emotion gradient (``backend/engines/expgest/compiled.py``): when it is
+used, that a failed compile falls back to eager, and that a real compiled run gives the eager motion and gradient and
+is reused by the next request."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from backend.engines.base import CancelToken, no_progress
 from backend.engines.expgest import compiled
-from backend.engines.expgest.compiled import COMPILE_MIN_CALLS, CompiledOrEager, should_compile
+from backend.engines.expgest.compiled import COMPILE_MIN_CALLS, CompiledGuidance, CompiledOrEager, should_compile
 from backend.engines.expgest.engine import ExpGestEngine
 from tests.backend.test_expgest_engine import _audio_only_components, _request, _speech
 
@@ -73,3 +74,83 @@ def test_compiled_request_matches_eager_and_is_reused(monkeypatch):
         audio, request, no_progress, CancelToken())
     assert list(components.compiled.values()) == [wrapper]
     np.testing.assert_allclose(again.poses, first.poses, atol=1e-6)
+
+
+def _tiny_classifier():
+    from models.expgest.config import EmotionClassifierConfig
+    from models.expgest.emotion_classifier import EmotionClassifier
+
+    torch.manual_seed(0)
+    return EmotionClassifier(EmotionClassifierConfig(latent_dim=32, ff_size=64, num_layers=3, num_heads=4)
+                             ).eval().requires_grad_(False)
+
+
+def test_the_emotion_gradient_is_compiled_with_the_denoiser_only(monkeypatch):
+    components = _audio_only_components()
+    monkeypatch.setenv("EXPGEST_COMPILE", "off")
+    engine = ExpGestEngine(None, "audio_only", "cpu", components=components)
+    assert engine._networks(calls=10**6)[1] is components.emotion_classifier
+    monkeypatch.setenv("EXPGEST_COMPILE", "auto")
+    assert engine._networks(calls=COMPILE_MIN_CALLS - 1)[1] is components.emotion_classifier
+    assert not components.compiled
+    monkeypatch.setenv("EXPGEST_COMPILE", "on")
+    _, classifier = engine._networks(calls=1)
+    assert isinstance(classifier, CompiledGuidance) and classifier.eager is components.emotion_classifier
+    assert classifier.compiling and classifier.config is components.emotion_classifier.config
+    # made once per loaded classifier: a later request gets the same wrapper (nothing compiled yet: lazy)
+    assert ExpGestEngine(None, "audio_only", "cpu", components=components)._networks(calls=1)[1] is classifier
+
+
+def test_a_failed_classifier_compile_runs_the_eager_gradient_for_the_session():
+    classifier = _tiny_classifier()
+    wrapper = CompiledGuidance(classifier)
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("Compiler: g++ not found")
+
+    wrapper.objective = broken
+    x, target = torch.randn(1, 451, 1, 20), torch.tensor([5])
+    torch.manual_seed(2)
+    fallback = wrapper.guidance_gradient(x, "body", target)     # eps drawn once: the fallback uses the same noise
+    torch.manual_seed(2)
+    assert torch.equal(fallback, classifier.guidance_gradient(x, "body", target))
+    assert wrapper.failed and "g++" in wrapper.failed and not wrapper.compiling
+    eps = torch.randn(1, 32)
+    assert torch.equal(wrapper.guidance_gradient(x, "body", target, 2.0, eps),
+                       classifier.guidance_gradient(x, "body", target, 2.0, eps))
+    assert len(calls) == 1 and wrapper.compiled_calls == 0       # not tried again
+
+
+def test_compiled_emotion_gradient_gives_the_eager_gradient_and_motion(monkeypatch):
+    components = _audio_only_components()
+    eager_classifier = components.emotion_classifier.requires_grad_(False)   # frozen, as loaded from a checkpoint
+    audio = _speech(2.0)
+    request = _request(steps=3, seed=4, emotion={"label": "anger", "strength": 1.0})
+    monkeypatch.setenv("EXPGEST_COMPILE", "off")
+    eager = ExpGestEngine(None, "audio_only", "cpu", components=components).generate(
+        audio, request, no_progress, CancelToken())
+    monkeypatch.setenv("EXPGEST_COMPILE", "on")
+    details = []
+    motion = ExpGestEngine(None, "audio_only", "cpu", components=components).generate(
+        audio, request, lambda stage, fraction, detail: details.append(detail), CancelToken())
+    wrapper = components.compiled[("classifier", "fp32", id(eager_classifier))]
+    assert wrapper.failed is None and wrapper.ready == {"body", "hand"} and not wrapper.compiling
+    assert wrapper.compiled_calls == 2 * 3     # body and hand at each of the 3 steps of the one window
+    assert any("the emotion gradient" in detail for detail in details)
+    np.testing.assert_allclose(motion.poses, eager.poses, atol=1e-4)
+    # The gradient itself, under inference mode (inference-tensor inputs), with given and with drawn noise.
+    with torch.inference_mode():
+        for part, channels in (("body", 451), ("hand", 690)):
+            x, target, eps = torch.randn(1, channels, 1, 88), torch.tensor([3]), torch.randn(1, 32)
+            compiled_grad = wrapper.guidance_gradient(x, part, target, 3.0, eps)
+            eager_grad = eager_classifier.guidance_gradient(x, part, target, 3.0, eps)
+            assert not compiled_grad.requires_grad
+            torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-5, atol=1e-5 * eager_grad.abs().max().item())
+            torch.manual_seed(9)
+            drawn = wrapper.guidance_gradient(x, part, target)
+            torch.manual_seed(9)
+            torch.testing.assert_close(drawn, eager_classifier.guidance_gradient(x, part, target), rtol=1e-5,
+                                       atol=1e-5 * eager_grad.abs().max().item())
+    assert wrapper.compiled_calls == 2 * 3 + 4

@@ -25,6 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 COMPILE_MIN_CALLS = 1500  # denoiser calls per request before auto compiles (break-even measured at ~1000)
 POLICIES = ("auto", "on", "off")
+GUIDED_PARTS = ("body", "hand")  # the classifier's streams, each its own compiled graph
 
 
 def compile_policy() -> str:
@@ -67,6 +68,11 @@ def should_compile(calls: int, device_type: str, behaviour: str, batched: bool,
     return True, f"{calls} denoiser calls repay the one-off compile (measured break-even ~1000)"
 
 
+def _describe(error: Exception) -> str:
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}: {first}"
+
+
 class CompiledOrEager:
     """The compiled denoiser, falling back to the eager one if compiling fails on the first call.
 
@@ -90,14 +96,75 @@ class CompiledOrEager:
         try:
             out = self.compiled(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any compile failure means: run eager
-            self.failed = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            self.failed = _describe(error)
             _LOG.warning("torch.compile failed (%s); the denoiser runs eagerly for the rest of this session",
                          self.failed)
             return self.eager(*args, **kwargs)
         self.ready = True
         return out
 
+    @property
+    def compiling(self) -> bool:
+        """Whether the next call compiles (first call, no failure yet)."""
+        return not self.ready and self.failed is None
+
     def __getattr__(self, name: str) -> Any:  # config, dtype … of the wrapped network
+        if name == "eager":
+            raise AttributeError(name)
+        return getattr(self.eager, name)
+
+
+class CompiledGuidance:
+    """The emotion classifier with a compiled guidance gradient, falling back to eager if compiling fails.
+
+    What is compiled is the classifier's objective ``log_prob_sum`` (forward of the MLD-VAE encoder and head,
+    log-softmax, the target's log-probability); ``guidance_gradient`` takes ``torch.autograd.grad`` of it as in
+    eager mode, and AOTAutograd compiles that backward too (the weights are frozen, so it computes the input
+    gradient only). The noise ε is drawn outside the compiled graph (inductor has its own RNG), so ``eps=None``
+    draws the same numbers as eager. One graph per stream (body, hand), each compiled on its first call.
+
+    Attributes:
+        eager: the classifier.
+        ready: the streams whose compiled gradient has run.
+        failed: why compiling failed (None: it did not); the eager gradient is then used for the session.
+        compiled_calls: gradients computed by the compiled objective.
+    """
+
+    def __init__(self, eager: Any) -> None:
+        import torch
+
+        self.eager = eager
+        self.objective: Any = torch.compile(eager.log_prob_sum, dynamic=False)
+        self.ready: set[str] = set()
+        self.failed: str | None = None
+        self.compiled_calls = 0
+
+    def guidance_gradient(self, x: Any, part: str, target: Any, scale: Any = 3.0, eps: Any = None) -> Any:
+        """``EmotionClassifier.guidance_gradient`` through the compiled objective (same arguments, same result)."""
+        if self.failed is not None:
+            return self.eager.guidance_gradient(x, part, target, scale, eps)
+        if eps is None:   # drawn once, so a fallback after a failed compile uses the same noise
+            eps = self.eager.draw_eps(x.shape[0], part, x.device)
+        if part in self.ready:
+            self.compiled_calls += 1
+            return self.eager.guidance_gradient(x, part, target, scale, eps, objective=self.objective)
+        try:
+            grad = self.eager.guidance_gradient(x, part, target, scale, eps, objective=self.objective)
+        except Exception as error:  # noqa: BLE001 - any compile failure means: run eager
+            self.failed = _describe(error)
+            _LOG.warning("torch.compile of the emotion classifier failed (%s); its guidance gradient runs eagerly "
+                         "for the rest of this session", self.failed)
+            return self.eager.guidance_gradient(x, part, target, scale, eps)
+        self.ready.add(part)
+        self.compiled_calls += 1
+        return grad
+
+    @property
+    def compiling(self) -> bool:
+        """Whether a later gradient compiles (a stream not run yet, no failure yet)."""
+        return len(self.ready) < len(GUIDED_PARTS) and self.failed is None
+
+    def __getattr__(self, name: str) -> Any:  # config … of the wrapped classifier
         if name == "eager":
             raise AttributeError(name)
         return getattr(self.eager, name)
@@ -107,4 +174,11 @@ def compiled_network(cache: dict[Any, Any], key: Any, network: Any) -> CompiledO
     """The compiled wrapper of ``network`` kept in ``cache`` under ``key`` (made once, reused by later requests)."""
     if key not in cache:
         cache[key] = CompiledOrEager(network)
+    return cache[key]
+
+
+def compiled_classifier(cache: dict[Any, Any], key: Any, classifier: Any) -> CompiledGuidance:
+    """The compiled-gradient wrapper of ``classifier`` kept in ``cache`` under ``key`` (made once, reused)."""
+    if key not in cache:
+        cache[key] = CompiledGuidance(classifier)
     return cache[key]

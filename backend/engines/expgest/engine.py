@@ -75,7 +75,8 @@ class ExpGestComponents:
         emotion_classifier: audio_only: ``EmotionClassifier`` (None: no emotion guidance).
         clip: hybrids: ``encode(list[str]) -> (B, 512)``.
         cast: the bf16 copies of the networks (``networks``), made once.
-        compiled: the compiled denoisers (``compiled.py``), made once and reused by later requests.
+        compiled: the compiled denoisers and emotion gradients (``compiled.py``), made once and reused by later
+            requests.
     """
 
     denoiser: torch.nn.Module
@@ -87,7 +88,7 @@ class ExpGestComponents:
     emotion_classifier: Any | None = None
     clip: CLIPLike | None = None
     cast: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False)
-    compiled: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)  # compiled.py, per process
+    compiled: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)  # compiled.py, per process
 
     def networks(self, precision: str) -> tuple[torch.nn.Module, Any | None]:
         """(denoiser, emotion classifier) at ``precision``; bf16 copies are made once and kept here."""
@@ -288,10 +289,11 @@ class ExpGestEngine:
     def _networks(self, calls: int = 0) -> tuple[Any, Any | None]:
         """(denoiser at this precision, classifier).
 
-        The denoiser is compiled when ``calls`` (this request's denoiser calls) repay it (``compiled.py``), else
-        CUDA-graph wrapped on CUDA unless EXPGEST_CUDA_GRAPHS=0.
+        The denoiser and the classifier's guidance gradient are compiled when ``calls`` (this request's denoiser
+        calls) repay it (``compiled.py``), else the denoiser is CUDA-graph wrapped on CUDA unless
+        EXPGEST_CUDA_GRAPHS=0.
         """
-        from .compiled import compiled_network, should_compile
+        from .compiled import compiled_classifier, compiled_network, should_compile
         from .cuda_graphs import wrap_for_device
 
         network, classifier = self.components.networks(self.precision)
@@ -299,7 +301,11 @@ class ExpGestEngine:
             use, self.compile_reason = should_compile(calls, self.device.type, self.behaviour,
                                                       self._batcher is not None)
             if use:
-                return compiled_network(self.components.compiled, (self.precision, id(network)), network), classifier
+                cache = self.components.compiled
+                if classifier is not None:   # compiled on its first gradient, i.e. only if the request guides
+                    classifier = compiled_classifier(cache, ("classifier", self.precision, id(classifier)),
+                                                     classifier)
+                return compiled_network(cache, (self.precision, id(network)), network), classifier
         enabled = os.environ.get("EXPGEST_CUDA_GRAPHS", "1") != "0"
         key = (self.precision, id(network), enabled)
         if key not in self._graph_networks:
@@ -489,9 +495,10 @@ class ExpGestEngine:
                     progress(stage, (index * num_steps + step) / steps_total, f"step {step + 1}/{num_steps}")
 
             job.on_step = on_step
-            if getattr(network, "ready", True) is False and network.failed is None:  # a CompiledOrEager's 1st call
+            compiling = _compiling(network, classifier if emotion is not None else None)
+            if compiling:
                 progress(stage, index * len(scheduler.timesteps) / steps_total,
-                         "compiling the denoiser, once per session (about 20 s)")
+                         f"compiling {compiling}, once per session")
             if self._batcher is not None:   # several clips per forward (generate_batch)
                 out = self._batcher.submit(job)
             else:
@@ -622,6 +629,16 @@ class ExpGestEngine:
         if self.behaviour == "faithful":
             return stitching.make_hybrid_align_faithful(window_texts)
         return stitching.align_hybrid_root
+
+
+def _compiling(network: Any, classifier: Any | None) -> str:
+    """What the next window compiles on its first call ("" if nothing), from the wrappers of ``compiled.py``."""
+    what = []
+    if getattr(network, "compiling", False):
+        what.append("the denoiser (about 20 s)")
+    if getattr(classifier, "compiling", False):
+        what.append("the emotion gradient (about 100 s)")
+    return " and ".join(what)
 
 
 def _resample(features: torch.Tensor, frames: int) -> torch.Tensor:
