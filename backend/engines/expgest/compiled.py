@@ -10,6 +10,11 @@ the loaded components, which the server caches, so later requests reuse it at no
 used unless forced (``EXPGEST_COMPILE=on``): no GPU was available to measure it, and CUDA graphs cover the
 per-step launch overhead there.
 
+Whenever the denoiser is compiled for a request, so is the emotion classifier's guidance gradient
+(``CompiledGuidance``: forward and input-gradient backward, one graph per stream, compiled on the first guided
+step, so requests without an emotion never pay for it), under the same policy, kept the same way and with the
+same fallback. Measured by the same bench: see ``docs/speed.md``.
+
 ``EXPGEST_COMPILE``: ``auto`` (default), ``on`` (whenever possible) or ``off``. A compile that fails (no C++
 compiler, an unsupported op) falls back to eager for the rest of the session, with one log line.
 """
