@@ -69,12 +69,16 @@ def main() -> int:
     for call in calls.values():   # warm-up (the compiled ones have run once already)
         call()
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(args.repeats):
         for name, call in calls.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             call()
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     _report(times, compile_s, args.clip_seconds, args.steps)
+    print("process CPU time per call (all threads; with --threads 1 the measure least disturbed by other jobs): "
+          + ", ".join(f"{name} {statistics.median(values) * 1e3:.1f} ms" for name, values in cpu.items()))
     return 0
 
 

@@ -9,7 +9,13 @@ import torch
 
 from backend.engines.base import CancelToken, no_progress
 from backend.engines.expgest import compiled
-from backend.engines.expgest.compiled import COMPILE_MIN_CALLS, CompiledGuidance, CompiledOrEager, should_compile
+from backend.engines.expgest.compiled import (
+    COMPILE_MIN_CALLS,
+    GUIDANCE_COMPILE_MIN_CALLS,
+    CompiledGuidance,
+    CompiledOrEager,
+    should_compile,
+)
 from backend.engines.expgest.engine import ExpGestEngine
 from tests.backend.test_expgest_engine import _audio_only_components, _request, _speech
 
@@ -93,6 +99,11 @@ def test_the_emotion_gradient_is_compiled_with_the_denoiser_only(monkeypatch):
     monkeypatch.setenv("EXPGEST_COMPILE", "auto")
     assert engine._networks(calls=COMPILE_MIN_CALLS - 1)[1] is components.emotion_classifier
     assert not components.compiled
+    # auto: the gradient's longer compile (~50 s) needs more calls than the denoiser's to pay back
+    network, classifier = engine._networks(calls=GUIDANCE_COMPILE_MIN_CALLS - 1)
+    assert isinstance(network, CompiledOrEager) and classifier is components.emotion_classifier
+    assert isinstance(engine._networks(calls=GUIDANCE_COMPILE_MIN_CALLS)[1], CompiledGuidance)
+    components.compiled.clear()
     monkeypatch.setenv("EXPGEST_COMPILE", "on")
     _, classifier = engine._networks(calls=1)
     assert isinstance(classifier, CompiledGuidance) and classifier.eager is components.emotion_classifier

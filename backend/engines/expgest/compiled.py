@@ -10,10 +10,11 @@ the loaded components, which the server caches, so later requests reuse it at no
 used unless forced (``EXPGEST_COMPILE=on``): no GPU was available to measure it, and CUDA graphs cover the
 per-step launch overhead there.
 
-Whenever the denoiser is compiled for a request, so is the emotion classifier's guidance gradient
-(``CompiledGuidance``: forward and input-gradient backward, one graph per stream, compiled on the first guided
-step, so requests without an emotion never pay for it), under the same policy, kept the same way and with the
-same fallback. Measured by the same bench: see ``docs/speed.md``.
+The emotion classifier's guidance gradient is compiled too (``CompiledGuidance``: forward and input-gradient
+backward, one graph per stream, compiled on the first guided step, so requests without an emotion never pay for
+it), kept the same way and with the same fallback, for requests whose denoiser is compiled; under ``auto`` only
+from ``GUIDANCE_COMPILE_MIN_CALLS`` calls, since its compile takes ~50 s against ~15 ms saved per step (measured by
+the same bench, ``docs/speed.md``).
 
 ``EXPGEST_COMPILE``: ``auto`` (default), ``on`` (whenever possible) or ``off``. A compile that fails (no C++
 compiler, an unsupported op) falls back to eager for the rest of the session, with one log line.
@@ -29,6 +30,9 @@ from typing import Any
 _LOG = logging.getLogger(__name__)
 
 COMPILE_MIN_CALLS = 1500  # denoiser calls per request before auto compiles (break-even measured at ~1000)
+# guided steps (windows x steps) before auto also compiles the emotion gradient: its two graphs take ~50 s to
+# compile and save ~15 ms per step, break-even ~3600 (docs/speed.md)
+GUIDANCE_COMPILE_MIN_CALLS = 5000
 POLICIES = ("auto", "on", "off")
 GUIDED_PARTS = ("body", "hand")  # the classifier's streams, each its own compiled graph
 
@@ -78,6 +82,17 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {first}"
 
 
+def should_compile_guidance(calls: int, policy: str | None = None) -> bool:
+    """Whether to compile the emotion gradient too, for a request whose denoiser ``should_compile``.
+
+    Args:
+        calls: denoiser calls of the request (windows x steps; a guided request computes one gradient per call).
+        policy: ``auto``/``on``/``off``; None reads ``EXPGEST_COMPILE``.
+    """
+    policy = compile_policy() if policy is None else policy
+    return policy == "on" or calls >= GUIDANCE_COMPILE_MIN_CALLS
+
+
 class CompiledOrEager:
     """The compiled denoiser, falling back to the eager one if compiling fails on the first call.
 
@@ -85,17 +100,21 @@ class CompiledOrEager:
     failures are the network's own and propagate.
     """
 
-    def __init__(self, eager: Any) -> None:
+    def __init__(self, eager: Any, dynamic_batch: bool = False) -> None:
         import torch
 
         self.eager = eager
-        self.compiled: Any = torch.compile(eager, dynamic=False)
+        # dynamic_batch: one graph for every batch size ≥ 2 (the batch dimension of each input marked dynamic)
+        self.compiled: Any = torch.compile(eager, dynamic=None if dynamic_batch else False)
+        self.dynamic_batch = dynamic_batch
         self.ready = False
         self.failed: str | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.failed is not None:
             return self.eager(*args, **kwargs)
+        if self.dynamic_batch:
+            _mark_batch_dynamic([*args, *kwargs.values()])
         if self.ready:
             return self.compiled(*args, **kwargs)
         try:
@@ -117,6 +136,16 @@ class CompiledOrEager:
         if name == "eager":
             raise AttributeError(name)
         return getattr(self.eager, name)
+
+
+def _mark_batch_dynamic(values: list[Any]) -> None:
+    """Mark dimension 0 of every tensor (also inside dicts) dynamic, so no batch size compiles again."""
+    import torch
+
+    for value in values:
+        for tensor in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(tensor, torch.Tensor) and tensor.dim() and tensor.shape[0] > 1:
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
 
 
 class CompiledGuidance:
@@ -175,10 +204,11 @@ class CompiledGuidance:
         return getattr(self.eager, name)
 
 
-def compiled_network(cache: dict[Any, Any], key: Any, network: Any) -> CompiledOrEager:
+def compiled_network(cache: dict[Any, Any], key: Any, network: Any, dynamic_batch: bool = False
+                     ) -> CompiledOrEager:
     """The compiled wrapper of ``network`` kept in ``cache`` under ``key`` (made once, reused by later requests)."""
     if key not in cache:
-        cache[key] = CompiledOrEager(network)
+        cache[key] = CompiledOrEager(network, dynamic_batch)
     return cache[key]
 
 

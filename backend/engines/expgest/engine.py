@@ -283,34 +283,44 @@ class ExpGestEngine:
         self._components = components
         self._batcher: WindowBatcher | None = None
         self._graph_networks: dict[tuple[str, int, bool], Any] = {}
+        self._group_networks: tuple[Any, Any | None, str] | None = None   # set on generate_batch's clip clones
         self.compile_reason = ""  # why the last request's denoiser was (not) compiled (compiled.py)
         self.clip_warnings: list[list[str]] = []
 
-    def _networks(self, calls: int = 0) -> tuple[Any, Any | None]:
+    def _networks(self, calls: int = 0, batched: bool = False) -> tuple[Any, Any | None]:
         """(denoiser at this precision, classifier).
 
         The denoiser and the classifier's guidance gradient are compiled when ``calls`` (this request's denoiser
         calls) repay it (``compiled.py``), else the denoiser is CUDA-graph wrapped on CUDA unless
         EXPGEST_CUDA_GRAPHS=0.
         """
-        from .compiled import compiled_classifier, compiled_network, should_compile
+        from .compiled import compiled_classifier, compiled_network, should_compile, should_compile_guidance
         from .cuda_graphs import wrap_for_device
 
+        if self._group_networks is not None:   # a clip of generate_batch: its group's choice
+            network, classifier, self.compile_reason = self._group_networks
+            return network, classifier
         network, classifier = self.components.networks(self.precision)
         if calls:
-            use, self.compile_reason = should_compile(calls, self.device.type, self.behaviour,
-                                                      self._batcher is not None)
+            use, self.compile_reason = should_compile(calls, self.device.type, self.behaviour, batched)
             if use:
                 cache = self.components.compiled
-                if classifier is not None:   # compiled on its first gradient, i.e. only if the request guides
+                if classifier is not None and not batched and should_compile_guidance(calls):
+                    # compiled on its first gradient, i.e. only if the request guides
                     classifier = compiled_classifier(cache, ("classifier", self.precision, id(classifier)),
                                                      classifier)
-                return compiled_network(cache, (self.precision, id(network)), network), classifier
+                name = (self.precision, id(network), "any batch") if batched else (self.precision, id(network))
+                return compiled_network(cache, name, network, dynamic_batch=batched), classifier
         enabled = os.environ.get("EXPGEST_CUDA_GRAPHS", "1") != "0"
         key = (self.precision, id(network), enabled)
         if key not in self._graph_networks:
             self._graph_networks = {key: wrap_for_device(network, self.device, enabled)}
         return self._graph_networks[key], classifier
+
+    def _windows(self, samples: int) -> int:
+        """Windows a clip of ``samples`` audio samples is sampled in."""
+        frames = stitching.frames_for_samples(samples, self.geometry)
+        return stitching.plan_windows(frames, self.geometry, self.behaviour).n_windows
 
     @property
     def components(self) -> ExpGestComponents:
@@ -380,16 +390,19 @@ class ExpGestEngine:
                         cancel: CancelToken, members: list[int]
                         ) -> list[tuple[int, Motion | BaseException, list[str]]]:
         """Run the clips ``members`` concurrently, their windows meeting in one ``WindowBatcher``."""
-        network, classifier = self._networks()
         steps = clips[members[0]][1].steps
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(steps)
+        calls = sum(self._windows(np.asarray(clips[index][0]).size) for index in members) * len(scheduler.timesteps)
+        network, classifier = self._networks(calls, batched=len(members) > 1)
+        shared = (network, classifier, self.compile_reason)
         batcher = WindowBatcher(len(members), lambda jobs: run_window_jobs(jobs, network, classifier, scheduler))
         outcomes: dict[int, tuple[Motion | BaseException, list[str]]] = {}
 
         def run(index: int) -> None:
             clone = copy.copy(self)
             clone._batcher = batcher
+            clone._group_networks = shared
             clone.warnings = []
             try:
                 audio, request = clips[index]
