@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch._dynamo.utils import counters
 
 from backend.engines.base import CancelToken, no_progress
 from backend.engines.expgest import compiled
@@ -25,7 +26,9 @@ def test_auto_compiles_long_cpu_requests_only():
     assert not should_compile(COMPILE_MIN_CALLS - 1, "cpu", "default", False, "auto")[0]
     use, reason = should_compile(10**6, "cpu", "faithful", False, "auto")
     assert not use and "faithful" in reason
-    assert not should_compile(10**6, "cpu", "default", True, "auto")[0]      # batched clips
+    use, reason = should_compile(COMPILE_MIN_CALLS, "cpu", "default", True, "auto")   # clips batched: one graph
+    assert use and "every batch size" in reason
+    assert not should_compile(COMPILE_MIN_CALLS - 1, "cpu", "default", True, "auto")[0]
     assert not should_compile(10**6, "cuda", "default", False, "auto")[0]    # not measured on a GPU
     assert not should_compile(10**6, "cpu", "default", False, "off")[0]
     assert should_compile(1, "cpu", "default", False, "on")[0]
@@ -63,6 +66,8 @@ def test_a_failed_compile_runs_eager_for_the_rest_of_the_session():
 
 def test_compiled_request_matches_eager_and_is_reused(monkeypatch):
     components = _audio_only_components(with_classifier=False)
+    components.denoiser = components.denoiser.network   # bare: the recorder's lists would recompile every call
+    torch._dynamo.reset()   # no graph of an earlier test reused: counts below are this test's compiles
     audio = _speech(3.0)
     request = _request(steps=3, seed=4)
     monkeypatch.setenv("EXPGEST_COMPILE", "off")
@@ -70,7 +75,10 @@ def test_compiled_request_matches_eager_and_is_reused(monkeypatch):
         audio, request, no_progress, CancelToken())
     monkeypatch.setenv("EXPGEST_COMPILE", "on")
     engine = ExpGestEngine(None, "audio_only", "cpu", components=components)
+    before = counters["stats"]["unique_graphs"]
     first = engine.generate(audio, request, no_progress, CancelToken())
+    # one graph: x_t after the first step has other strides, which would compile the denoiser a second time
+    assert counters["stats"]["unique_graphs"] - before == 1
     assert engine.compile_reason == "EXPGEST_COMPILE=on"
     (wrapper,) = components.compiled.values()
     assert wrapper.ready and wrapper.failed is None
@@ -136,7 +144,10 @@ def test_a_failed_classifier_compile_runs_the_eager_gradient_for_the_session():
 
 def test_compiled_emotion_gradient_gives_the_eager_gradient_and_motion(monkeypatch):
     components = _audio_only_components()
+    components.denoiser = components.denoiser.network   # bare: the recorder's lists would recompile every call
+    torch._dynamo.reset()   # no graph of an earlier test reused: counts below are this test's compiles
     eager_classifier = components.emotion_classifier.requires_grad_(False)   # frozen, as loaded from a checkpoint
+    before = counters["stats"]["unique_graphs"]
     audio = _speech(2.0)
     request = _request(steps=3, seed=4, emotion={"label": "anger", "strength": 1.0})
     monkeypatch.setenv("EXPGEST_COMPILE", "off")
@@ -150,6 +161,7 @@ def test_compiled_emotion_gradient_gives_the_eager_gradient_and_motion(monkeypat
     assert wrapper.failed is None and wrapper.ready == {"body", "hand"} and not wrapper.compiling
     assert wrapper.compiled_calls == 2 * 3     # body and hand at each of the 3 steps of the one window
     assert any("the emotion gradient" in detail for detail in details)
+    assert counters["stats"]["unique_graphs"] - before == 3    # denoiser, body gradient, hand gradient: once each
     np.testing.assert_allclose(motion.poses, eager.poses, atol=1e-4)
     # The gradient itself, under inference mode (inference-tensor inputs), with given and with drawn noise.
     with torch.inference_mode():
@@ -165,3 +177,30 @@ def test_compiled_emotion_gradient_gives_the_eager_gradient_and_motion(monkeypat
             torch.testing.assert_close(drawn, eager_classifier.guidance_gradient(x, part, target), rtol=1e-5,
                                        atol=1e-5 * eager_grad.abs().max().item())
     assert wrapper.compiled_calls == 2 * 3 + 4
+
+
+def test_several_clips_per_forward_compile_one_graph_for_every_batch_size(monkeypatch):
+    components = _audio_only_components(with_classifier=False)
+    network = components.denoiser = components.denoiser.network   # bare: the recorder's lists would pin the batch
+    torch._dynamo.reset()
+    engine = ExpGestEngine(None, "audio_only", "cpu", components=components)
+    clips = [(_speech(1.0, seed=1), _request(seed=3)), (_speech(5.0, seed=2), _request(seed=4)),
+             (_speech(9.0, seed=3), _request(seed=5))]
+    monkeypatch.setenv("EXPGEST_COMPILE", "off")
+    eager = engine.generate_batch(clips, [no_progress] * 3, CancelToken(), clips_per_forward=3)
+    monkeypatch.setenv("EXPGEST_COMPILE", "on")
+    before = counters["stats"]["unique_graphs"]
+    # clips 1 and 2: rounds of 2 then 1 clip (CFG batches 4, 2): one graph (dynamo alone would compile a static
+    # graph for 4, then again for 2 with a dynamic batch)
+    first = engine.generate_batch(clips[:2], [no_progress] * 2, CancelToken(), clips_per_forward=2)
+    wrapper = components.compiled[("fp32", id(network), "any batch")]
+    assert wrapper.ready and wrapper.failed is None and wrapper.dynamic_batch
+    assert "every batch size" in engine.compile_reason
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs - before == 1
+    # all three: a new batch size (6) runs through the same graph, nothing compiles again
+    together = engine.generate_batch(clips, [no_progress] * 3, CancelToken(), clips_per_forward=3)
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert list(components.compiled.values()) == [wrapper]
+    for motion, reference in zip([*first, *together], [*eager[:2], *eager], strict=True):
+        np.testing.assert_allclose(motion.poses, reference.poses, atol=1e-4)
