@@ -11,6 +11,7 @@ from torch._dynamo.utils import counters
 from backend.engines.base import CancelToken, no_progress
 from backend.engines.expgest import compiled
 from backend.engines.expgest.compiled import (
+    BATCHED_COMPILE_MIN_CALLS,
     COMPILE_MIN_CALLS,
     GUIDANCE_COMPILE_MIN_CALLS,
     CompiledGuidance,
@@ -26,9 +27,9 @@ def test_auto_compiles_long_cpu_requests_only():
     assert not should_compile(COMPILE_MIN_CALLS - 1, "cpu", "default", False, "auto")[0]
     use, reason = should_compile(10**6, "cpu", "faithful", False, "auto")
     assert not use and "faithful" in reason
-    use, reason = should_compile(COMPILE_MIN_CALLS, "cpu", "default", True, "auto")   # clips batched: one graph
+    use, reason = should_compile(BATCHED_COMPILE_MIN_CALLS, "cpu", "default", True, "auto")   # batched: one graph
     assert use and "every batch size" in reason
-    assert not should_compile(COMPILE_MIN_CALLS - 1, "cpu", "default", True, "auto")[0]
+    assert not should_compile(BATCHED_COMPILE_MIN_CALLS - 1, "cpu", "default", True, "auto")[0]
     assert not should_compile(10**6, "cuda", "default", False, "auto")[0]    # not measured on a GPU
     assert not should_compile(10**6, "cpu", "default", False, "off")[0]
     assert should_compile(1, "cpu", "default", False, "on")[0]
@@ -204,3 +205,19 @@ def test_several_clips_per_forward_compile_one_graph_for_every_batch_size(monkey
     assert list(components.compiled.values()) == [wrapper]
     for motion, reference in zip([*first, *together], [*eager[:2], *eager], strict=True):
         np.testing.assert_allclose(motion.poses, reference.poses, atol=1e-4)
+
+
+def test_a_group_of_clips_decides_on_the_calls_of_all_its_clips(monkeypatch):
+    decisions = []
+
+    def spy(calls, device_type, behaviour, batched, policy=None):
+        decisions.append((calls, batched))
+        return False, "spy"
+
+    monkeypatch.setattr(compiled, "should_compile", spy)
+    engine = ExpGestEngine(None, "audio_only", "cpu", components=_audio_only_components(with_classifier=False))
+    clips = [(_speech(1.0, seed=1), _request(seed=3)), (_speech(5.0, seed=2), _request(seed=4))]
+    engine.generate_batch(clips, [no_progress] * 2, CancelToken(), clips_per_forward=2)
+    assert decisions == [((1 + 2) * 3, True)]    # windows 1 + 2, 3 steps each, decided once for the group
+    engine.generate_batch(clips[:1], [no_progress], CancelToken(), clips_per_forward=2)
+    assert decisions[-1] == (3, False)           # a group of one clip: as a solo request

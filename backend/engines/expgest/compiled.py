@@ -7,7 +7,8 @@ one 4 s window at 1000 steps. So ``auto`` compiles on the CPU when a request mak
 ``COMPILE_MIN_CALLS`` calls (a margin over break-even), never for ``--faithful`` (the fixtures are eager
 numerics). Several clips per forward (``generate_batch``) compile one graph whose batch dimension is dynamic, so
 the varying batch sizes do not compile again (measured: the same per-step time as a graph per batch size), for
-groups whose clips make ``COMPILE_MIN_CALLS`` calls together; their emotion gradient stays eager. The compiled
+groups whose clips make ``BATCHED_COMPILE_MIN_CALLS`` calls together (batched, compiling gains less per call);
+their emotion gradient stays eager. The compiled
 module is kept on the loaded components, which the server caches, so later requests reuse it at no cost. On a GPU
 it is not used unless forced (``EXPGEST_COMPILE=on``): no GPU was available to measure it, and CUDA graphs cover the
 per-step launch overhead there.
@@ -35,6 +36,9 @@ COMPILE_MIN_CALLS = 1500  # denoiser calls per request before auto compiles (bre
 # guided steps (windows x steps) before auto also compiles the emotion gradient: its two graphs take ~50 s to
 # compile and save ~15 ms per step, break-even ~3600 (docs/speed.md)
 GUIDANCE_COMPILE_MIN_CALLS = 5000
+# calls summed over the clips of a generate_batch group before auto compiles its batch-dynamic graph: batched,
+# the compiled forward saved only ~2 ms per clip-call (bench_batching --compile), break-even ~11 000
+BATCHED_COMPILE_MIN_CALLS = 15000
 POLICIES = ("auto", "on", "off")
 GUIDED_PARTS = ("body", "hand")  # the classifier's streams, each its own compiled graph
 
@@ -73,8 +77,10 @@ def should_compile(calls: int, device_type: str, behaviour: str, batched: bool,
         return True, "EXPGEST_COMPILE=on" + (" (one graph for every batch size)" if batched else "")
     if device_type != "cpu":
         return False, f"not measured on {device_type}"
-    if calls < COMPILE_MIN_CALLS:
-        return False, f"{calls} denoiser calls, fewer than the {COMPILE_MIN_CALLS} that repay compiling"
+    least = BATCHED_COMPILE_MIN_CALLS if batched else COMPILE_MIN_CALLS
+    if calls < least:
+        return False, f"{calls} denoiser calls, fewer than the {least} that repay compiling" + (
+            " several clips per forward" if batched else "")
     return True, (f"{calls} denoiser calls repay the one-off compile (measured break-even ~1000)"
                   + (", one graph for every batch size" if batched else ""))
 
