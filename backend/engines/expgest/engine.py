@@ -650,7 +650,7 @@ def _compiling(network: Any, classifier: Any | None) -> str:
     if getattr(network, "compiling", False):
         what.append("the denoiser (about 20 s)")
     if getattr(classifier, "compiling", False):
-        what.append("the emotion gradient (about 100 s)")
+        what.append("the emotion gradient (about 60 s)")
     return " and ".join(what)
 
 
