@@ -3,7 +3,8 @@
 Measured by ``bench/bench_compile.py`` on an idle 2-core CPU (released audio_only sizes, batch-2 CFG call,
 torch 2.13): compiling takes about 18 s on the first call and the compiled step is about 1.38x faster
 (66 ms -> 48 ms), with outputs equal to eager to ~1e-6; the total wins after about 1000 denoiser calls, i.e.
-one 4 s window at 1000 steps. So ``auto`` compiles on the CPU when a request makes at least
+one 4 s window at 1000 steps (the compile2 helper's interleaved runs found only 1.04-1.07x, break-even ~4000+
+calls: to be re-measured, ``docs/speed.md``). So ``auto`` compiles on the CPU when a request makes at least
 ``COMPILE_MIN_CALLS`` calls (a margin over break-even), never for ``--faithful`` (the fixtures are eager
 numerics). Several clips per forward (``generate_batch``) compile one graph whose batch dimension is dynamic, so
 the varying batch sizes do not compile again (measured: the same per-step time as a graph per batch size), for
