@@ -7,11 +7,17 @@ any clip's poses from its solo run (degrees of joint rotation; the same seeds mu
 
     python bench/bench_batching.py                      # 8 clips of 4 s, 5 steps, emotion guidance, ~3 min
     python bench/bench_batching.py --no-emotion --steps 10 --repeats 3
+    python bench/bench_batching.py --compile --batches 4,8     # each size also compiled (EXPGEST_COMPILE=on)
+
+With ``--compile`` every size also runs with the denoiser compiled (several clips per forward: one graph with a
+dynamic batch dimension; one clip: a static graph and, as ``on`` does, the compiled emotion gradient). The
+compiles are paid in a warm-up run of each size first, so the times are those of a session's later requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -41,6 +47,7 @@ def main() -> int:
     parser.add_argument("--batches", default="2,4,8", help="clips per forward to compare with 1")
     parser.add_argument("--no-emotion", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--compile", action="store_true", help="also time every size compiled (after a warm-up)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     components, what = build(args.size)
@@ -58,30 +65,41 @@ def main() -> int:
           f"emotion guidance {'off' if args.no_emotion else 'on (3 of 4 clips)'}, {args.threads} threads, "
           f"torch {torch.__version__}")
 
-    def run(per_forward: int) -> tuple[float, list]:
-        start = time.perf_counter()
+    def run(per_forward: int, mode: str) -> tuple[float, float, list]:
+        os.environ["EXPGEST_COMPILE"] = mode
+        start, start_cpu = time.perf_counter(), time.process_time()
         if per_forward == 1:
             out = [engine.generate(a, r, no_progress, CancelToken()) for a, r in clips]
         else:
             out = engine.generate_batch(clips, [no_progress] * len(clips), CancelToken(), per_forward)
-        return time.perf_counter() - start, out
+        return time.perf_counter() - start, time.process_time() - start_cpu, out
 
     engine.generate(*clips[0], no_progress, CancelToken())   # warm-up (allocator, first-call costs)
     sizes = [1] + [int(b) for b in args.batches.split(",")]
-    times: dict[int, list[float]] = {size: [] for size in sizes}
-    outputs: dict[int, list] = {}
+    modes = ["off", "on"] if args.compile else ["off"]
+    for size in sizes if args.compile else []:   # the compiles, once per session
+        start = time.perf_counter()
+        run(size, "on")
+        print(f"warm-up, {size} clip(s) per forward, compiled: {time.perf_counter() - start:.1f} s")
+    times: dict[tuple[int, str], list[float]] = {(size, mode): [] for size in sizes for mode in modes}
+    cpu: dict[tuple[int, str], list[float]] = {key: [] for key in times}
+    outputs: dict[tuple[int, str], list] = {}
     for _ in range(args.repeats):   # interleaved, so a load change on a shared machine hits every size alike
-        for size in sizes:
-            seconds, outputs[size] = run(size)
-            times[size].append(seconds)
-    base, solo = times[1], outputs[1]
-    print(f"1 clip per forward:  {statistics.median(base):7.2f} s [{min(base):.2f}, {max(base):.2f}]")
-    for per_forward in sizes[1:]:
-        seconds, out = times[per_forward], outputs[per_forward]
-        worst = max(rotation_error_deg(s.poses, m.poses)[0] for s, m in zip(solo, out, strict=True))
-        print(f"{per_forward} clips per forward: {statistics.median(seconds):7.2f} s [{min(seconds):.2f}, "
-              f"{max(seconds):.2f}]  aggregate speed-up {statistics.median(base) / statistics.median(seconds):.2f}x"
-              f"  max joint rotation difference from solo runs {worst:.5f} deg")
+        for key in times:
+            seconds, cpu_seconds, outputs[key] = run(*key)
+            times[key].append(seconds)
+            cpu[key].append(cpu_seconds)
+    base, solo = times[1, "off"], outputs[1, "off"]
+    for key, seconds in times.items():
+        per_forward, mode = key
+        worst = max(rotation_error_deg(s.poses, m.poses)[0] for s, m in zip(solo, outputs[key], strict=True))
+        median = statistics.median(seconds)
+        versus = statistics.median(times[per_forward, "off"]) / median
+        print(f"{per_forward} clip(s) per forward{', compiled' if mode == 'on' else ''}: "
+              f"{median:7.2f} s [{min(seconds):.2f}, {max(seconds):.2f}] (CPU {statistics.median(cpu[key]):.2f} s)"
+              f"  aggregate speed-up {statistics.median(base) / median:.2f}x"
+              + (f" (compiled vs eager at this size {versus:.2f}x)" if mode == "on" else "")
+              + f"  max joint rotation difference from solo runs {worst:.5f} deg")
     return 0
 
 

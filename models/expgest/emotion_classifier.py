@@ -15,6 +15,7 @@ still refuses any other key.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, cast
 
 import torch
@@ -23,6 +24,8 @@ from torch import Tensor, nn
 from .config import AUDIO_ONLY_BODY, AUDIO_ONLY_HAND, N_EMOTIONS, VAE_MAX_FRAMES, EmotionClassifierConfig
 
 Part = Literal["body", "hand"]
+# (x, part, target, eps) -> Σ selected log-probabilities: ``EmotionClassifier.log_prob_sum`` or a compiled copy
+Objective = Callable[[Tensor, Part, Tensor, Tensor], Tensor]
 
 
 def _encoder_block(config: EmotionClassifierConfig) -> nn.TransformerEncoderLayer:
@@ -199,26 +202,51 @@ class EmotionClassifier(nn.Module):
         _, _, z = vae(x, eps)
         return head(z).to(x_stream.dtype)
 
+    def draw_eps(self, rows: int, part: Part, device: torch.device) -> Tensor:
+        """Reparameterisation noise (rows, d) from the torch RNG: the numbers ``randn_like`` of σ would give."""
+        return torch.randn(rows, self.config.latent_dim, dtype=self._parts(part)[1].weight.dtype, device=device)
+
+    def log_prob_sum(self, x: Tensor, part: Part, target: Tensor, eps: Tensor) -> Tensor:
+        """Σ_rows log softmax(logits(x))[row, target[row]]: the objective whose input gradient guides.
+
+        Args:
+            x: (batch, C, 1, frames) stream.
+            part: ``"body"`` or ``"hand"``.
+            target: (batch,) int64 emotion index per row.
+            eps: reparameterisation noise with batch·d elements.
+
+        Returns:
+            A 0-d tensor.
+        """
+        log_probs = torch.log_softmax(self.classify(x, part, eps), dim=-1)
+        return log_probs[torch.arange(x.shape[0], device=x.device), target.to(x.device)].sum()
+
     def guidance_gradient(self, x: Tensor, part: Part, target: Tensor, scale: float | Tensor = 3.0,
-                          eps: Tensor | None = None) -> Tensor:
+                          eps: Tensor | None = None, objective: Objective | None = None) -> Tensor:
         """Classifier-guidance gradient g = scale · ∂ log softmax(logits(x))[target] / ∂x.
 
-        Works under an outer ``torch.no_grad()`` or ``torch.inference_mode()`` (gradients are enabled locally);
-        x itself is not modified.
+        Works under an outer ``torch.no_grad()`` or ``torch.inference_mode()`` (gradients are enabled locally;
+        inference tensors are copied); x itself is not modified.
 
         Args:
             x: (batch, C, 1, frames) noisy x_t of the stream.
             part: ``"body"`` or ``"hand"``.
             target: (batch,) int64 emotion index per row.
             scale: guidance scale (3.0 in the original), or a tensor broadcasting against x (one per row).
-            eps: reparameterisation noise with batch·d elements; None draws it.
+            eps: reparameterisation noise with batch·d elements; None draws it (from the torch RNG, as
+                ``torch.randn_like`` of the (batch, d) σ).
+            objective: ``log_prob_sum`` or a function computing the same (e.g. its torch.compile'd version,
+                ``backend/engines/expgest/compiled.py``); None: ``log_prob_sum``.
 
         Returns:
             (batch, C, 1, frames) gradient, same dtype as x.
         """
+        objective = self.log_prob_sum if objective is None else objective
         with torch.inference_mode(False), torch.enable_grad():
             x_in = x.detach().clone().requires_grad_(True)   # a normal tensor even if x is an inference tensor
-            log_probs = torch.log_softmax(self.classify(x_in, part, eps), dim=-1)
-            selected = log_probs[torch.arange(x.shape[0], device=x.device), target.to(x.device)]
-            (grad,) = torch.autograd.grad(selected.sum(), x_in)
+            if eps is None:   # drawn here, not inside the objective, so a compiled objective uses the same noise
+                eps = self.draw_eps(x.shape[0], part, x.device)
+            eps = eps.clone() if eps.is_inference() else eps   # autograd saves eps and target: no inference
+            target = target.clone() if target.is_inference() else target   # tensors there
+            (grad,) = torch.autograd.grad(objective(x_in, part, target, eps), x_in)
         return grad * scale

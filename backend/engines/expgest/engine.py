@@ -75,7 +75,8 @@ class ExpGestComponents:
         emotion_classifier: audio_only: ``EmotionClassifier`` (None: no emotion guidance).
         clip: hybrids: ``encode(list[str]) -> (B, 512)``.
         cast: the bf16 copies of the networks (``networks``), made once.
-        compiled: the compiled denoisers (``compiled.py``), made once and reused by later requests.
+        compiled: the compiled denoisers and emotion gradients (``compiled.py``), made once and reused by later
+            requests.
     """
 
     denoiser: torch.nn.Module
@@ -87,7 +88,7 @@ class ExpGestComponents:
     emotion_classifier: Any | None = None
     clip: CLIPLike | None = None
     cast: dict[tuple[str, int, int], Any] = field(default_factory=dict, repr=False)
-    compiled: dict[tuple[str, int], Any] = field(default_factory=dict, repr=False)  # compiled.py, per process
+    compiled: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)  # compiled.py, per process
 
     def networks(self, precision: str) -> tuple[torch.nn.Module, Any | None]:
         """(denoiser, emotion classifier) at ``precision``; bf16 copies are made once and kept here."""
@@ -282,6 +283,7 @@ class ExpGestEngine:
         self._components = components
         self._batcher: WindowBatcher | None = None
         self._graph_networks: dict[tuple[str, int, bool], Any] = {}
+        self._group_networks: tuple[Any, Any | None, str] | None = None   # set on generate_batch's clip clones
         self.compile_reason = ""  # why the last request's denoiser was (not) compiled (compiled.py)
         self.clip_warnings: list[list[str]] = []
         self.forward_batch_sizes: list[int] = []  # clips per forward of each round of the last generate_batch
@@ -296,26 +298,40 @@ class ExpGestEngine:
         """
         return 8 if self.device.type == "cuda" else 1
 
-    def _networks(self, calls: int = 0) -> tuple[Any, Any | None]:
+    def _networks(self, calls: int = 0, batched: bool = False) -> tuple[Any, Any | None]:
         """(denoiser at this precision, classifier).
 
-        The denoiser is compiled when ``calls`` (this request's denoiser calls) repay it (``compiled.py``), else
-        CUDA-graph wrapped on CUDA unless EXPGEST_CUDA_GRAPHS=0.
+        The denoiser and the classifier's guidance gradient are compiled when ``calls`` (this request's denoiser
+        calls) repay it (``compiled.py``), else the denoiser is CUDA-graph wrapped on CUDA unless
+        EXPGEST_CUDA_GRAPHS=0.
         """
-        from .compiled import compiled_network, should_compile
+        from .compiled import compiled_classifier, compiled_network, should_compile, should_compile_guidance
         from .cuda_graphs import wrap_for_device
 
+        if self._group_networks is not None:   # a clip of generate_batch: its group's choice
+            network, classifier, self.compile_reason = self._group_networks
+            return network, classifier
         network, classifier = self.components.networks(self.precision)
         if calls:
-            use, self.compile_reason = should_compile(calls, self.device.type, self.behaviour,
-                                                      self._batcher is not None)
+            use, self.compile_reason = should_compile(calls, self.device.type, self.behaviour, batched)
             if use:
-                return compiled_network(self.components.compiled, (self.precision, id(network)), network), classifier
+                cache = self.components.compiled
+                if classifier is not None and not batched and should_compile_guidance(calls):
+                    # compiled on its first gradient, i.e. only if the request guides
+                    classifier = compiled_classifier(cache, ("classifier", self.precision, id(classifier)),
+                                                     classifier)
+                name = (self.precision, id(network), "any batch") if batched else (self.precision, id(network))
+                return compiled_network(cache, name, network, dynamic_batch=batched), classifier
         enabled = os.environ.get("EXPGEST_CUDA_GRAPHS", "1") != "0"
         key = (self.precision, id(network), enabled)
         if key not in self._graph_networks:
             self._graph_networks = {key: wrap_for_device(network, self.device, enabled)}
         return self._graph_networks[key], classifier
+
+    def _windows(self, samples: int) -> int:
+        """Windows a clip of ``samples`` audio samples is sampled in."""
+        frames = stitching.frames_for_samples(samples, self.geometry)
+        return stitching.plan_windows(frames, self.geometry, self.behaviour).n_windows
 
     @property
     def components(self) -> ExpGestComponents:
@@ -386,10 +402,12 @@ class ExpGestEngine:
                         cancel: CancelToken, members: list[int]
                         ) -> list[tuple[int, Motion | BaseException, list[str]]]:
         """Run the clips ``members`` concurrently, their windows meeting in one ``WindowBatcher``."""
-        network, classifier = self._networks()
         steps = clips[members[0]][1].steps
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(steps)
+        calls = sum(self._windows(np.asarray(clips[index][0]).size) for index in members) * len(scheduler.timesteps)
+        network, classifier = self._networks(calls, batched=len(members) > 1)
+        shared = (network, classifier, self.compile_reason)
         batcher = WindowBatcher(len(members), lambda jobs: run_window_jobs(jobs, network, classifier, scheduler))
         batcher.batch_sizes = self.forward_batch_sizes  # every round of every group, in order
         outcomes: dict[int, tuple[Motion | BaseException, list[str]]] = {}
@@ -397,6 +415,7 @@ class ExpGestEngine:
         def run(index: int) -> None:
             clone = copy.copy(self)
             clone._batcher = batcher
+            clone._group_networks = shared
             clone.warnings = []
             try:
                 audio, request = clips[index]
@@ -502,9 +521,10 @@ class ExpGestEngine:
                     progress(stage, (index * num_steps + step) / steps_total, f"step {step + 1}/{num_steps}")
 
             job.on_step = on_step
-            if getattr(network, "ready", True) is False and network.failed is None:  # a CompiledOrEager's 1st call
+            compiling = _compiling(network, classifier if emotion is not None else None)
+            if compiling:
                 progress(stage, index * len(scheduler.timesteps) / steps_total,
-                         "compiling the denoiser, once per session (about 20 s)")
+                         f"compiling {compiling}, once per session")
             if self._batcher is not None:   # several clips per forward (generate_batch)
                 out = self._batcher.submit(job)
             else:
@@ -635,6 +655,16 @@ class ExpGestEngine:
         if self.behaviour == "faithful":
             return stitching.make_hybrid_align_faithful(window_texts)
         return stitching.align_hybrid_root
+
+
+def _compiling(network: Any, classifier: Any | None) -> str:
+    """What the next window compiles on its first call ("" if nothing), from the wrappers of ``compiled.py``."""
+    what = []
+    if getattr(network, "compiling", False):
+        what.append("the denoiser (about 20 s)")
+    if getattr(classifier, "compiling", False):
+        what.append("the emotion gradient (about 60 s)")
+    return " and ".join(what)
 
 
 def _resample(features: torch.Tensor, frames: int) -> torch.Tensor:
