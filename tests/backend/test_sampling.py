@@ -271,3 +271,20 @@ def test_overlapped_emotion_gradients_run_beside_the_denoiser_with_the_same_valu
     for alone, overlapped in zip(*outputs, strict=True):
         assert torch.equal(alone, overlapped)
         assert not torch.equal(alone, x_t[0] * 0.5 if alone.shape[1] == 451 else x_t[1] * 0.25)
+
+
+def test_gradients_overlap_only_on_a_cpu_given_several_threads(monkeypatch):
+    from backend.engines.expgest.guidance import overlap_gradients
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert overlap_gradients(torch.device("cpu"))
+        assert not overlap_gradients(torch.device("cuda"))
+        monkeypatch.setenv("EXPGEST_OVERLAP_GRADIENTS", "0")
+        assert not overlap_gradients(torch.device("cpu"))
+        monkeypatch.delenv("EXPGEST_OVERLAP_GRADIENTS")
+        torch.set_num_threads(1)   # one core given: no extra threads
+        assert not overlap_gradients(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 from typing import Any
 
 _LOG = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ class CompiledGuidance:
         self.ready: set[str] = set()
         self.failed: str | None = None
         self.compiled_calls = 0
+        self._lock = threading.Lock()   # the two streams' gradients may run on two threads (guidance.py overlap)
 
     def guidance_gradient(self, x: Any, part: str, target: Any, scale: Any = 3.0, eps: Any = None) -> Any:
         """``EmotionClassifier.guidance_gradient`` through the compiled objective (same arguments, same result)."""
@@ -197,7 +199,8 @@ class CompiledGuidance:
         if eps is None:   # drawn once, so a fallback after a failed compile uses the same noise
             eps = self.eager.draw_eps(x.shape[0], part, x.device)
         if part in self.ready:
-            self.compiled_calls += 1
+            with self._lock:
+                self.compiled_calls += 1
             return self.eager.guidance_gradient(x, part, target, scale, eps, objective=self.objective)
         try:
             grad = self.eager.guidance_gradient(x, part, target, scale, eps, objective=self.objective)
@@ -206,8 +209,9 @@ class CompiledGuidance:
             _LOG.warning("torch.compile of the emotion classifier failed (%s); its guidance gradient runs eagerly "
                          "for the rest of this session", self.failed)
             return self.eager.guidance_gradient(x, part, target, scale, eps)
-        self.ready.add(part)
-        self.compiled_calls += 1
+        with self._lock:
+            self.ready.add(part)
+            self.compiled_calls += 1
         return grad
 
     @property
