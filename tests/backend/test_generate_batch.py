@@ -76,7 +76,8 @@ def test_clips_share_forwards_and_each_gets_its_solo_motion(client, weights, spe
     assert stages[-1][:2] == ("done", 1.0)
 
 
-def test_auto_runs_clips_one_after_another_on_the_cpu(client, weights, speech_wav, tmp_path):
+def test_auto_runs_clips_one_after_another_on_a_single_thread(client, weights, speech_wav, tmp_path):
+    """The test server runs with OMP_NUM_THREADS=1 (``backend_env``): auto batches only with 2+ threads."""
     requests = [_expgest(speech_wav, tmp_path / f"{n}.npz", weights, seed=n, steps=2) for n in range(2)]
     for request in requests:
         request["audio"]["end_s"] = 3.0
@@ -116,3 +117,23 @@ def test_cancel_stops_the_whole_batch(client, weights, speech_wav, tmp_path):
         pending.result(60)
     assert caught.value.code == CANCELLED and time.monotonic() - started < 10
     assert not any(tmp_path.glob("*.npz"))
+
+
+def test_auto_batches_on_a_gpu_and_on_a_cpu_with_several_threads():
+    import torch
+
+    from backend.engines.expgest.engine import ExpGestEngine
+
+    from tests.backend.test_expgest_engine import _audio_only_components
+
+    engine = ExpGestEngine(None, "audio_only", "cpu", components=_audio_only_components(with_classifier=False))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert engine.auto_clips_per_forward() == 8
+        torch.set_num_threads(1)
+        assert engine.auto_clips_per_forward() == 1
+    finally:
+        torch.set_num_threads(threads)
+    engine.device = torch.device("cuda")   # the policy only reads the device type
+    assert engine.auto_clips_per_forward() == 8

@@ -1,24 +1,22 @@
-"""torch.compile for the ExpGest denoiser, used only where the compile time pays back.
+"""torch.compile for the ExpGest denoiser and emotion gradient, used only where the compile time pays back.
 
-Measured by ``bench/bench_compile.py`` on an idle 2-core CPU (released audio_only sizes, batch-2 CFG call,
-torch 2.13): compiling takes about 18 s on the first call and the compiled step is about 1.38x faster
-(66 ms -> 48 ms), with outputs equal to eager to ~1e-6; the total wins after about 1000 denoiser calls, i.e.
-one 4 s window at 1000 steps (the compile2 helper's interleaved runs found only 1.04-1.07x, break-even ~4000+
-calls: to be re-measured, ``docs/speed.md``). So ``auto`` compiles on the CPU when a request makes at least
-``COMPILE_MIN_CALLS`` calls (a margin over break-even), never for ``--faithful`` (the fixtures are eager
-numerics). Several clips per forward (``generate_batch``) compile one graph whose batch dimension is dynamic, so
-the varying batch sizes do not compile again (measured: the same per-step time as a graph per batch size), for
-groups whose clips make ``BATCHED_COMPILE_MIN_CALLS`` calls together (batched, compiling gains less per call);
-their emotion gradient stays eager. The compiled
-module is kept on the loaded components, which the server caches, so later requests reuse it at no cost. On a GPU
-it is not used unless forced (``EXPGEST_COMPILE=on``): no GPU was available to measure it, and CUDA graphs cover the
-per-step launch overhead there.
+Measured by ``bench/bench_compile.py`` (2-core CPU, released audio_only sizes, batch-2 CFG call, torch 2.13,
+calls interleaved; docs/speed.md): the compiled denoiser step is only about 1.05x faster than eager (1.04-1.07x
+in every run; an earlier 1.38x did not reproduce), with outputs equal to eager to ~1e-6, after a compile of
+15-25 s on the first call, so the total wins only after ~5000 denoiser calls. ``auto`` therefore compiles on the
+CPU when a request makes at least ``COMPILE_MIN_CALLS`` calls (a margin over that break-even; a 60 s clip at
+1000 steps is 15 000), never for ``--faithful`` (the fixtures are eager numerics). Several clips per forward
+(``generate_batch``) compile one graph whose batch dimension is dynamic, so the varying batch sizes do not
+compile again (measured: the same per-step time as a graph per batch size), for groups whose clips make
+``BATCHED_COMPILE_MIN_CALLS`` calls together (batched, compiling gains less per call); their emotion gradient
+stays eager. The compiled module is kept on the loaded components, which the server caches, so later requests
+reuse it at no cost. On a GPU it is not used unless forced (``EXPGEST_COMPILE=on``): no GPU was available to
+measure it, and CUDA graphs cover the per-step launch overhead there.
 
 The emotion classifier's guidance gradient is compiled too (``CompiledGuidance``: forward and input-gradient
 backward, one graph per stream, compiled on the first guided step, so requests without an emotion never pay for
 it), kept the same way and with the same fallback, for requests whose denoiser is compiled; under ``auto`` only
-from ``GUIDANCE_COMPILE_MIN_CALLS`` calls, since its compile takes ~50 s against ~15 ms saved per step (measured by
-the same bench, ``docs/speed.md``).
+from ``GUIDANCE_COMPILE_MIN_CALLS`` calls, since its compile takes ~40-50 s against ~15 ms saved per step.
 
 ``EXPGEST_COMPILE``: ``auto`` (default), ``on`` (whenever possible) or ``off``. A compile that fails (no C++
 compiler, an unsupported op) falls back to eager for the rest of the session, with one log line.
@@ -34,10 +32,12 @@ from typing import Any
 
 _LOG = logging.getLogger(__name__)
 
-COMPILE_MIN_CALLS = 1500  # denoiser calls per request before auto compiles (break-even measured at ~1000)
-# guided steps (windows x steps) before auto also compiles the emotion gradient: its two graphs take ~50 s to
-# compile and save ~15 ms per step, break-even ~3600 (docs/speed.md)
-GUIDANCE_COMPILE_MIN_CALLS = 5000
+# denoiser calls per request before auto compiles (break-even measured at ~4000-9000 calls, docs/speed.md)
+COMPILE_MIN_CALLS = 8000
+# guided steps (windows x steps) before auto also compiles the emotion gradient: its two graphs take ~40-50 s to
+# compile and save ~15 ms per step, break-even ~2500-3600; it is compiled only with the denoiser, hence above
+# COMPILE_MIN_CALLS (docs/speed.md)
+GUIDANCE_COMPILE_MIN_CALLS = 10000
 # calls summed over the clips of a generate_batch group before auto compiles its batch-dynamic graph: batched,
 # the compiled forward saved only ~2 ms per clip-call (bench_batching --compile), break-even ~11 000
 BATCHED_COMPILE_MIN_CALLS = 15000

@@ -291,12 +291,15 @@ class ExpGestEngine:
     def auto_clips_per_forward(self) -> int:
         """How many clips ``clips_per_forward="auto"`` samples together on this engine's device.
 
-        On a CUDA GPU one step at batch 8 costs little more than at batch 1, so 8 (not measured here: no GPU was
-        lent). On a CPU one clip's classifier-free-guidance batch already keeps the cores busy: measured on 2
-        cores (``bench/bench_batching.py``, docs/speed.md) 8 clips per forward gain 1.36x, 4 gain 1.08x and 2
-        are 0.87x (slower), so auto runs clips one after another there and batching is the user's choice.
+        8 on a CUDA GPU, where one step at batch 8 costs little more than at batch 1 (not measured here: no GPU
+        was lent), and on a CPU with at least 2 PyTorch threads: measured on 2 cores (``bench/bench_batching.py``,
+        docs/speed.md; emotion gradients beside the denoiser) 2 clips per forward gain 1.06-1.20x, 4 gain
+        1.16-1.40x and 8 gain 1.49x over clips one after another. With 1 thread (a process given one core, such
+        as a Ray worker) 1: not measured there.
         """
-        return 8 if self.device.type == "cuda" else 1
+        if self.device.type == "cuda" or (self.device.type == "cpu" and torch.get_num_threads() >= 2):
+            return 8
+        return 1
 
     def _networks(self, calls: int = 0, batched: bool = False) -> tuple[Any, Any | None]:
         """(denoiser at this precision, classifier).
