@@ -123,7 +123,6 @@ def test_auto_batches_on_a_gpu_and_on_a_cpu_with_several_threads():
     import torch
 
     from backend.engines.expgest.engine import ExpGestEngine
-
     from tests.backend.test_expgest_engine import _audio_only_components
 
     engine = ExpGestEngine(None, "audio_only", "cpu", components=_audio_only_components(with_classifier=False))
