@@ -38,14 +38,6 @@ def tone(tmp_path_factory) -> Path:
     return make_tone(tmp_path_factory.mktemp("audio") / "tone.wav", seconds=1.0)
 
 
-@pytest.fixture(scope="module")
-def client():
-    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT))
-    backend.start(timeout=120)
-    yield backend
-    backend.shutdown()
-
-
 def test_start_returns_initialize_result(client):
     assert client.alive
     assert client.server_info["protocol_version"] == "1.0"

@@ -71,14 +71,6 @@ def tone(tmp_path_factory) -> Path:
     return make_tone(tmp_path_factory.mktemp("errors") / "tone.wav")
 
 
-@pytest.fixture(scope="module")
-def client():
-    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT))
-    backend.start(timeout=120)
-    yield backend
-    backend.shutdown()
-
-
 def _failure(pending) -> BackendError:
     with pytest.raises(BackendError) as info:
         pending.result(timeout=120)

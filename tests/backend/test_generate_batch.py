@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.client import BackendClient, BackendError, batch_outcomes
+from backend.client import BackendError, batch_outcomes
 from backend.errors import CANCELLED, AudioError, RequestError
 from backend.motion.motion import load_npz
-from tests.servers.harness import ROOT, backend_env, generate_params
+from tests.servers.harness import generate_params
 
 pytestmark = pytest.mark.e2e
 
@@ -27,14 +27,6 @@ def weights(tmp_path_factory) -> Path:
     import tiny_weights
 
     return tiny_weights.make_weights_folder(tmp_path_factory.mktemp("weights"), ("audio_only",))
-
-
-@pytest.fixture(scope="module")
-def client():
-    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT))
-    backend.start(timeout=120)
-    yield backend
-    backend.shutdown()
 
 
 def _expgest(audio: Path, output: Path, weights: Path, **extra) -> dict:
