@@ -12,6 +12,12 @@ any clip's poses from its solo run (degrees of joint rotation; the same seeds mu
 With ``--compile`` every size also runs with the denoiser compiled (several clips per forward: one graph with a
 dynamic batch dimension; one clip: a static graph and, as ``on`` does, the compiled emotion gradient). The
 compiles are paid in a warm-up run of each size first, so the times are those of a session's later requests.
+
+It also prints the real-time factor: seconds of computing per second of audio, for clips one at a time and
+aggregated over the batched clips (the issue's GPU targets: ≤ 0.15 for one clip, ≥ 50× real time aggregated,
+both at 1000 steps). ``EXPGEST_CUDA_GRAPHS=0`` runs the CUDA path without graph replay.
+
+    python bench/bench_batching.py --device cuda --steps 1000 --batches 8 --repeats 1   # the GPU targets
 """
 
 from __future__ import annotations
@@ -48,10 +54,12 @@ def main() -> int:
     parser.add_argument("--no-emotion", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--compile", action="store_true", help="also time every size compiled (after a warm-up)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    components, what = build(args.size)
-    engine = ExpGestEngine(None, "audio_only", "cpu", precision="fp32", components=components)
+    components, what = build(args.size, args.device)
+    engine = ExpGestEngine(None, "audio_only", args.device, precision=args.precision, components=components)
     emotions = ["neutral"] if args.no_emotion else [*EMOTIONS[1:4], EMOTIONS[0]]  # happiness, anger, sadness, neutral
     t = np.arange(int(args.seconds * SAMPLE_RATE), dtype=np.float32) / SAMPLE_RATE
     clips = []
@@ -63,15 +71,20 @@ def main() -> int:
         clips.append((audio.astype(np.float32), request))
     print(f"# bench_batching: {what}; {args.clips} clips of {args.seconds:g} s, {args.steps} steps per window, "
           f"emotion guidance {'off' if args.no_emotion else 'on (3 of 4 clips)'}, {args.threads} threads, "
+          f"{torch.cuda.get_device_name(0) if engine.device.type == 'cuda' else 'CPU'}, {engine.precision}, "
           f"torch {torch.__version__}")
 
     def run(per_forward: int, mode: str) -> tuple[float, float, list]:
         os.environ["EXPGEST_COMPILE"] = mode
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
         start, start_cpu = time.perf_counter(), time.process_time()
         if per_forward == 1:
             out = [engine.generate(a, r, no_progress, CancelToken()) for a, r in clips]
         else:
             out = engine.generate_batch(clips, [no_progress] * len(clips), CancelToken(), per_forward)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - start, time.process_time() - start_cpu, out
 
     engine.generate(*clips[0], no_progress, CancelToken())   # warm-up (allocator, first-call costs)
@@ -90,6 +103,7 @@ def main() -> int:
             times[key].append(seconds)
             cpu[key].append(cpu_seconds)
     base, solo = times[1, "off"], outputs[1, "off"]
+    audio_seconds = args.clips * args.seconds
     for key, seconds in times.items():
         per_forward, mode = key
         worst = max(rotation_error_deg(s.poses, m.poses)[0] for s, m in zip(solo, outputs[key], strict=True))
@@ -99,7 +113,8 @@ def main() -> int:
               f"{median:7.2f} s [{min(seconds):.2f}, {max(seconds):.2f}] (CPU {statistics.median(cpu[key]):.2f} s)"
               f"  aggregate speed-up {statistics.median(base) / median:.2f}x"
               + (f" (compiled vs eager at this size {versus:.2f}x)" if mode == "on" else "")
-              + f"  max joint rotation difference from solo runs {worst:.5f} deg")
+              + f"  max joint rotation difference from solo runs {worst:.5f} deg"
+              + f"  real-time factor {median / audio_seconds:.3f} ({audio_seconds / median:.1f}x real time)")
     return 0
 
 

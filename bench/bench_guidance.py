@@ -46,9 +46,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    components, what = build(args.size)
+    components, what = build(args.size, args.device)
+    device = torch.device(args.device)
     network, classifier = components.networks(args.precision)
     d = components.denoiser.config.latent_dim
     generator = torch.Generator().manual_seed(1)
@@ -57,18 +59,21 @@ def main() -> int:
          "seed_hand": torch.randn(1, 690, 1, 8, generator=generator),
          "text_latent_body": torch.randn(1, 1, d, generator=generator),
          "text_latent_hand": torch.randn(1, 1, d, generator=generator)}
-    x_t = (torch.randn(1, 451, 1, 88, generator=generator), torch.randn(1, 690, 1, 88, generator=generator))
-    eps = torch.zeros(1, classifier.config.latent_dim)
+    y = {key: value.to(device) for key, value in y.items()}
+    x_t = (torch.randn(1, 451, 1, 88, generator=generator).to(device),
+           torch.randn(1, 690, 1, 88, generator=generator).to(device))
+    eps = torch.zeros(1, classifier.config.latent_dim, device=device)
     scheduler = DDIMCosineScheduler()
     cfg = ClassifierFreeGuidance(network, y, 3.0)
     variants = {
         "denoiser alone (CFG, batch 2)": cfg,
-        "guided, gradients after": EmotionGuidance(cfg, classifier, scheduler, torch.tensor([2]), 1.0,
+        "guided, gradients after": EmotionGuidance(cfg, classifier, scheduler, torch.tensor([2], device=device), 1.0,
                                                    lambda t, part: eps, overlap=False),
-        "guided, gradients beside": EmotionGuidance(cfg, classifier, scheduler, torch.tensor([2]), 1.0,
+        "guided, gradients beside": EmotionGuidance(cfg, classifier, scheduler, torch.tensor([2], device=device), 1.0,
                                                     lambda t, part: eps, overlap=True),
     }
-    print(f"# bench_guidance: {what}; {args.precision}, {args.threads} threads, torch {torch.__version__}, "
+    print(f"# bench_guidance: {what}; {args.device}, {args.precision}, {args.threads} threads, "
+          f"torch {torch.__version__}, "
           f"{args.repeats} interleaved repeats")
     outputs = {}
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -79,6 +84,8 @@ def main() -> int:
             for name, step in variants.items():
                 start = time.perf_counter()
                 step(x_t, 500)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["denoiser alone (CFG, batch 2)"])
     for name, seconds in times.items():

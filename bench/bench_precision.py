@@ -74,8 +74,9 @@ class TextLatents:
         return latent, -latent
 
 
-def build(size: str) -> tuple[ExpGestComponents, str]:
-    """Denoiser + emotion classifier (+ stand-in encoders) at ``size``; returns them and a description."""
+def build(size: str, device: str = "cpu") -> tuple[ExpGestComponents, str]:
+    """Denoiser + emotion classifier (+ stand-in encoders on the CPU) at ``size``, the networks on ``device``;
+    returns them and a description."""
     from models.expgest.checkpoint import build_network, load_denoiser, load_emotion_classifier
     from models.expgest.config import AudioOnlyConfig, EmotionClassifierConfig
 
@@ -98,8 +99,8 @@ def build(size: str) -> tuple[ExpGestComponents, str]:
         denoiser = build_network(AudioOnlyConfig(latent_dim=80, num_layers=2, ff_size=64, num_heads=2), cpu)
         classifier = build_network(EmotionClassifierConfig(latent_dim=32, ff_size=64, num_layers=3), cpu)
         what = "fixture-sized networks, random weights (fixtures not found)"
-    denoiser = denoiser.eval().requires_grad_(False)
-    classifier = classifier.eval().requires_grad_(False)
+    denoiser = denoiser.eval().requires_grad_(False).to(device)
+    classifier = classifier.eval().requires_grad_(False).to(device)
     rng = np.random.default_rng(0)
     components = ExpGestComponents(denoiser=denoiser, mean=rng.normal(size=1141) * 0.1,
                                    std=np.abs(rng.normal(size=1141)) * 0.1 + 0.05, wavlm=WaveFeatures(),
