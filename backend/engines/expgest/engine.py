@@ -331,10 +331,10 @@ class ExpGestEngine:
             self._graph_networks = {key: wrap_for_device(network, self.device, enabled)}
         return self._graph_networks[key], classifier
 
-    def _windows(self, samples: int) -> int:
-        """Windows a clip of ``samples`` audio samples is sampled in."""
-        frames = stitching.frames_for_samples(samples, self.geometry)
-        return stitching.plan_windows(frames, self.geometry, self.behaviour).n_windows
+    def _plan(self, samples: int) -> stitching.WindowPlan:
+        """The windows a clip of ``samples`` audio samples is sampled in."""
+        return stitching.plan_windows(stitching.frames_for_samples(samples, self.geometry), self.geometry,
+                                      self.behaviour)
 
     @property
     def components(self) -> ExpGestComponents:
@@ -408,7 +408,8 @@ class ExpGestEngine:
         steps = clips[members[0]][1].steps
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(steps)
-        calls = sum(self._windows(np.asarray(clips[index][0]).size) for index in members) * len(scheduler.timesteps)
+        calls = sum(self._plan(np.asarray(clips[index][0]).size).n_windows for index in members) \
+            * len(scheduler.timesteps)
         network, classifier = self._networks(calls, batched=len(members) > 1)
         shared = (network, classifier, self.compile_reason)
         batcher = WindowBatcher(len(members), lambda jobs: run_window_jobs(jobs, network, classifier, scheduler))
@@ -463,8 +464,7 @@ class ExpGestEngine:
         if audio.size == 0:
             raise EngineError("The audio is empty; choose a range with sound in it.")
         components = self.components
-        plan = stitching.plan_windows(stitching.frames_for_samples(audio.size, self.geometry), self.geometry,
-                                      self.behaviour)
+        plan = self._plan(audio.size)
         window_waves = stitching.window_audio(audio, plan)
         scheduler = DDIMCosineScheduler()
         scheduler.set_timesteps(request.steps)
