@@ -29,15 +29,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_precision import build  # noqa: E402
+from bench_precision import build, spread, step_inputs  # noqa: E402
 
 from backend.engines.expgest.guidance import ClassifierFreeGuidance, EmotionGuidance  # noqa: E402
 from backend.sampling import DDIMCosineScheduler  # noqa: E402
-
-
-def spread(seconds: list[float]) -> str:
-    ms = [s * 1e3 for s in seconds]
-    return f"{statistics.median(ms):7.1f} ms [{min(ms):.1f}, {max(ms):.1f}]"
 
 
 def main() -> int:
@@ -52,16 +47,7 @@ def main() -> int:
     components, what = build(args.size, args.device)
     device = torch.device(args.device)
     network, classifier = components.networks(args.precision)
-    d = components.denoiser.config.latent_dim
-    generator = torch.Generator().manual_seed(1)
-    y = {"audio": torch.randn(1, 88, 1024, generator=generator), "style": torch.eye(8)[[2]],
-         "seed_body": torch.randn(1, 451, 1, 8, generator=generator),
-         "seed_hand": torch.randn(1, 690, 1, 8, generator=generator),
-         "text_latent_body": torch.randn(1, 1, d, generator=generator),
-         "text_latent_hand": torch.randn(1, 1, d, generator=generator)}
-    y = {key: value.to(device) for key, value in y.items()}
-    x_t = (torch.randn(1, 451, 1, 88, generator=generator).to(device),
-           torch.randn(1, 690, 1, 88, generator=generator).to(device))
+    y, x_t = step_inputs(components, 1, device)
     eps = torch.zeros(1, classifier.config.latent_dim, device=device)
     scheduler = DDIMCosineScheduler()
     cfg = ClassifierFreeGuidance(network, y, 3.0)

@@ -125,18 +125,26 @@ def spread(seconds: list[float]) -> str:
     return f"{statistics.median(ms):8.1f} ms [{min(ms):.1f}, {max(ms):.1f}]"
 
 
+def step_inputs(components: ExpGestComponents, rows: int, device: str | torch.device = "cpu"
+                ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Conditions y and noisy streams x_t (body, hand) of one audio_only window, ``rows`` rows (seeded, on
+    ``device``)."""
+    d = components.denoiser.config.latent_dim
+    generator = torch.Generator().manual_seed(1)
+    y = {"audio": torch.randn(rows, 88, 1024, generator=generator), "style": torch.eye(8)[[2] * rows],
+         "seed_body": torch.randn(rows, 451, 1, 8, generator=generator),
+         "seed_hand": torch.randn(rows, 690, 1, 8, generator=generator),
+         "text_latent_body": torch.randn(rows, 1, d, generator=generator),
+         "text_latent_hand": torch.randn(rows, 1, d, generator=generator)}
+    x = (torch.randn(rows, 451, 1, 88, generator=generator), torch.randn(rows, 690, 1, 88, generator=generator))
+    return {key: value.to(device) for key, value in y.items()}, (x[0].to(device), x[1].to(device))
+
+
 def step_parts(components: ExpGestComponents, precision: str, repeats: int) -> tuple[list[float], list[float]]:
     """Per-call seconds of the CFG denoiser call (batch 2) and of the emotion gradient (both streams)."""
     network, classifier = components.networks(precision)
-    d = components.denoiser.config.latent_dim
     latent = classifier.config.latent_dim
-    generator = torch.Generator().manual_seed(1)
-    y = {"audio": torch.randn(2, 88, 1024, generator=generator), "style": torch.eye(8)[[2, 2]],
-         "seed_body": torch.randn(2, 451, 1, 8, generator=generator),
-         "seed_hand": torch.randn(2, 690, 1, 8, generator=generator),
-         "text_latent_body": torch.randn(2, 1, d, generator=generator),
-         "text_latent_hand": torch.randn(2, 1, d, generator=generator)}
-    x = (torch.randn(2, 451, 1, 88, generator=generator), torch.randn(2, 690, 1, 88, generator=generator))
+    y, x = step_inputs(components, 2)
     timesteps, uncond = torch.tensor([500, 500]), torch.tensor([False, True])
     target, eps = torch.tensor([2]), torch.zeros(1, latent)
 
