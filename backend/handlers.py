@@ -313,7 +313,8 @@ def generate_batch(context: RequestContext, params: dict[str, Any]) -> dict[str,
     seed, conditions, emotion guidance and stitching, so it gets the motion it gets alone); one request's failure
     (unreadable audio, an unwritable output) is its own item and the others go on. Engines without batched
     sampling (procedural, plugins) run their requests one after another. ``clips_per_forward`` ``"auto"`` is
-    the engine's own choice (``ExpGestEngine.auto_clips_per_forward``: 8 on a CUDA GPU, 1 on a CPU).
+    the engine's own choice (``ExpGestEngine.auto_clips_per_forward``: 8 on a CUDA GPU or a CPU with 2+ threads,
+    1 with a single thread).
 
     Args:
         context: the request context; a cancel stops the whole batch (answered ``cancelled``).

@@ -54,7 +54,8 @@ def _three_expgest_characters(scene, speech: Path) -> list:
     return characters
 
 
-def _keys(obj) -> int:
+def _take_strip(obj) -> tuple[float, float, str]:
+    """(frame start, frame end, name) of the character's one NLA strip."""
     (track,) = obj.animation_data.nla_tracks
     (strip,) = track.strips
     return strip.frame_start, strip.frame_end, strip.name
@@ -73,7 +74,7 @@ def test_generate_all_denoises_the_characters_together(clean_scene, short_speech
     assert [outcome.error for outcome in active.run.outcomes] == [None] * 3
     assert ops.finish_run(bpy.context, lambda *a: None) == {"FINISHED"}
     for index, obj in enumerate(characters):
-        start, _, name = _keys(obj)
+        start, _, name = _take_strip(obj)
         assert name == f"Char{index}_line{index}_take1" and start == 1 + 40 * index
 
 
