@@ -12,6 +12,13 @@ Threading rules:
 - Two daemon threads per process: a **reader** decodes stdout into a ``queue.Queue`` and records each
   response on its ``PendingRequest``; a **stderr reader** keeps the last lines of the server's log. Neither
   ever runs a user callback.
+- ``threads=False`` (POSIX; the Blender add-on's choice) starts no thread at all: the pipes are read without
+  blocking inside ``poll()``, on the caller's thread. Blender runs Python on its main thread only, and its
+  older releases (3.4 among them) release the GIL from the main thread without checking who holds it
+  (``BPY_thread_save``, called around every depsgraph evaluation), so a Python thread that holds the GIL at
+  that moment shares its thread state with the main thread: exceptions get lost ("SystemError: error return
+  without exception set") or land in the wrong thread. Start it with ``begin_start()`` and
+  ``handshake_result(..., block=False)`` to keep the caller's thread free while the server starts.
 - Callbacks (``on_progress``, ``on_done``, ``on_exit``) run only inside ``poll()``, on the thread that calls
   it. ``PendingRequest.result()`` and ``request()`` call ``poll()`` while they wait, so a script that blocks
   also gets its progress callbacks, on its own thread. The add-on calls ``generate()`` and ``poll()`` from
@@ -64,7 +71,7 @@ from .protocol import (
     is_valid_id,
     parse_server_message,
 )
-from .transport import LineReader, MessageWriter, Oversized
+from .transport import LineBuffer, LineReader, MessageWriter, Oversized
 
 log = logging.getLogger("expgest.client")
 server_log = logging.getLogger("expgest.backend")
@@ -72,6 +79,7 @@ server_log = logging.getLogger("expgest.backend")
 ProgressCallback = Callable[[str, "float | None", str], None]
 DEFAULT_ARGS: tuple[str, ...] = ("-m", "backend", "serve")
 _STDERR_LINES = 200
+_CHUNK = 64 * 1024  # bytes per non-blocking read
 
 
 # The client raises the errors of the one hierarchy (``backend.errors``): a server's error is rebuilt as the
@@ -119,19 +127,25 @@ class PendingRequest:
             BackendError: the server answered with an error, or the process exited.
             BackendTimeoutError: ``timeout`` passed first (the request keeps running; ``cancel()`` it if needed).
         """
+        if not self.wait(timeout):
+            raise BackendTimeoutError(f"No answer to {self.method} request {self.id!r} within {timeout:g} s.")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: as long as it takes) for the answer, dispatching callbacks
+        (``poll()``) on this thread meanwhile; True once answered."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._event.is_set():
             self._client.poll()
             remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
             if remaining <= 0:
-                raise BackendTimeoutError(f"No answer to {self.method} request {self.id!r} within "
-                                                   f"{timeout:g} s.")
+                return False
             self._event.wait(remaining)
         self._client.poll()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
+        return True
 
     def exception(self) -> BackendError | None:
         """The error of a finished request, or None (also None while it runs)."""
@@ -160,11 +174,13 @@ class BackendClient:
         cwd: working directory of the process (None: this process's).
         args: what follows the interpreter on the command line; default ``["-m", "backend", "serve"]``.
         on_exit: called from ``poll()`` with the ``BackendError`` when the process exits unexpectedly.
+        threads: read the pipes on two daemon threads (True), or without blocking inside ``poll()`` and no
+            thread at all (False; POSIX only, elsewhere it keeps the threads). See the module's threading rules.
     """
 
     def __init__(self, python: str, *, env: Mapping[str, str | None] | None = None, cwd: str | None = None,
                  args: Sequence[str] | None = None,
-                 on_exit: Callable[[BackendError], None] | None = None) -> None:
+                 on_exit: Callable[[BackendError], None] | None = None, threads: bool = True) -> None:
         self.python = python
         self.env = dict(env or {})
         self.cwd = cwd
@@ -183,6 +199,12 @@ class BackendClient:
         self._threads: list[threading.Thread] = []
         self._closing = False
         self._finalizer: weakref.finalize | None = None
+        self._threaded = threads or os.name != "posix"  # os.set_blocking on pipes: POSIX only before 3.12
+        self._stdout_lines = LineBuffer()
+        self._stderr_partial = b""
+        self._stdout_closed = False
+        self._start_deadline = 0.0
+        self._start_timeout = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------
     @property
@@ -210,6 +232,25 @@ class BackendClient:
                 (``VERSION_MISMATCH``) or sent garbage; the process is stopped and ``stderr`` carries its log.
             BackendTimeoutError: no answer within ``timeout``; the process is stopped.
         """
+        info = self.handshake_result(self.begin_start(timeout))
+        assert info is not None
+        return info
+
+    def begin_start(self, timeout: float = 30.0) -> PendingRequest:
+        """Spawn the server and send ``initialize`` without waiting for the answer.
+
+        Finish with ``handshake_result(handshake)`` (waits) or call ``poll()`` and then
+        ``handshake_result(handshake, block=False)`` from a timer until it returns the result.
+
+        Args:
+            timeout: seconds allowed, from now, for the process to start and answer.
+
+        Returns:
+            The ``initialize`` request in flight.
+
+        Raises:
+            BackendError: the process could not be started (``SERVER_NOT_STARTED``) or exited at once.
+        """
         if self._process is not None:
             raise ServerNotStartedError("This client already started a backend; create a new client.")
         environment = dict(os.environ)
@@ -235,23 +276,54 @@ class BackendClient:
         log.info("started backend pid %d: %s", self._process.pid, " ".join(command))
         self._finalizer = weakref.finalize(self, _reap, self._process)
         assert self._process.stdin is not None and self._process.stdout is not None
+        assert self._process.stderr is not None
         self._writer = MessageWriter(self._process.stdin)
-        self_ref = weakref.ref(self)
-        self._threads = [
-            threading.Thread(target=_stdout_loop, args=(self_ref, self._process.stdout), name="expgest-client-reader",
-                             daemon=True),
-            threading.Thread(target=_stderr_loop, args=(self_ref, self._process.stderr), name="expgest-client-stderr",
-                             daemon=True),
-        ]
-        for thread in reversed(self._threads):  # stderr first: the reader may join it at once on a dead process
-            thread.start()
+        if self._threaded:
+            self_ref = weakref.ref(self)
+            self._threads = [
+                threading.Thread(target=_stdout_loop, args=(self_ref, self._process.stdout),
+                                 name="expgest-client-reader", daemon=True),
+                threading.Thread(target=_stderr_loop, args=(self_ref, self._process.stderr),
+                                 name="expgest-client-stderr", daemon=True),
+            ]
+            for thread in reversed(self._threads):  # stderr first: the reader may join it at once on a dead process
+                thread.start()
+        else:
+            os.set_blocking(self._process.stdout.fileno(), False)
+            os.set_blocking(self._process.stderr.fileno(), False)
+        self._start_timeout = timeout
+        self._start_deadline = time.monotonic() + timeout
         try:
-            info = self.request("initialize", {"protocol_version": PROTOCOL_VERSION, "client": "expgest-client"},
-                                timeout=timeout)
+            return self.send("initialize", {"protocol_version": PROTOCOL_VERSION, "client": "expgest-client"})
         except BackendError as error:
-            self.shutdown(timeout=timeouts.QUICK_STOP_S)
-            if not error.stderr:
-                error.stderr = self.stderr_tail()
+            self._start_failed(error)
+            raise
+
+    def handshake_result(self, handshake: PendingRequest, block: bool = True) -> dict[str, Any] | None:
+        """The ``initialize`` answer to ``begin_start``, checked; the server is then ready for requests.
+
+        Args:
+            handshake: what ``begin_start`` returned.
+            block: wait until the answer or the start timeout (True), or return None at once while the
+                server is still starting within its time (False; call ``poll()`` first).
+
+        Raises:
+            BackendError: the process exited, spoke another protocol major version (``VERSION_MISMATCH``) or
+                sent garbage; the process is stopped and ``stderr`` carries its log.
+            BackendTimeoutError: no answer within the start timeout; the process is stopped.
+        """
+        remaining = self._start_deadline - time.monotonic()
+        try:
+            if not handshake.done():
+                if not block and remaining > 0:
+                    return None
+                if not block or remaining <= 0 or not handshake.wait(remaining):
+                    handshake.cancel()
+                    raise BackendTimeoutError(f"The backend did not answer its start-up handshake within "
+                                              f"{self._start_timeout:g} s.")
+            info = handshake.result(0)
+        except BackendError as error:
+            self._start_failed(error)
             raise
         server_version = info.get("protocol_version")
         if not isinstance(server_version, str) or not is_compatible(server_version):
@@ -260,6 +332,12 @@ class BackendClient:
                                                  f"needs {PROTOCOL_VERSION}; install matching versions.")
         self.server_info = info
         return info
+
+    def _start_failed(self, error: BackendError) -> None:
+        """Stop a server whose start failed and give ``error`` its log."""
+        self.shutdown(timeout=timeouts.QUICK_STOP_S)
+        if not error.stderr:
+            error.stderr = self.stderr_tail()
 
     def shutdown(self, timeout: float = timeouts.SHUTDOWN_WAIT_S) -> int | None:
         """Stop the server in escalating steps and release every resource; idempotent.
@@ -295,11 +373,23 @@ class BackendClient:
 
     def _wait(self, timeout: float) -> bool:
         assert self._process is not None
-        try:
-            self._process.wait(timeout)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
+        if self._threaded:
+            try:
+                self._process.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        # Thread-free: keep reading the pipes while waiting, so a server writing its last lines never blocks
+        # on a full pipe instead of exiting.
+        deadline = time.monotonic() + timeout
+        while True:
+            self._pump()
+            try:
+                self._process.wait(max(0.0, min(0.02, deadline - time.monotonic())))
+                return True
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    return False
 
     def _terminate(self) -> None:
         assert self._process is not None
@@ -321,6 +411,7 @@ class BackendClient:
 
     def _cleanup(self) -> None:
         self._close_stdin()
+        self._pump()  # thread-free: the last lines of an exited server
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(5.0)
@@ -420,6 +511,7 @@ class BackendClient:
         """
         count = 0
         with self._dispatch_lock:
+            self._pump()
             while True:
                 try:
                     kind, payload = self._events.get_nowait()
@@ -445,6 +537,51 @@ class BackendClient:
             return "\n".join(list(self._stderr)[-lines:])
 
     # ---- internals -------------------------------------------------------------------------------
+    def _pump(self) -> None:
+        """Thread-free mode: handle what the server has written so far, without blocking; at EOF on stdout,
+        the exit is handled as the reader thread would."""
+        process = self._process
+        if self._threaded or process is None or self._stdout_closed:
+            return
+        self._pump_stderr()
+        assert process.stdout is not None
+        while True:
+            try:
+                data = os.read(process.stdout.fileno(), _CHUNK)
+            except BlockingIOError:
+                return
+            except (OSError, ValueError):  # closed by shutdown()
+                data = b""
+            lines = self._stdout_lines.feed(data) if data else self._stdout_lines.finish()
+            for line in lines:
+                self._handle_line(line)
+            if not data:
+                self._stdout_closed = True
+                self._on_stdout_closed()
+                return
+
+    def _pump_stderr(self) -> None:
+        """Thread-free mode: keep the lines the server wrote to stderr so far."""
+        assert self._process is not None and self._process.stderr is not None
+        while True:
+            try:
+                data = os.read(self._process.stderr.fileno(), _CHUNK)
+            except BlockingIOError:
+                return
+            except (OSError, ValueError):
+                data = b""
+            text = self._stderr_partial + data
+            lines = text.split(b"\n")
+            self._stderr_partial = lines.pop() if data else b""
+            if not data and lines[-1] == b"":
+                lines.pop()
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip("\r")
+                server_log.debug("%s", line)
+                self._append_stderr(line)
+            if not data:
+                return
+
     def _write(self, request: Request) -> None:
         if self._writer is None:
             raise ServerNotStartedError("The backend is not running; call start() first.")
@@ -526,6 +663,8 @@ class BackendClient:
             status = process.wait()
         if len(self._threads) > 1 and self._threads[1].ident is not None:
             self._threads[1].join(2.0)  # let the stderr reader catch the last lines
+        elif not self._threaded:
+            self._pump_stderr()
         if self._closing:
             error = ServerExitedError("The backend was shut down before answering.")
         else:

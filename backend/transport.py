@@ -22,7 +22,8 @@ _CHUNK = 64 * 1024
 
 
 class Oversized:
-    """Marker returned by ``LineReader.read_line`` for a line over the limit (already discarded)."""
+    """Marker returned by ``LineReader.read_line`` and ``LineBuffer`` for a line over the limit (already
+    discarded)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -69,6 +70,59 @@ class LineReader:
             if chunk.endswith(b"\n"):
                 return skipped + len(chunk) - 1
             skipped += len(chunk)
+
+
+class LineBuffer:
+    """The same framing as ``LineReader`` for bytes that arrive in pieces (pipes read without blocking).
+
+    ``feed`` takes whatever was read and returns the lines it completed; ``finish`` returns a last line
+    left without a newline at EOF. A line over the limit is dropped as it arrives (never buffered whole) and
+    reported as ``Oversized`` once its newline comes.
+
+    Args:
+        max_bytes: the longest accepted line, newline excluded.
+    """
+
+    def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._max = max_bytes
+        self._buffer = bytearray()
+        self._skipped: int | None = None  # bytes of an oversized line dropped so far
+
+    def feed(self, data: bytes) -> list[bytes | Oversized]:
+        """The non-blank lines (without line endings) and ``Oversized`` markers that ``data`` completes."""
+        pieces = data.split(b"\n")
+        lines: list[bytes | Oversized] = []
+        for index, piece in enumerate(pieces):
+            self._take(piece)
+            if index < len(pieces) - 1:  # this piece ended with a newline
+                self._end_line(lines)
+        return lines
+
+    def finish(self) -> list[bytes | Oversized]:
+        """At EOF: the partial last line, if there is one."""
+        lines: list[bytes | Oversized] = []
+        if self._buffer or self._skipped is not None:
+            self._end_line(lines)
+        return lines
+
+    def _take(self, piece: bytes) -> None:
+        if self._skipped is not None:
+            self._skipped += len(piece)
+            return
+        self._buffer += piece
+        if len(self._buffer) > self._max:
+            self._skipped = len(self._buffer)
+            self._buffer.clear()
+
+    def _end_line(self, lines: list[bytes | Oversized]) -> None:
+        if self._skipped is not None:
+            lines.append(Oversized(self._skipped))
+            self._skipped = None
+            return
+        line = bytes(self._buffer).rstrip(b"\r\n")
+        self._buffer.clear()
+        if line.strip():
+            lines.append(line)
 
 
 class MessageWriter:

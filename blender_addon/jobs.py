@@ -7,20 +7,21 @@ Two layers:
   through the bundled ``backend.client.BackendClient``. Another transport (e.g. one CLI process per
   request) only has to implement the two small protocols below.
 * ``GenerationRun`` runs a list of planned generations one after another on one backend and is advanced by
-  ``step()`` from Blender's main thread (a modal timer, or a loop in ``execute()``); reader threads inside
-  the transports fill queues, ``step()`` drains them. Nothing here touches the scene: the caller applies
-  the finished results, so a crash, an error or a cancel leaves the scene as it was.
+  ``step()`` from Blender's main thread (a modal timer, or a loop in ``execute()``); ``step()`` reads what
+  the backend wrote so far without blocking, and no Python thread is started (``backend.client`` says why
+  threads are unsafe in Blender). Nothing here touches the scene: the caller applies the finished results,
+  so a crash, an error or a cancel leaves the scene as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +55,17 @@ class Backend(Protocol):
     @property
     def alive(self) -> bool: ...
 
-    def start(self, timeout: float) -> dict[str, Any]: ...
+    def start(self, timeout: float) -> dict[str, Any]:
+        """Start and wait for the handshake (blocking)."""
+        ...
+
+    def begin_start(self, timeout: float) -> None:
+        """Start without waiting; then call ``started()`` from a timer until it is True."""
+        ...
+
+    def started(self) -> bool:
+        """True once the handshake of ``begin_start`` answered; raises its ``ExpGestError`` if the start failed."""
+        ...
 
     def submit(self, request: dict[str, Any], on_progress: ProgressCallback) -> BackendJob: ...
 
@@ -198,7 +209,11 @@ class ServerBackend:
     def __init__(self, python: str) -> None:
         from .backend import client
 
-        self._client = client.BackendClient(python, env=backend_environment(python=python), cwd=str(bundle_root()))
+        # No reader threads: the pipes are read on Blender's main thread, inside poll() (BackendClient's threading
+        # rules say why a Python thread is unsafe in Blender 3.x).
+        self._client = client.BackendClient(python, env=backend_environment(python=python), cwd=str(bundle_root()),
+                                            threads=False)
+        self._handshake: client.PendingRequest | None = None
         self.python = python
 
     @property
@@ -210,8 +225,28 @@ class ServerBackend:
         return self._client.pid
 
     def start(self, timeout: float) -> dict[str, Any]:
+        self.begin_start(timeout)
+        assert self._handshake is not None
+        with self._start_errors():
+            info = self._client.handshake_result(self._handshake)
+        assert info is not None
+        return info
+
+    def begin_start(self, timeout: float) -> None:
+        with self._start_errors():
+            self._handshake = self._client.begin_start(timeout)
+
+    def started(self) -> bool:
+        assert self._handshake is not None, "begin_start() first"
+        with self._start_errors():
+            self._client.poll()
+            return self._client.handshake_result(self._handshake, block=False) is not None
+
+    @contextlib.contextmanager
+    def _start_errors(self) -> Iterator[None]:
+        """A failed start as one sentence for the panel: which Python, why, the log's last line, what to do."""
         try:
-            return self._client.start(timeout)
+            yield
         except ExpGestError as error:
             log = error.stderr.strip()
             last = f" ({log.splitlines()[-1]})" if log else ""
@@ -317,13 +352,12 @@ class GenerationRun:
     _index: int = 0
     _span: int = 1  # plans covered by the job in flight
     _solo_until: int = 0  # plans before this index run one per request (their batch's backend died)
-    _starter: threading.Thread | None = None
-    _start_error: ExpGestError | None = None
+    _starting: bool = False  # a fresh backend's handshake is in flight
 
     @property
     def finished(self) -> bool:
         """True once every plan has an outcome (or the run was cancelled and its job ended)."""
-        idle = self._job is None and (self._starter is None or not self._starter.is_alive())
+        idle = self._job is None and not self._starting
         return idle and (self.cancelled or self._index >= len(self.plans))
 
     @property
@@ -358,37 +392,28 @@ class GenerationRun:
         self.message = message or stage or self.message
 
     def _backend_ready(self) -> bool:
-        """Start a backend when there is none (or it died) on a worker thread; True once one is ready.
+        """Start a backend when there is none (or it died); True once one is ready.
 
-        Starting waits for the process's handshake (imports, model set-up), so it never runs on the main
-        thread. A start failure raises its ``ExpGestError`` here, on the main thread.
+        Starting waits for the process's handshake (imports, model set-up), so it is polled from ``step()``
+        and never waited for on the main thread. A start failure raises its ``ExpGestError`` here.
         """
-        if self._starter is not None:
-            if self._starter.is_alive():
-                return False
-            self._starter = None
-            if self._start_error is not None:
-                error, self._start_error = self._start_error, None
-                raise error
-            return True
+        if self._starting:
+            assert self.backend is not None
+            try:
+                ready = self.backend.started()
+            except ExpGestError:
+                self._starting = False
+                raise
+            self._starting = not ready
+            return ready
         if self.backend is not None and self.backend.alive:
             return True
         if self.backend is not None:
             self.backend.shutdown(timeouts.QUICK_STOP_S)
         self.backend = self.backend_factory()
         self.message = "Starting the backend"
-        backend = self.backend
-
-        def start() -> None:
-            try:
-                backend.start(self.start_timeout)
-            except ExpGestError as error:
-                self._start_error = error
-            except Exception as error:  # noqa: BLE001 - reported to the user on the main thread
-                self._start_error = ServerNotStartedError(f"The backend did not start: {error}")
-
-        self._starter = threading.Thread(target=start, name="expgest-backend-start", daemon=True)
-        self._starter.start()
+        self.backend.begin_start(self.start_timeout)
+        self._starting = True
         return False
 
     def _batch_span(self) -> int:
@@ -420,7 +445,12 @@ class GenerationRun:
         """Advance the run without blocking; returns ``finished``."""
         if self._job is None:
             if self.cancelled or self._index >= len(self.plans):
-                return self._starter is None or not self._starter.is_alive()
+                if self._starting:  # a cancel while starting: let the handshake end, the backend stays warm
+                    try:
+                        self._backend_ready()
+                    except ExpGestError:
+                        self.backend = None
+                return not self._starting
             try:
                 if not self._backend_ready():
                     return False

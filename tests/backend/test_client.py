@@ -33,6 +33,21 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+@pytest.fixture(scope="module", params=[True, False], ids=["threads", "thread-free"])
+def threads(request) -> bool:
+    """Every test runs with reader threads (scripts, batch) and thread-free (the Blender add-on)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def client(threads):
+    """This module's own server, in the mode under test (overrides conftest's)."""
+    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT), threads=threads)
+    backend.start(timeout=120)
+    yield backend
+    backend.shutdown()
+
+
 @pytest.fixture(scope="module")
 def tone(tmp_path_factory) -> Path:
     return make_tone(tmp_path_factory.mktemp("audio") / "tone.wav", seconds=1.0)
@@ -70,12 +85,16 @@ def test_generate_progress_callbacks_run_on_the_polling_thread(client, tone, tmp
     assert fractions == sorted(fractions)
 
 
-def test_callbacks_never_run_without_poll(client, tone, tmp_path):
+def test_callbacks_never_run_without_poll(client, tone, tmp_path, threads):
     calls = []
     pending = client.generate(generate_params(tone, tmp_path / "x.npz", engine="_test_sleep", steps=2),
                               on_progress=lambda *a: calls.append(a))
-    while not pending.done():
-        time.sleep(0.02)
+    if threads:
+        while not pending.done():
+            time.sleep(0.02)
+    else:
+        time.sleep(1.0)
+        assert not pending.done()  # thread-free: nothing is even read before poll()
     assert calls == []  # nothing was dispatched: no poll() yet
     pending.result()
     assert calls
@@ -90,6 +109,7 @@ def test_request_error_carries_code_and_field(client):
 def test_cancel_a_running_generation(client, tone, tmp_path):
     pending = client.generate(generate_params(tone, tmp_path / "c.npz", engine="_test_sleep", steps=300))
     while pending.progress is None or not pending.progress[0].startswith("denoising"):
+        client.poll()  # reads the pipe in thread-free mode
         time.sleep(0.02)
     started = time.monotonic()
     pending.cancel()
@@ -133,9 +153,10 @@ def test_character_answers_without_killing_the_server(client, tmp_path):
     assert client.alive
 
 
-def test_unexpected_exit_becomes_an_error_with_the_stderr_tail(tone, tmp_path):
+def test_unexpected_exit_becomes_an_error_with_the_stderr_tail(tone, tmp_path, threads):
     exits = []
-    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT), on_exit=exits.append)
+    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT), on_exit=exits.append,
+                            threads=threads)
     backend.start(timeout=120)
     queued = backend.generate(generate_params(tone, tmp_path / "q.npz", engine="_test_sleep", steps=1))
     crashing = backend.generate(generate_params(tone, tmp_path / "x.npz", engine="_test_crash"))
@@ -153,32 +174,32 @@ def test_unexpected_exit_becomes_an_error_with_the_stderr_tail(tone, tmp_path):
     backend.shutdown()
 
 
-def test_invalid_json_server_fails_the_handshake():
-    backend = BackendClient(sys.executable, args=[str(SERVERS / "invalid_json.py")])
+def test_invalid_json_server_fails_the_handshake(threads):
+    backend = BackendClient(sys.executable, args=[str(SERVERS / "invalid_json.py")], threads=threads)
     with pytest.raises(BackendError) as info:
         backend.start(timeout=20)
     assert info.value.code == PARSE_ERROR and "not json" in info.value.stderr
     assert not _pid_alive(backend.pid)
 
 
-def test_crash_on_start_reports_its_stderr():
-    backend = BackendClient(sys.executable, args=[str(SERVERS / "crash_on_start.py")])
+def test_crash_on_start_reports_its_stderr(threads):
+    backend = BackendClient(sys.executable, args=[str(SERVERS / "crash_on_start.py")], threads=threads)
     with pytest.raises(BackendError) as info:
         backend.start(timeout=20)
     assert info.value.code == SERVER_EXITED
     assert "No module named 'torch_for_the_test'" in info.value.stderr
 
 
-def test_missing_interpreter_is_a_clear_error():
-    backend = BackendClient("/nonexistent/python3")
+def test_missing_interpreter_is_a_clear_error(threads):
+    backend = BackendClient("/nonexistent/python3", threads=threads)
     with pytest.raises(BackendError) as info:
         backend.start()
     assert info.value.code == SERVER_NOT_STARTED and "/nonexistent/python3" in info.value.message
 
 
-def test_slow_start_times_out_and_leaves_no_process():
+def test_slow_start_times_out_and_leaves_no_process(threads):
     backend = BackendClient(sys.executable, args=[str(SERVERS / "slow_start.py")], cwd=str(ROOT),
-                            env=backend_env(EXPGEST_TEST_START_DELAY="30"))
+                            env=backend_env(EXPGEST_TEST_START_DELAY="30"), threads=threads)
     started = time.monotonic()
     with pytest.raises(BackendTimeoutError) as info:
         backend.start(timeout=1.0)
@@ -187,16 +208,16 @@ def test_slow_start_times_out_and_leaves_no_process():
     assert not _pid_alive(backend.pid)
 
 
-def test_slow_start_within_the_timeout_succeeds():
+def test_slow_start_within_the_timeout_succeeds(threads):
     backend = BackendClient(sys.executable, args=[str(SERVERS / "slow_start.py")], cwd=str(ROOT),
-                            env=backend_env(EXPGEST_TEST_START_DELAY="1"))
+                            env=backend_env(EXPGEST_TEST_START_DELAY="1"), threads=threads)
     info = backend.start(timeout=120)
     assert info["protocol_version"] == "1.0"
     assert backend.shutdown() == 0
 
 
-def test_shutdown_escalates_to_kill_for_a_server_that_ignores_sigterm():
-    backend = BackendClient(sys.executable, args=[str(SERVERS / "ignores_sigterm.py")])
+def test_shutdown_escalates_to_kill_for_a_server_that_ignores_sigterm(threads):
+    backend = BackendClient(sys.executable, args=[str(SERVERS / "ignores_sigterm.py")], threads=threads)
     backend.start(timeout=20)
     pid = backend.pid
     started = time.monotonic()
@@ -207,8 +228,8 @@ def test_shutdown_escalates_to_kill_for_a_server_that_ignores_sigterm():
     assert "ignoring shutdown" in backend.stderr_tail()
 
 
-def test_graceful_shutdown_exits_zero_and_is_idempotent(tone, tmp_path):
-    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT))
+def test_graceful_shutdown_exits_zero_and_is_idempotent(tone, tmp_path, threads):
+    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT), threads=threads)
     backend.start(timeout=120)
     pending = backend.generate(generate_params(tone, tmp_path / "s.npz", engine="_test_sleep", steps=100))
     assert backend.shutdown() == 0
@@ -219,8 +240,8 @@ def test_graceful_shutdown_exits_zero_and_is_idempotent(tone, tmp_path):
     assert not backend.alive and not (tmp_path / "s.npz").exists()
 
 
-def test_dropped_client_leaves_no_orphan():
-    backend = BackendClient(sys.executable, args=[str(SERVERS / "ignores_sigterm.py")])
+def test_dropped_client_leaves_no_orphan(threads):
+    backend = BackendClient(sys.executable, args=[str(SERVERS / "ignores_sigterm.py")], threads=threads)
     backend.start(timeout=20)
     pid = backend.pid
     del backend
@@ -231,7 +252,7 @@ def test_dropped_client_leaves_no_orphan():
     assert not _pid_alive(pid)
 
 
-def test_killed_client_process_takes_its_server_down(tmp_path):
+def test_killed_client_process_takes_its_server_down(tmp_path, threads):
     """The parent dies with SIGKILL (no clean-up at all): the server sees stdin close and exits."""
     script = tmp_path / "parent.py"
     script.write_text(
@@ -239,7 +260,7 @@ def test_killed_client_process_takes_its_server_down(tmp_path):
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from backend.client import BackendClient\n"
         f"from tests.servers.harness import backend_env\n"
-        f"client = BackendClient(sys.executable, env=backend_env(), cwd={str(ROOT)!r})\n"
+        f"client = BackendClient(sys.executable, env=backend_env(), cwd={str(ROOT)!r}, threads={threads})\n"
         "client.start(timeout=120)\n"
         "print(client.pid, flush=True)\n"
         "time.sleep(600)\n")
@@ -254,8 +275,8 @@ def test_killed_client_process_takes_its_server_down(tmp_path):
     assert not _pid_alive(server_pid)
 
 
-def test_two_clients_started_at_once(tone, tmp_path):
-    clients = [BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT)) for _ in range(2)]
+def test_two_clients_started_at_once(tone, tmp_path, threads):
+    clients = [BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT), threads=threads) for _ in range(2)]
     errors = []
 
     def start(backend):
@@ -275,6 +296,52 @@ def test_two_clients_started_at_once(tone, tmp_path):
                 for i, backend in enumerate(clients)]
     assert [p.result(timeout=60)["frames"] for p in pendings] == [30, 30]
     assert [backend.shutdown() for backend in clients] == [0, 0]
+
+
+def test_thread_free_client_starts_no_thread_and_never_blocks_its_caller(tone, tmp_path):
+    """The add-on's mode: a slow start, a generation with progress and a shutdown, all driven by poll() from one
+    thread; the process never has a second thread and no call blocks (begin_start, poll, handshake_result)."""
+    before = threading.enumerate()
+    backend = BackendClient(sys.executable, args=[str(SERVERS / "slow_start.py")], cwd=str(ROOT),
+                            env=backend_env(EXPGEST_TEST_START_DELAY="1"), threads=False)
+    started = time.monotonic()
+    handshake = backend.begin_start(timeout=120)
+    assert backend.handshake_result(handshake, block=False) is None  # still warming up: not waited for
+    longest_call, info = 0.0, None
+    while info is None:
+        tick = time.monotonic()
+        backend.poll()
+        info = backend.handshake_result(handshake, block=False)
+        longest_call = max(longest_call, time.monotonic() - tick)
+        assert time.monotonic() - started < 60
+        time.sleep(0.02)
+    assert info["protocol_version"] == "1.0" and time.monotonic() - started > 1.0
+    progress = []
+    pending = backend.generate(generate_params(tone, tmp_path / "free.npz", engine="_test_sleep", steps=5),
+                               on_progress=lambda stage, done, message: progress.append(threading.get_ident()))
+    while not pending.done():
+        tick = time.monotonic()
+        backend.poll()
+        longest_call = max(longest_call, time.monotonic() - tick)
+        assert threading.enumerate() == before
+        time.sleep(0.02)
+    assert pending.result()["frames"] == 30 and set(progress) == {threading.get_ident()}
+    assert longest_call < 0.5, longest_call
+    assert backend.shutdown() == 0 and threading.enumerate() == before
+
+
+def test_thread_free_start_times_out_without_blocking():
+    backend = BackendClient(sys.executable, args=[str(SERVERS / "slow_start.py")], cwd=str(ROOT),
+                            env=backend_env(EXPGEST_TEST_START_DELAY="30"), threads=False)
+    handshake = backend.begin_start(timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(BackendTimeoutError) as info:
+        while backend.handshake_result(handshake, block=False) is None:
+            backend.poll()
+            time.sleep(0.02)
+    assert 0.5 < time.monotonic() - started < 10
+    assert "within 1 s" in info.value.message and "warming up" in info.value.stderr
+    assert not _pid_alive(backend.pid)
 
 
 def test_importing_the_client_pulls_in_no_torch_or_numpy():

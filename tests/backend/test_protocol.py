@@ -25,7 +25,7 @@ from backend.protocol import (
     parse_server_message,
     progress_notification,
 )
-from backend.transport import LineReader, MessageWriter, Oversized
+from backend.transport import LineBuffer, LineReader, MessageWriter, Oversized
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats(allow_nan=False, allow_infinity=False)
@@ -178,6 +178,31 @@ def test_line_reader_skips_oversized_lines_and_stays_in_sync():
     assert _read_all(data, limit=16) == [b"ok1", 100, b"ok2", 17, b"ok3"]
     assert _read_all(b"z" * 16 + b"\n", limit=16) == [b"z" * 16]
     assert _read_all(b"z" * 17, limit=16) == [17]
+
+
+def _buffer_all(data: bytes, limit: int, cuts: list[int]) -> list:
+    """``LineBuffer`` fed ``data`` in the pieces ``cuts`` makes (reads of a non-blocking pipe), then EOF."""
+    buffer = LineBuffer(max_bytes=limit)
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+    out = []
+    for start, end in zip(bounds, bounds[1:]):
+        out += buffer.feed(data[start:end])
+    out += buffer.finish()
+    return [line.size if isinstance(line, Oversized) else line for line in out]
+
+
+@given(data=st.lists(st.sampled_from([b"ok", b"x" * 20, b"\n", b"\r\n", b"  ", b"y"]), max_size=30).map(b"".join),
+       cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=8))
+def test_line_buffer_frames_pieces_as_the_line_reader_frames_a_stream(data, cuts):
+    assert _buffer_all(data, 16, cuts) == _read_all(data, limit=16)
+
+
+def test_line_buffer_drops_an_oversized_line_as_it_arrives():
+    buffer = LineBuffer(max_bytes=16)
+    assert buffer.feed(b"ok1\n" + b"x" * 40) == [b"ok1"]
+    assert len(buffer._buffer) == 0  # never held whole
+    assert [getattr(line, "size", line) for line in buffer.feed(b"x" * 60 + b"\nok2\n")] == [100, b"ok2"]
+    assert buffer.finish() == []
 
 
 def test_message_writer_writes_whole_lines():

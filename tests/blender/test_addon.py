@@ -6,6 +6,7 @@ import importlib
 import os
 import shutil
 import signal
+import threading
 import time
 
 import bpy
@@ -54,6 +55,20 @@ def test_generate_needs_no_setup_and_keys_cover_the_strip(clean_scene, short_spe
                        if 'right_shoulder' in c.data_path])
     assert values.std(axis=1).max() > 1e-3
     assert obj.animation_data.action is None  # the take lives on the NLA only
+
+
+def test_a_generation_runs_no_python_thread_in_blender(clean_scene, short_speech, ops, monkeypatch):
+    """Blender runs Python on its main thread only (3.x releases the GIL from under another Python thread):
+    starting a fresh backend, generating and stopping it start no thread at all."""
+    ops.shutdown_backend()  # a fresh start: the handshake is polled too
+    started = []
+    original = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: (started.append(self.name), original(self))[1])
+    add_character()
+    add_sound(clean_scene, short_speech)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    ops.shutdown_backend()
+    assert started == []
 
 
 def test_an_active_action_is_kept_and_the_user_is_told(clean_scene, short_speech):
