@@ -715,7 +715,10 @@ def _stdout_loop(client_ref: weakref.ref[BackendClient], stream: Any) -> None:
                 return
             if line is None:
                 break
-            client._handle_line(line)
+            try:
+                client._handle_line(line)
+            except Exception:  # a bug in handling one line must not stop the reader and hang every request
+                log.exception("a backend message could not be handled")
             del client
     except (OSError, ValueError) as error:  # pipe closed under us during shutdown
         log.debug("stdout reader stopped: %s", error)
@@ -728,12 +731,12 @@ def _stderr_loop(client_ref: weakref.ref[BackendClient], stream: Any) -> None:
     try:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            server_log.debug("%s", line)
             client = client_ref()
             if client is None:
                 return
             client._append_stderr(line)
             del client
+            server_log.debug("%s", line)
     except (OSError, ValueError):
         pass
 

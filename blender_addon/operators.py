@@ -130,7 +130,11 @@ class _GenerateBase:
             return {"CANCELLED"}
         active = active_run()
         assert active is not None
-        active.run.run_blocking()
+        try:
+            active.run.run_blocking()
+        except Exception as error:  # a bug: the run is dropped, the next Generate works
+            self.report({"ERROR"}, runs.fail_run(error))
+            return {"CANCELLED"}
         return finish_run(context, self.report)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
@@ -155,7 +159,13 @@ class _GenerateBase:
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         tick = time.perf_counter()
-        finished = active.run.step()
+        try:
+            finished = active.run.step()
+        except Exception as error:  # a bug: stop the timer and drop the run rather than leave it running forever
+            self._stop_timer(context)
+            self.report({"ERROR"}, runs.fail_run(error))
+            runs.tag_redraw(context)
+            return {"CANCELLED"}
         active.longest_tick_s = max(active.longest_tick_s, time.perf_counter() - tick)
         runs.tag_redraw(context)
         if not finished:

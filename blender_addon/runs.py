@@ -106,10 +106,10 @@ def active_run() -> ActiveRun | None:
     return _ACTIVE
 
 
-def abandon_run() -> None:
-    """Drop the run in progress without applying it: its scene is going away (another file is loaded) or its
-    modal operator was stopped by Blender. Its backend is stopped (it may be mid-request) and its files deleted,
-    so a new generation can start at once."""
+def abandon_run(why: str = "its scene was closed") -> None:
+    """Drop the run in progress without applying it: its scene is going away (another file is loaded), its
+    modal operator was stopped by Blender, or it failed on a bug. Its backend is stopped (it may be
+    mid-request) and its files deleted, so a new generation can start at once."""
     global _ACTIVE
     active = _ACTIVE
     if active is None:
@@ -119,7 +119,19 @@ def abandon_run() -> None:
     if active.run.backend is not None:
         active.run.backend.shutdown(timeouts.QUICK_STOP_S)
     active.run.cleanup()
-    print("ExpGest: the generation in progress was dropped (its scene was closed); nothing was written.")
+    print(f"ExpGest: the generation in progress was dropped ({why}); nothing was written.")
+
+
+def fail_run(error: BaseException) -> str:
+    """A run stopped by an unexpected error (a bug): drop it as ``abandon_run`` does, so Generate works again
+    instead of waiting forever for a run that no longer advances; returns the one line for the user (the
+    traceback goes to the console)."""
+    traceback.print_exc()
+    abandon_run("an internal error")
+    message = (f"ExpGest stopped on an internal error ({type(error).__name__}: {error}); nothing was changed. "
+               "The system console has the details; Generate again to retry.")
+    set_report(message, True)
+    return message
 
 
 @bpy.app.handlers.persistent

@@ -71,6 +71,33 @@ def test_a_generation_runs_no_python_thread_in_blender(clean_scene, short_speech
     assert started == []
 
 
+def test_a_bug_inside_a_run_drops_it_and_the_next_generate_works(clean_scene, short_speech, ops, monkeypatch):
+    """An unexpected exception while a run advances (not a backend error: a bug) must not leave a run that
+    never ends ("A generation is running" forever): the run is dropped, the scene unchanged, and the user told."""
+    obj = add_character()
+    add_sound(clean_scene, short_speech)
+    before = scene_state(clean_scene)
+    jobs = importlib.import_module(MODULE + ".jobs")
+    original = jobs.GenerationRun.step
+    calls = []
+
+    def failing_step(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise SystemError("error return without exception set")
+        return original(self)
+
+    monkeypatch.setattr(jobs.GenerationRun, "step", failing_step)
+    with pytest.raises(RuntimeError, match="internal error"):  # a script sees the error, as the user does
+        bpy.ops.expgest.generate()
+    report = clean_scene.expgest.last_report
+    assert clean_scene.expgest.last_report_is_error and "internal error (SystemError" in report, report
+    assert ops.active_run() is None and scene_state(clean_scene) == before
+    monkeypatch.setattr(jobs.GenerationRun, "step", original)
+    assert bpy.ops.expgest.generate() == {"FINISHED"}, clean_scene.expgest.last_report
+    assert obj.animation_data.nla_tracks
+
+
 def test_an_active_action_is_kept_and_the_user_is_told(clean_scene, short_speech):
     obj = add_character()
     add_sound(clean_scene, short_speech)
