@@ -80,6 +80,7 @@ ProgressCallback = Callable[[str, "float | None", str], None]
 DEFAULT_ARGS: tuple[str, ...] = ("-m", "backend", "serve")
 _STDERR_LINES = 200
 _CHUNK = 64 * 1024  # bytes per non-blocking read
+_MAX_CHUNKS = 64  # reads per pipe per poll() in thread-free mode (4 MiB)
 
 
 # The client raises the errors of the one hierarchy (``backend.errors``): a server's error is rebuilt as the
@@ -545,7 +546,7 @@ class BackendClient:
             return
         self._pump_stderr()
         assert process.stdout is not None
-        while True:
+        for _ in range(_MAX_CHUNKS):  # bounded: a chatty server cannot keep the caller's thread here
             try:
                 data = os.read(process.stdout.fileno(), _CHUNK)
             except BlockingIOError:
@@ -563,7 +564,7 @@ class BackendClient:
     def _pump_stderr(self) -> None:
         """Thread-free mode: keep the lines the server wrote to stderr so far."""
         assert self._process is not None and self._process.stderr is not None
-        while True:
+        for _ in range(_MAX_CHUNKS):
             try:
                 data = os.read(self._process.stderr.fileno(), _CHUNK)
             except BlockingIOError:

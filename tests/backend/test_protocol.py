@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 import pytest
@@ -185,7 +186,7 @@ def _buffer_all(data: bytes, limit: int, cuts: list[int]) -> list:
     buffer = LineBuffer(max_bytes=limit)
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
     out = []
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         out += buffer.feed(data[start:end])
     out += buffer.finish()
     return [line.size if isinstance(line, Oversized) else line for line in out]
