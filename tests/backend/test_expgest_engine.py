@@ -186,7 +186,9 @@ def test_emotion_guidance_runs_for_non_neutral_emotion_only():
     assert calls == []
     angry = engine.generate(_speech(2.0), _request(emotion={"label": "anger", "strength": 0.5}), no_progress,
                             CancelToken())
-    assert calls[:2] == [("body", 2, 1.5, (1, 32)), ("hand", 2, 1.5, (1, 32))] and len(calls) == 2 * 3
+    # Body and hand gradients run side by side on two worker threads (overlap on a 2+ thread CPU): any order.
+    expected = [("body", 2, 1.5, (1, 32)), ("hand", 2, 1.5, (1, 32))]
+    assert sorted(calls[:2]) == expected and sorted(calls) == sorted(expected * 3)
     assert np.abs(neutral.poses - angry.poses).max() > 0
 
 
