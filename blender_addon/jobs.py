@@ -225,12 +225,8 @@ class ServerBackend:
         return self._client.pid
 
     def start(self, timeout: float) -> dict[str, Any]:
-        self.begin_start(timeout)
-        assert self._handshake is not None
         with self._start_errors():
-            info = self._client.handshake_result(self._handshake)
-        assert info is not None
-        return info
+            return self._client.start(timeout)
 
     def begin_start(self, timeout: float) -> None:
         with self._start_errors():
