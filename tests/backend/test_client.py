@@ -35,17 +35,9 @@ def _pid_alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module", params=[True, False], ids=["threads", "thread-free"])
 def threads(request) -> bool:
-    """Every test runs with reader threads (scripts, batch) and thread-free (the Blender add-on)."""
+    """Every test runs with reader threads (scripts, batch) and thread-free (the Blender add-on); conftest's
+    ``client`` fixture takes this mode."""
     return request.param
-
-
-@pytest.fixture(scope="module")
-def client(threads):
-    """This module's own server, in the mode under test (overrides conftest's)."""
-    backend = BackendClient(sys.executable, env=backend_env(), cwd=str(ROOT), threads=threads)
-    backend.start(timeout=120)
-    yield backend
-    backend.shutdown()
 
 
 @pytest.fixture(scope="module")
